@@ -119,5 +119,8 @@ def locate(
         )
 
 
+# -- command registrations from other modules of this package (one block per module) --
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from spine_seg_cli.common import USER_ERRORS, fail
 
 from spine_seg import __version__, api
-from spine_seg.dicom import DicomError
 
 app = typer.Typer(
     name="spineseg",
@@ -20,16 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-#: Errors a user can fix (bad path, bad id, bad file): printed as one line, exit code 2, no traceback.
-USER_ERRORS = (DicomError, FileNotFoundError, NotADirectoryError, KeyError, ValueError)
-
-
-def fail(exc: BaseException) -> typer.Exit:
-    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(code=2)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -120,6 +110,12 @@ def locate(
 
 
 # -- command registrations from other modules of this package (one block per module) --
+from spine_seg_cli.data import app as data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
+from spine_seg_cli.evaluate import evaluate  # noqa: E402
+
+app.command()(evaluate)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,3 +2,57 @@
 
 Installed as ``spine_seg_external_data`` (see pyproject.toml) so it cannot clash with other packages.
 """
+
+from __future__ import annotations
+
+from .registry import (
+    BASE_URL_ENV,
+    ChecksumMismatch,
+    Dataset,
+    Download,
+    DownloadError,
+    ExternalDataError,
+    FileSpec,
+    GlobSpec,
+    ManualDownloadRequired,
+    Problem,
+    Registry,
+    RegistryError,
+    UnknownDatasetError,
+    UnsafeArchiveError,
+    VerifyReport,
+    default_dest,
+    download_file,
+    extract_archive,
+    fetch,
+    get_dataset,
+    load_registry,
+    sha256_file,
+    verify,
+)
+
+__all__ = [
+    "BASE_URL_ENV",
+    "ChecksumMismatch",
+    "Dataset",
+    "Download",
+    "DownloadError",
+    "ExternalDataError",
+    "FileSpec",
+    "GlobSpec",
+    "ManualDownloadRequired",
+    "Problem",
+    "Registry",
+    "RegistryError",
+    "UnknownDatasetError",
+    "UnsafeArchiveError",
+    "VerifyReport",
+    "default_dest",
+    "download_file",
+    "extract_archive",
+    "fetch",
+    "get_dataset",
+    "load_registry",
+    "sha256_file",
+    "verify",
+]

@@ -1,0 +1,1 @@
+"""Segmentation stage: nnU-Net paths and environment, in-process prediction, masks → level landmarks."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from spine_seg_external_data.registry import ExternalDataError
 
 from spine_seg.dicom import DicomError
+from spine_seg_external_data.registry import ExternalDataError
 
 #: Errors a user can fix (bad path, bad id, bad file): printed as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (

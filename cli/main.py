@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from spine_seg_cli.common import USER_ERRORS, fail
 
 from spine_seg import __version__, api
+from spine_seg_cli.common import USER_ERRORS, fail
 
 app = typer.Typer(
     name="spineseg",
@@ -116,6 +116,9 @@ app.add_typer(data_app, name="data")
 from spine_seg_cli.evaluate import evaluate  # noqa: E402
 
 app.command()(evaluate)
+from spine_seg_cli.synth import synth  # noqa: E402
+
+app.command()(synth)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -126,3 +126,13 @@ SUBMISSION_CONDITION_ORDER: tuple[str, ...] = tuple(sorted(CONDITIONS))
 def row_ids(study_id: str | int) -> list[str]:
     """The 25 row ids of one study, in sample_submission.csv's order."""
     return [row_id(study_id, c, lv) for c in SUBMISSION_CONDITION_ORDER for lv in LEVELS]
+
+
+def kaggle_condition(condition: str) -> str:
+    """``spinal_canal_stenosis`` → ``Spinal Canal Stenosis``, as Kaggle's keypoint file writes it."""
+    return " ".join(w.capitalize() for w in _choice(condition, CONDITIONS, "condition").split("_"))
+
+
+def kaggle_level(level: str) -> str:
+    """``l4_l5`` → ``L4/L5``, as Kaggle's keypoint file writes it."""
+    return _choice(level, LEVELS, "level").upper().replace("_", "/")

@@ -97,7 +97,7 @@ def write_slice(
         setattr(ds, key, value)
     ds.PixelData = arr.tobytes()
     if syntax != "explicit":
-        ds.compress(WRITABLE_SYNTAXES[syntax], arr)
+        ds.compress(WRITABLE_SYNTAXES[syntax], arr, generate_instance_uid=False)
     for key in omit:
         if key in ds:
             delattr(ds, key)

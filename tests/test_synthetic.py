@@ -262,3 +262,12 @@ def test_synth_cli(tmp_path: Path):
 
 def test_all_severities_reachable():
     assert set(SEVERITIES) == {"normal_mild", "moderate", "severe"}
+
+
+def test_every_keypoint_lies_inside_its_image(cohort: Path):
+    coords = _coords(cohort)
+    studies = {s.study_id: s for s in scan_folder(cohort / "train_images")}
+    for row in coords.itertuples():
+        stack, k = studies[row.study_id].get_series(row.series_id).find_instance(row.instance_number)
+        info = stack.slices[k]
+        assert 0 <= row.x < info.columns and 0 <= row.y < info.rows, row

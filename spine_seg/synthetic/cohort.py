@@ -65,7 +65,7 @@ class CohortConfig:
     axial_mode: str = "mixed"
     syntax: str = "rle"
     sagittal_matrix: int = 256
-    axial_matrix: int = 192
+    axial_matrix: int = 176
     spider: bool = True
     preview: bool = False
     priors_csv: str | None = None
@@ -186,15 +186,33 @@ def _sagittal_plan(rng: np.random.Generator) -> SagittalPlan:
     )
 
 
-def _sagittal(anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, kind: SeriesKind, seq: str, plan: SagittalPlan) -> Acquisition:
-    """0.74–0.8 mm pixels on a rectangular FOV (rows S–I, columns A–P: spine protocols reduce the phase FOV)."""
+def _sagittal(
+    anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, kind: SeriesKind, seq: str, plan: SagittalPlan,
+    same_grid_as: Acquisition | None = None,
+) -> Acquisition:
+    """0.74–0.8 mm pixels on a rectangular FOV (rows S–I, columns A–P: spine protocols reduce the phase FOV).
+
+    ``same_grid_as``: reuse another series' grid exactly, as protocols that copy the T1 planning to T2 do.
+    """
+    if same_grid_as is not None:
+        return Acquisition(sid, kind, seq, list(same_grid_as.stacks), plan.thickness_mm)
     rows, cols = matrix, int(round(matrix * 0.875))
-    px = float(rng.uniform(0.74, 0.8))
     row = plan.tilt @ anat.rotation @ np.array([0.0, 1.0, 0.0])  # along a row: posterior
     col = plan.tilt @ anat.rotation @ np.array([0.0, 0.0, -1.0])  # down a column: feet
     step = np.cross(col, row)  # towards the patient's left: instance 1 is the rightmost slice
-    centre = anat.to_world(0.0, -12.0, 0.0) + plan.centre_offset_mm[0] * row + plan.centre_offset_mm[1] * col + plan.slab_offset_mm * step
-    centre = centre + rng.uniform(-3, 3) * row + rng.uniform(-3, 3) * col  # each series its own in-plane FOV
+    # the technologist fits L1 to S1 in the field of view: enlarge the pixels for a long spine if needed
+    top = anat.to_world(anat.body_range("L1")[1] + 6.0, 0.0, 0.0)
+    bottom = anat.to_world(anat.s_sacrum_top - 14.0, 0.0, 0.0)
+    extent = float(np.dot(bottom - top, col))
+    px = float(np.clip(max(rng.uniform(0.74, 0.8), extent / (rows - 8)), 0.5, 0.9))
+    slack = rows * px - extent
+    mid = (top + bottom) / 2
+    centre = (
+        mid + np.dot(anat.to_world(0.0, -12.0, 0.0) - mid, row) * row
+        + plan.centre_offset_mm[0] * row + plan.centre_offset_mm[1] / 12.0 * max(slack / 2 - 2, 0) * col
+        + plan.slab_offset_mm * step
+    )
+    centre = centre + rng.uniform(-3, 3) * row + rng.uniform(-1, 1) * min(3.0, max(slack / 2 - 2, 0)) * col
     first = centre - (cols - 1) / 2 * px * row - (rows - 1) / 2 * px * col - (plan.n - 1) / 2 * plan.spacing_mm * step
     aff = geometry.affine_from_headers(first, (*row, *col), (px, px), step * plan.spacing_mm)
     return Acquisition(sid, kind, seq, [(aff, (plan.n, rows, cols))], plan.thickness_mm)
@@ -213,7 +231,7 @@ def _axial_orientation(anat: Anatomy, s: float) -> tuple[np.ndarray, np.ndarray,
 
 def _axial(anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, mode: str, covered: list[str]) -> Acquisition:
     """Either one oblique block per covered disc (angled along it) or one stack over all covered levels."""
-    px = float(rng.uniform(0.7, 0.85))
+    px = float(rng.uniform(0.75, 0.9))
     thickness = float(rng.choice([3.5, 4.0]))
     stacks, block_levels = [], []
     shift = rng.uniform(-8, 8, 2)
@@ -228,10 +246,10 @@ def _axial(anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, mode:
             stacks.append((geometry.affine_from_headers(first, (*row, *col), (px, px), -n * thickness), (k, matrix, matrix)))
             block_levels.append(level)
     else:
-        s_hi = anat.disc_centre_s(covered[0]) + 8
-        s_lo = anat.disc_centre_s(covered[-1]) - 8
+        s_hi = anat.disc_centre_s(covered[0]) + 5
+        s_lo = anat.disc_centre_s(covered[-1]) - 5
         row, col, n = _axial_orientation(anat, (s_hi + s_lo) / 2)
-        spacing = thickness + round(float(rng.uniform(0.0, 0.5)), 1)
+        spacing = thickness + round(float(rng.uniform(0.3, 0.8)), 1)
         top_c = anat.to_world(s_hi, anat.canal_centre_v() + 18.0, 0.0)
         bot_c = anat.to_world(s_lo, anat.canal_centre_v() + 18.0, 0.0)
         k = int(np.ceil(np.dot(top_c - bot_c, n) / spacing)) + 1
@@ -256,26 +274,24 @@ def _voxel_xyz(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     )
 
 
-def _render_stack(anat: Anatomy, affine: np.ndarray, shape, seq: str, rng, vendor: float, want_labels: bool):
+def _tissue_stack(anat: Anatomy, affine: np.ndarray, shape, want_labels: bool):
+    """Tissue, SPIDER labels, coil bias and per-voxel disc degeneration on one stack's grid."""
     xyz = _voxel_xyz(affine, shape)
     tissue, labels = anat.tissue(xyz, want_labels=want_labels)
     l3 = anat.to_world(0.0, 0.0, 0.0).astype(np.float32)
     dy = (xyz[..., 1] - l3[1]) / 100.0
     dz = (xyz[..., 2] - l3[2]) / 130.0
     bias = np.clip(1.0 + 0.22 * dy - 0.18 * dz * dz, 0.45, 1.5).astype(np.float32)
-    nucleus_level = None
-    if seq != "T1":
-        # degenerated discs lose T2 signal: map each nucleus voxel to its level by the nearest disc centre
-        nucleus_level = np.zeros(shape, dtype=np.float32)
-        nuc = tissue == NUCLEUS
-        if nuc.any():
-            sn, _, _ = anat.frame_coords(xyz[nuc])
-            centres = np.array([anat.disc_centre_s(lv) for lv in LEVELS], dtype=np.float32)
-            nearest = np.abs(sn[:, None] - centres[None, :]).argmin(axis=1)
-            dist = np.abs(sn - centres[nearest])
-            nucleus_level[nuc] = np.where(dist < 15, anat.disc_degeneration[nearest], 0.1)
-    pixels = render(tissue, seq, rng, nucleus_level=nucleus_level, bias=bias, vendor_scale=vendor)
-    return pixels, labels
+    # degenerated discs lose T2 signal: map each nucleus voxel to its level by the nearest disc centre
+    nucleus_level = np.zeros(shape, dtype=np.float32)
+    nuc = tissue == NUCLEUS
+    if nuc.any():
+        sn, _, _ = anat.frame_coords(xyz[nuc])
+        centres = np.array([anat.disc_centre_s(lv) for lv in LEVELS], dtype=np.float32)
+        nearest = np.abs(sn[:, None] - centres[None, :]).argmin(axis=1)
+        dist = np.abs(sn - centres[nearest])
+        nucleus_level[nuc] = np.where(dist < 15, anat.disc_degeneration[nearest], 0.1)
+    return tissue, labels, bias, nucleus_level
 
 
 def _nearest_slice(acq: Acquisition, xyz: np.ndarray) -> tuple[int, float, float, float]:
@@ -313,7 +329,7 @@ def generate_study(
     sev_true = sevmod.sample_severities(p, rng, cfg.correlation)
     sev_label = sevmod.add_label_noise(sev_true, cfg.label_noise, rng)
     anat = sample_anatomy(rng, sev_true)
-    vendor = float(rng.choice([0.6, 1.0, 1.6, 2.4]))
+    vendor = float(rng.choice([0.3, 0.45, 0.7, 1.1]))  # per-"vendor" scale; the real study spans ~0–1800
     used: set[str] = set()
 
     # which axial levels the acquisition reaches (blank subarticular grades where it does not)
@@ -324,9 +340,11 @@ def generate_study(
     t2_seq = "STIR" if rng.random() < 0.2 else "T2"
     plan_t1 = _sagittal_plan(rng)
     plan_t2 = plan_t1 if rng.random() < 0.7 else _sagittal_plan(rng)
+    t1 = _sagittal(anat, rng, cfg.sagittal_matrix, _series_id(rng, used), SeriesKind.SAGITTAL_T1, "T1", plan_t1)
+    same = t1 if plan_t2 is plan_t1 and rng.random() < 0.6 else None
     acqs = [
-        _sagittal(anat, rng, cfg.sagittal_matrix, _series_id(rng, used), SeriesKind.SAGITTAL_T1, "T1", plan_t1),
-        _sagittal(anat, rng, cfg.sagittal_matrix, _series_id(rng, used), SeriesKind.SAGITTAL_T2, t2_seq, plan_t2),
+        t1,
+        _sagittal(anat, rng, cfg.sagittal_matrix, _series_id(rng, used), SeriesKind.SAGITTAL_T2, t2_seq, plan_t2, same),
         _axial(anat, rng, cfg.axial_matrix, _series_id(rng, used), mode, covered),
     ]
     missing = None
@@ -341,12 +359,17 @@ def generate_study(
     study_dir = folder / study_id
     volumes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
     axial_volumes: list[tuple[np.ndarray, np.ndarray, int]] = []  # (pixels, affine, first instance)
+    grids: dict[tuple[bytes, tuple[int, ...]], tuple] = {}
     series_truth = []
     for acq in acqs:
         instance = 1
         want = cfg.spider and acq.kind in (SeriesKind.SAGITTAL_T1, SeriesKind.SAGITTAL_T2)
         for affine, shape in acq.stacks:
-            pixels, labels = _render_stack(anat, affine, shape, acq.sequence, rng, vendor, want)
+            key = (affine.tobytes(), tuple(shape))
+            if key not in grids:  # T1 and T2 planned on the same grid share one phantom evaluation
+                grids[key] = _tissue_stack(anat, affine, shape, want)
+            tissue, labels, bias, nucleus_level = grids[key]
+            pixels = render(tissue, acq.sequence, rng, nucleus_level=nucleus_level, bias=bias, vendor_scale=vendor)
             write_stack(
                 study_dir / acq.series_id, pixels, affine, study_id=study_id, series_id=acq.series_id,
                 first_instance=instance, series_description="T1" if acq.sequence == "T1" else "T2",

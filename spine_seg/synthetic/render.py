@@ -34,7 +34,7 @@ CONTRAST: dict[str, dict[int, float]] = {
 }
 assert all(len(c) == len(TISSUE_NAMES) for c in CONTRAST.values())
 #: Noise standard deviation as a fraction of 1000 (real study: T1 background sd ≈ 0.3 %, T2 ≈ 1.8 % of max).
-NOISE_FRACTION: dict[str, float] = {"T1": 0.008, "T2": 0.015, "STIR": 0.018}
+NOISE_FRACTION: dict[str, float] = {"T1": 0.006, "T2": 0.012, "STIR": 0.014}
 
 
 def render(

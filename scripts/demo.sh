@@ -1,25 +1,41 @@
 #!/usr/bin/env bash
-# The README's main command: set up .venv/ if needed, then run spineseg on a study.
-# Study: $1 if given, else the real RSNA study in ../shared/data (or $SPINESEG_DATA).
+# The README's main command: set up .venv/ if needed, generate a small synthetic cohort, and run spineseg on it
+# (and on the real RSNA study in ../shared/data or $SPINESEG_DATA when that is present).
+# Usage: bash scripts/demo.sh [OUT_DIR]      (default: runs/demo)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/bootstrap.sh"
-data=${SPINESEG_DATA:-$root/../shared/data}
-study=${1:-$data/rsna2024/train_images/100206310}
-if [ ! -d "$study" ]; then
-  echo "demo: no study at $study; pass a DICOM folder: bash scripts/demo.sh PATH" >&2
-  exit 2
-fi
+out=${1:-$root/runs/demo}
+py="$root/.venv/bin/python"
 spineseg="$root/.venv/bin/spineseg"
-echo "== spineseg inspect $study"
-"$spineseg" inspect "$study"
-sag_t2=$("$spineseg" inspect "$study" --json | "$root/.venv/bin/python" -c '
-import json, sys
-doc = json.load(sys.stdin)
-s = next((s for s in doc["studies"][0]["series"] if s["kind"] == "Sagittal T2/STIR"), None)
-if s: st = s["stacks"][0]; print(s["series_id"], st["instance_numbers"][0] if st["n_slices"] == 1 else sorted(st["instance_numbers"])[0] + st["n_slices"] // 2, st["matrix"][1] // 2, st["matrix"][0] // 2)')
-if [ -n "$sag_t2" ]; then
-  read -r series inst x y <<< "$sag_t2"
-  echo "== spineseg locate: centre of the mid-sagittal T2 slice, cross-referenced into every other series"
-  "$spineseg" locate "$study" --series "$series" --instance "$inst" --x "$x" --y "$y"
+
+echo "== spineseg synth: 3 synthetic studies in the competition's layout, with previews"
+"$spineseg" synth --studies 3 --out "$out/cohort" --seed 1 --preview --overwrite
+study=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["train_ids"][0])' "$out/cohort/cohort.json")
+
+echo; echo "== spineseg inspect: series, kinds, stacks and geometry of study $study"
+"$spineseg" inspect "$out/cohort/train_images/$study" --series-csv "$out/cohort/train_series_descriptions.csv"
+
+echo; echo "== spineseg locate: its L4/L5 spinal keypoint (Sagittal T2) cross-referenced into the other series"
+read -r series inst x y < <("$py" - "$out/cohort/train_label_coordinates.csv" "$study" <<'PY'
+import sys, pandas as pd
+from spine_seg.constants import normalize_condition, normalize_level
+df = pd.read_csv(sys.argv[1], dtype={"study_id": str})
+df = df[(df.study_id == sys.argv[2]) & (df.condition.map(normalize_condition) == "spinal_canal_stenosis")
+        & (df.level.map(normalize_level) == "l4_l5")]
+r = df.iloc[0]
+print(r.series_id, r.instance_number, r.x, r.y)
+PY
+)
+"$spineseg" locate "$out/cohort/train_images/$study" --series "$series" --instance "$inst" --x "$x" --y "$y"
+
+data=${SPINESEG_DATA:-$root/../shared/data}
+real="$data/rsna2024/train_images/100206310"
+if [ -d "$real" ]; then
+  echo; echo "== the real RSNA study 100206310: its L4/L5 spinal keypoint into the Axial T2 (annotated: instance 46)"
+  "$spineseg" locate "$real" --series 1792451510 --instance 9 --x 231.4451294 --y 316.5182927
 fi
+
+echo
+echo "Look at: $out/cohort/previews/*.png (montages), $out/cohort/truth/*.json (ground truth),"
+echo "         $out/cohort/train.csv and train_label_coordinates.csv (competition labels)."

@@ -42,7 +42,7 @@ def test_crop_is_centred_on_its_world_point():
     w = crop.pixels[1]
     jj, ii = np.indices(w.shape)
     centroid = (float((w * jj).sum() / w.sum()), float((w * ii).sum() / w.sum()))
-    assert centroid == pytest.approx((20.0, 20.0), abs=0.15)
+    assert centroid == pytest.approx((20.0, 20.0), abs=0.35)  # 0.17 mm: the source disc is rasterised at 0.7 mm
     assert crop.k_centre == 2 and abs(crop.distance_mm) < 1e-6
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from spine_seg_cli.common import USER_ERRORS, fail
 from spine_seg_external_data import registry as ext
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from spine_seg_cli.common import USER_ERRORS, fail
 
 from spine_seg import metric
+from spine_seg_cli.common import USER_ERRORS, fail
 
 
 def evaluate(

@@ -119,6 +119,10 @@ app.command()(evaluate)
 from spine_seg_cli.synth import synth  # noqa: E402
 
 app.command()(synth)
+from spine_seg_cli.seg import prepare, train_seg  # noqa: E402
+
+app.command()(prepare)
+app.command("train-seg")(train_seg)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-from spine_seg_cli.main import app
 from typer.testing import CliRunner
+
+from spine_seg_cli.main import app
 
 runner = CliRunner()
 

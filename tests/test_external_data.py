@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 from conftest import REPO
+from typer.testing import CliRunner
+
 from spine_seg_cli.main import app
 from spine_seg_external_data import (
     BASE_URL_ENV,
@@ -39,7 +41,6 @@ from spine_seg_external_data import (
     load_registry,
     verify,
 )
-from typer.testing import CliRunner
 
 runner = CliRunner()
 NAMES = {"spider", "rsna2024", "myosegmentum"}

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import log_loss
-from spine_seg_cli.main import app
 from typer.testing import CliRunner
 
 from spine_seg import metric as M
@@ -25,6 +24,7 @@ from spine_seg.constants import (
     row_id,
     row_ids,
 )
+from spine_seg_cli.main import app
 
 runner = CliRunner()
 SPINAL, L_FOR, _, L_SUB, _ = (

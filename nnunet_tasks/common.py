@@ -1,0 +1,431 @@
+"""Helpers shared by every ``DatasetNNN_Name.py`` converter: folders, cases, dataset.json, splits, report.
+
+An nnU-Net v2 raw dataset written here looks like::
+
+    <raw_root>/Dataset501_SPIDER/
+        dataset.json            written by nnunetv2.dataset_conversion.generate_dataset_json
+        splits_final.json       K folds grouped by patient/study; nnU-Net's planner copies it to preprocessed/
+        imagesTr/<case>_0000.nii.gz   labelsTr/<case>.nii.gz
+        imagesTs/<case>_0000.nii.gz   labelsTs/<case>.nii.gz   (only where a dataset has a test split)
+        spineseg_conversion.json  what was converted, skipped (with reasons) and checked; nnU-Net ignores it
+
+Images are written with SimpleITK and carry real geometry: spacing in ``ijk`` order (column, row, slice),
+origin = the centre of voxel (0, 0, 0) in LPS mm, direction = the affine's columns normalised (see
+:mod:`spine_seg.geometry`). Arrays are ``[k, j, i]`` as everywhere in spineseg.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+log = logging.getLogger(__name__)
+
+FILE_ENDING = ".nii.gz"
+REPORT_NAME = "spineseg_conversion.json"
+SPLITS_NAME = "splits_final.json"
+DEFAULT_FOLDS = 5
+DEFAULT_SPLIT_SEED = 12345
+#: Licence/attribution strings kept next to the converter that uses them; this one is for derived labels.
+CONVERTED_BY = "spineseg nnunet_tasks"
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dataset folders
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """``Dataset501_SPIDER``: nnU-Net's folder name for an id (1–999) and a name without spaces."""
+    if not 1 <= int(dataset_id) <= 999:
+        raise ValueError(f"nnU-Net dataset ids run from 1 to 999, got {dataset_id}")
+    if not _NAME_OK.match(name):
+        raise ValueError(f"dataset name {name!r} must be letters, digits, '_', '.' or '-' (no spaces)")
+    return f"Dataset{int(dataset_id):03d}_{name}"
+
+
+def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, overwrite: bool = False) -> Path:
+    """Create ``raw_root/DatasetNNN_Name`` with ``imagesTr``/``labelsTr``; refuse to clobber anything silently.
+
+    Another folder with the same id but a different name would make nnU-Net's id lookup ambiguous, so it is
+    an error. An existing folder of the same name is replaced only with ``overwrite`` and only when it looks
+    like a dataset (holds a dataset.json, a report, or nothing).
+    """
+    raw_root = Path(raw_root)
+    folder = raw_root / dataset_folder_name(dataset_id, name)
+    if raw_root.is_dir():
+        clash = sorted(p.name for p in raw_root.glob(f"Dataset{int(dataset_id):03d}_*") if p.name != folder.name)
+        if clash:
+            raise ValueError(
+                f"{raw_root}: dataset id {dataset_id} is already used by {clash}; pick another id or remove that folder"
+            )
+    if folder.exists():
+        if not overwrite:
+            raise FileExistsError(f"{folder} already exists; pass overwrite=True (--overwrite) to replace it")
+        looks_like_dataset = (folder / "dataset.json").exists() or (folder / REPORT_NAME).exists() or not any(folder.iterdir())
+        if not looks_like_dataset:
+            raise FileExistsError(f"{folder} exists but holds no dataset.json; refusing to delete what is not a dataset")
+        shutil.rmtree(folder)
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir(parents=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------------
+# geometry and images
+
+
+def sitk_geometry_from_affine(
+    affine: np.ndarray, *, shear_tol_deg: float = 0.05
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """(spacing, origin, direction) for SimpleITK from a voxel ``(i, j, k)`` → LPS mm affine.
+
+    Spacing is the length of each affine column (column, row, slice spacing), origin the translation, and
+    direction the columns normalised, row-major as SimpleITK wants it. NIfTI cannot hold a sheared grid
+    (gantry tilt): when the slice step leaves the slice normal by more than ``shear_tol_deg`` the slice axis is
+    replaced by the normal, with spacing = the step's component along it, and a warning says so.
+    """
+    a = np.asarray(affine, dtype=float)
+    if a.shape != (4, 4):
+        raise ValueError(f"affine must be 4×4, got shape {a.shape}")
+    cols = a[:3, :3].copy()
+    spacing = np.linalg.norm(cols, axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError(f"affine has a zero-length axis: column norms {spacing.tolist()}")
+    unit = cols / spacing
+    normal = np.cross(unit[:, 0], unit[:, 1])
+    normal /= np.linalg.norm(normal)
+    cos = float(np.clip(abs(np.dot(unit[:, 2], normal)), -1.0, 1.0))
+    shear = float(np.degrees(np.arccos(cos)))
+    if shear > shear_tol_deg:
+        sign = 1.0 if np.dot(unit[:, 2], normal) >= 0 else -1.0
+        log.warning("sheared stack (slice axis %.2f° off the normal, e.g. gantry tilt): writing it unsheared", shear)
+        spacing[2] = spacing[2] * cos
+        unit[:, 2] = sign * normal
+    return (
+        tuple(float(v) for v in spacing),
+        tuple(float(v) for v in a[:3, 3]),
+        tuple(float(v) for v in unit.flatten()),
+    )
+
+
+def affine_from_sitk(image: sitk.Image) -> np.ndarray:
+    """The voxel ``(i, j, k)`` → LPS mm affine of a 3-D SimpleITK image."""
+    if image.GetDimension() != 3:
+        raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D")
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)
+    affine[:3, 3] = image.GetOrigin()
+    return affine
+
+
+def sitk_image(array_kji: np.ndarray, affine: np.ndarray | None = None, *, reference: sitk.Image | None = None) -> sitk.Image:
+    """A SimpleITK image from a ``[k, j, i]`` array and either an affine or a reference image's geometry."""
+    if array_kji.ndim != 3:
+        raise ValueError(f"expected a 3-D [k, j, i] array, got shape {array_kji.shape}")
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array_kji))
+    if reference is not None:
+        if tuple(reversed(array_kji.shape)) != reference.GetSize():
+            raise ValueError(f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}")
+        img.CopyInformation(reference)
+    elif affine is not None:
+        spacing, origin, direction = sitk_geometry_from_affine(affine)
+        img.SetSpacing(spacing)
+        img.SetOrigin(origin)
+        img.SetDirection(direction)
+    return img
+
+
+def compact_image_dtype(array: np.ndarray) -> np.ndarray:
+    """Integer-valued intensities as int16/uint16 when they fit (half the size of float32), else float32."""
+    if np.issubdtype(array.dtype, np.integer) and array.dtype.itemsize <= 2:
+        return array
+    a = np.asarray(array)
+    if a.size and np.all(np.isfinite(a)) and np.array_equal(a, np.round(a)):
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= -32768 and hi <= 32767:
+            return a.astype(np.int16)
+        if lo >= 0 and hi <= 65535:
+            return a.astype(np.uint16)
+    return a.astype(np.float32)
+
+
+def same_geometry(a: sitk.Image, b: sitk.Image, *, tol: float = 1e-4) -> str | None:
+    """None when two images share size, spacing, origin and direction; else what differs (for a log line)."""
+    if a.GetSize() != b.GetSize():
+        return f"size {a.GetSize()} vs {b.GetSize()}"
+    for what, x, y in (
+        ("spacing", a.GetSpacing(), b.GetSpacing()),
+        ("origin", a.GetOrigin(), b.GetOrigin()),
+        ("direction", a.GetDirection(), b.GetDirection()),
+    ):
+        if not np.allclose(x, y, atol=tol, rtol=tol):
+            return f"{what} {np.round(x, 5).tolist()} vs {np.round(y, 5).tolist()}"
+    return None
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    case_id: str
+    images: tuple[Path, ...]
+    label: Path | None
+    test: bool = False
+
+
+def write_case(
+    dataset_dir: Path,
+    case_id: str,
+    images: Sequence[sitk.Image],
+    label: sitk.Image | None,
+    *,
+    test: bool = False,
+) -> CaseFiles:
+    """Write ``<case>_0000.nii.gz`` (one file per channel) and ``<case>.nii.gz`` into imagesTr/labelsTr.
+
+    ``test`` puts them into imagesTs/labelsTs. The label is written as uint8 and must share the first
+    image's grid exactly (it is given that image's geometry after the check, to drop float noise).
+    """
+    if not _NAME_OK.match(case_id):
+        raise ValueError(f"case id {case_id!r}: letters, digits, '_', '.' or '-' only")
+    if not images:
+        raise ValueError(f"case {case_id}: no image channels")
+    img_dir = dataset_dir / ("imagesTs" if test else "imagesTr")
+    lab_dir = dataset_dir / ("labelsTs" if test else "labelsTr")
+    img_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for c, img in enumerate(images):
+        if c and same_geometry(images[0], img):
+            raise ValueError(f"case {case_id}: channel {c} grid differs from channel 0: {same_geometry(images[0], img)}")
+        p = img_dir / f"{case_id}_{c:04d}{FILE_ENDING}"
+        sitk.WriteImage(img, str(p), useCompression=True)
+        paths.append(p)
+    label_path = None
+    if label is not None:
+        diff = same_geometry(images[0], label)
+        if diff:
+            raise ValueError(f"case {case_id}: label grid differs from the image: {diff}")
+        lab = sitk.Cast(label, sitk.sitkUInt8) if label.GetPixelID() != sitk.sitkUInt8 else label
+        lab.CopyInformation(images[0])
+        lab_dir.mkdir(parents=True, exist_ok=True)
+        label_path = lab_dir / f"{case_id}{FILE_ENDING}"
+        sitk.WriteImage(lab, str(label_path), useCompression=True)
+    return CaseFiles(case_id, tuple(paths), label_path, test)
+
+
+def lut_array(lut: Mapping[int, int], max_value: int) -> np.ndarray:
+    """A dense lookup table (index = source value) with 0 for every value not in ``lut``."""
+    table = np.zeros(max(int(max_value), max(lut, default=0)) + 1, dtype=np.uint8)
+    for src, dst in lut.items():
+        if not 0 <= int(dst) <= 255:
+            raise ValueError(f"target label {dst} does not fit uint8")
+        table[int(src)] = int(dst)
+    return table
+
+
+def apply_lut(mask: np.ndarray, lut: Mapping[int, int]) -> np.ndarray:
+    """Remap integer mask values; anything not in ``lut`` becomes 0 (background)."""
+    if mask.size == 0:
+        return mask.astype(np.uint8)
+    if not np.issubdtype(mask.dtype, np.integer):
+        if not np.array_equal(mask, np.round(mask)):
+            raise ValueError("mask holds non-integer values")
+        mask = mask.astype(np.int64)
+    if int(mask.min()) < 0:
+        raise ValueError(f"mask holds negative values (min {int(mask.min())})")
+    return lut_array(lut, int(mask.max()))[mask]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dataset.json and splits
+
+
+def check_consecutive_labels(labels: Mapping[str, int]) -> None:
+    """nnU-Net's rule: background = 0 and label values 0, 1, 2, … without gaps (``ignore`` may come last)."""
+    plain = {k: v for k, v in labels.items() if k != "ignore"}
+    values = sorted(int(v) for v in plain.values())
+    if labels.get("background") != 0:
+        raise ValueError(f"labels need 'background': 0; got {dict(labels)}")
+    if values != list(range(len(values))):
+        raise ValueError(f"labels must be consecutive from 0; got values {values}")
+    if "ignore" in labels and int(labels["ignore"]) != len(values):
+        raise ValueError(f"the 'ignore' label must be the highest value ({len(values)}), got {labels['ignore']}")
+
+
+def write_dataset_json(
+    dataset_dir: Path,
+    *,
+    channel_names: Mapping[int, str],
+    labels: Mapping[str, int],
+    num_training: int,
+    dataset_name: str,
+    description: str,
+    reference: str,
+    licence: str,
+    citation: str | None = None,
+    **extra: Any,
+) -> Path:
+    """dataset.json through nnU-Net's own ``generate_dataset_json`` (consecutive labels checked first).
+
+    nnunetv2 2.8 stores its ``release`` argument under ``citation``; the citation is put right afterwards.
+    """
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    check_consecutive_labels(labels)
+    generate_dataset_json(
+        str(dataset_dir),
+        channel_names={int(k): str(v) for k, v in channel_names.items()},
+        labels={str(k): int(v) for k, v in labels.items()},
+        num_training_cases=int(num_training),
+        file_ending=FILE_ENDING,
+        dataset_name=dataset_name,
+        reference=reference,
+        description=description,
+        license=licence,
+        converted_by=CONVERTED_BY,
+        **extra,
+    )
+    path = dataset_dir / "dataset.json"
+    if citation is not None:
+        doc = json.loads(path.read_text())
+        doc["citation"] = citation
+        path.write_text(json.dumps(doc, indent=4) + "\n")
+    return path
+
+
+def grouped_folds(
+    case_ids: Sequence[str],
+    groups: Sequence[str],
+    n_folds: int = DEFAULT_FOLDS,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> list[dict[str, list[str]]]:
+    """K folds where every case of a group (patient, study) lands in the same fold; deterministic.
+
+    Groups are shuffled with ``seed``, then dealt largest first to the fold holding the fewest cases (ties →
+    lowest fold index), so folds stay balanced in cases. With fewer groups than folds, K drops to the number
+    of groups; a single group gives one split that validates on its own training cases (logged).
+    """
+    if len(case_ids) != len(groups):
+        raise ValueError(f"{len(case_ids)} case ids but {len(groups)} groups")
+    if len(set(case_ids)) != len(case_ids):
+        raise ValueError("duplicate case ids")
+    if not case_ids:
+        return []
+    members: dict[str, list[str]] = {}
+    for c, g in zip(case_ids, groups, strict=True):
+        members.setdefault(str(g), []).append(c)
+    names = sorted(members)
+    order = np.random.default_rng(seed).permutation(len(names))
+    shuffled = [names[i] for i in order]
+    if len(names) == 1:
+        log.warning("only one group (%s): a single split that validates on its own training cases", names[0])
+        all_cases = sorted(case_ids)
+        return [{"train": all_cases, "val": all_cases}]
+    k = min(int(n_folds), len(names))
+    if k < n_folds:
+        log.warning("only %d groups: %d folds instead of %d", len(names), k, n_folds)
+    if k < 2:
+        raise ValueError(f"need at least 2 folds, got {n_folds}")
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for g in sorted(shuffled, key=lambda g: -len(members[g])):  # stable: equal sizes keep the shuffled order
+        target = min(range(k), key=lambda f: (sum(len(members[x]) for x in folds[f]), f))
+        folds[target].append(g)
+    out = []
+    for f in range(k):
+        val = sorted(c for g in folds[f] for c in members[g])
+        train = sorted(c for ff in range(k) if ff != f for g in folds[ff] for c in members[g])
+        out.append({"train": train, "val": val})
+    return out
+
+
+def write_splits(
+    dataset_dir: Path,
+    case_ids: Sequence[str],
+    groups: Sequence[str],
+    n_folds: int = DEFAULT_FOLDS,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> Path:
+    """``splits_final.json`` in the raw dataset folder; nnU-Net's planner copies it into nnUNet_preprocessed."""
+    path = dataset_dir / SPLITS_NAME
+    path.write_text(json.dumps(grouped_folds(case_ids, groups, n_folds, seed), indent=1) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bookkeeping
+
+
+@dataclass
+class ConversionReport:
+    """What a converter did; written as ``spineseg_conversion.json`` next to dataset.json."""
+
+    dataset: str
+    source: str
+    options: dict[str, Any] = field(default_factory=dict)
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def skip(self, item: str, reason: str, *, quiet: bool = False) -> None:
+        """Record (and log) an input that was not converted, with the reason."""
+        self.skipped.append({"item": str(item), "reason": reason})
+        (log.debug if quiet else log.warning)("skipping %s: %s", item, reason)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        log.warning("%s", text)
+
+    def write(self, dataset_dir: Path) -> Path:
+        doc = {
+            "dataset": self.dataset,
+            "source": self.source,
+            "options": self.options,
+            "n_cases": len(self.cases),
+            "n_train": sum(1 for c in self.cases if not c.get("test")),
+            "n_test": sum(1 for c in self.cases if c.get("test")),
+            "n_skipped": len(self.skipped),
+            "seconds": round(time.perf_counter() - self.started, 3),
+            "notes": self.notes,
+            "cases": self.cases,
+            "skipped": self.skipped,
+        }
+        path = dataset_dir / REPORT_NAME
+        path.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+        return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def map_cases(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1) -> list[Any]:
+    """``[fn(x) for x in items]``, in worker processes when ``workers > 1`` (``fn`` must be importable)."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+        return list(pool.map(fn, items))
+
+
+def label_voxel_counts(label: np.ndarray) -> dict[int, int]:
+    values, counts = np.unique(label, return_counts=True)
+    return {int(v): int(n) for v, n in zip(values, counts, strict=True)}

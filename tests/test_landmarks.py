@@ -1,0 +1,329 @@
+"""Label volume → level landmarks, on the synthetic cohort's true SPIDER masks and on corrupted copies of them.
+
+The corruptions are the ways a predicted mask goes wrong: labels shifted by one level, a field of view that
+misses L1/L2, no sacrum, a missed disc, spurious blobs, an unusual array layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spine_seg.constants import LEVELS
+from spine_seg.labels import SEG_LABELS, SPIDER_CANAL, SPIDER_PARTIAL_OFFSET, SPIDER_VERTEBRA_NUMBER, spider_disc_label
+from spine_seg.segmentation.landmarks import (
+    LandmarkSet,
+    landmarks_from_labels,
+    landmarks_from_points,
+    load_label_volume,
+    seg_labels_from_spider,
+)
+from spine_seg.synthetic import CohortConfig, generate_cohort
+
+SACRUM = SEG_LABELS["sacrum"]
+
+
+@dataclass(frozen=True)
+class Case:
+    study_id: str
+    labels: np.ndarray  # spineseg labels [k, j, i]
+    affine: np.ndarray
+    truth: dict
+
+    @property
+    def has_sacrum(self) -> bool:
+        return bool((self.labels == SACRUM).any())
+
+    def disc_truth(self, level: str) -> np.ndarray:
+        return np.asarray(self.truth["landmarks_lps_mm"][level]["disc_centre"])
+
+    def true_level_of(self, xyz: np.ndarray) -> str:
+        """The level whose true disc centre is nearest a point: what a found disc really is."""
+        return min(LEVELS, key=lambda lv: float(np.linalg.norm(self.disc_truth(lv) - xyz)))
+
+
+@pytest.fixture(scope="session")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
+    """Three synthetic studies and their Sagittal T2 masks (SPIDER values, converted to spineseg labels)."""
+    root = tmp_path_factory.mktemp("landmark_cohort") / "cohort"
+    generate_cohort(root, CohortConfig(n_studies=3, seed=1, test_fraction=0.0))
+    overview = pd.read_csv(root / "spider" / "overview.csv", dtype=str)
+    out = []
+    for row in overview[overview.new_file_name.str.endswith("_t2")].itertuples():
+        labels, affine = load_label_volume(root / "spider" / "masks" / f"{row.new_file_name}.mha", spider=True)
+        truth = json.loads((root / "truth" / f"{row.synthetic_study_id}.json").read_text())
+        out.append(Case(row.synthetic_study_id, labels, affine, truth))
+    return out
+
+
+@pytest.fixture(scope="session")
+def with_sacrum(cases: list[Case]) -> list[Case]:
+    found = [c for c in cases if c.has_sacrum]
+    assert len(found) >= 2, "the cohort's sagittal fields of view should reach the sacrum"
+    return found
+
+
+def _assert_levels_true(case: Case, ls: LandmarkSet) -> None:
+    for lm in ls.levels:
+        assert case.true_level_of(lm.disc_xyz) == lm.level, (case.study_id, lm.level, ls.warnings)
+
+
+def _shift(labels: np.ndarray, step: int) -> np.ndarray:
+    """Relabel one level down (+1: L4 → L5, l3_l4 → l4_l5) or up (-1), clipping at the ends; sacrum kept."""
+    lut = np.arange(max(SEG_LABELS.values()) + 1)
+    for v in range(1, 6):  # L1..L5; with +1, L5 becomes "sacrum"
+        lut[v] = int(np.clip(v + step, 1, 6))
+    for v in range(7, 12):  # discs l1_l2..l5_s1
+        lut[v] = int(np.clip(v + step, 7, 11))
+    return lut[labels]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_true_masks_accuracy(cases: list[Case]):
+    errors, canal_errors, body_errors = [], [], []
+    for case in cases:
+        ls = landmarks_from_labels(case.labels, case.affine)
+        _assert_levels_true(case, ls)
+        assert ls.unsure == (not case.has_sacrum), (case.study_id, ls.warnings)
+        assert ls.anchor == ("sacrum" if case.has_sacrum else "labels")
+        assert set(ls.found_levels) | set(ls.missing_levels) == set(LEVELS)
+        upper = dict(zip(LEVELS, ("L1", "L2", "L3", "L4", "L5"), strict=True))
+        for lm in ls.levels:
+            errors.append(float(np.linalg.norm(lm.disc_xyz - case.disc_truth(lm.level))))
+            canal_truth = np.asarray(case.truth["landmarks_lps_mm"][lm.level]["canal_centre"])
+            canal_errors.append(float(np.linalg.norm(lm.canal_xyz - canal_truth)))
+            assert lm.canal_source == "canal_label"
+            assert 0 < lm.confidence <= 1 and lm.disc_volume_mm3 > 1000
+            if lm.upper_vertebra_xyz_lps_mm is not None:
+                body = np.asarray(case.truth["vertebra_centres_lps_mm"][upper[lm.level]])
+                body_errors.append(float(np.linalg.norm(np.asarray(lm.upper_vertebra_xyz_lps_mm) - body)))
+            # the normal points superior and the foramen offset is in the anatomical range
+            assert lm.normal[2] > 0.5 and 14 <= lm.foramen_offset_mm <= 26
+        json.dumps(ls.to_dict())
+    assert len(errors) >= 15
+    assert np.median(errors) <= 1.5 and max(errors) < 4.0, errors
+    assert np.median(canal_errors) <= 1.5, canal_errors
+    assert np.median(body_errors) <= 2.0, body_errors
+
+
+def _crop_rows(case: Case, start: int, stop: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows start:stop of the mask, with the affine moved to match (a shorter field of view)."""
+    affine = case.affine.copy()
+    affine[:3, 3] = case.affine[:3, :3] @ [0, start, 0] + case.affine[:3, 3]
+    return case.labels[:, start:stop, :], affine
+
+
+def _row_between(case: Case, upper: str, lower: str) -> int:
+    inv = np.linalg.inv(case.affine)
+    j_upper = (inv @ [*case.disc_truth(upper), 1.0])[1]
+    j_lower = (inv @ [*case.disc_truth(lower), 1.0])[1]
+    assert j_upper < j_lower  # rows run head → feet in the synthetic sagittal stacks
+    return int(round((j_upper + j_lower) / 2))
+
+
+def test_field_of_view_ending_in_l5(with_sacrum: list[Case]):
+    """Crop the rows below the middle of L5: no sacrum, L5/S1 outside; names from the labels, unsure."""
+    for case in with_sacrum:
+        inv = np.linalg.inv(case.affine)
+        j_l5_s1 = (inv @ [*case.disc_truth("l5_s1"), 1.0])[1]
+        j_l4_l5 = (inv @ [*case.disc_truth("l4_l5"), 1.0])[1]
+        cut = int(round(j_l5_s1 - 0.4 * (j_l5_s1 - j_l4_l5)))
+        labels, affine = _crop_rows(case, 0, cut)
+        ls = landmarks_from_labels(labels, affine)
+        assert ls.unsure and ls.anchor == "labels" and ls.found_levels == LEVELS[:4]
+        _assert_levels_true(case, ls)
+        assert any("no sacrum" in w for w in ls.warnings)
+        (missing,) = ls.missing
+        assert missing.level == "l5_s1" and "outside the field of view" in missing.reason
+
+
+@pytest.mark.parametrize("step", [+1, -1])
+def test_shifted_labels_fixed_by_sacrum_anchor(with_sacrum: list[Case], step: int):
+    for case in with_sacrum:
+        ls = landmarks_from_labels(_shift(case.labels, step), case.affine)
+        assert ls.anchor == "sacrum" and not ls.unsure, ls.warnings
+        assert ls.found_levels == LEVELS
+        _assert_levels_true(case, ls)
+        # the disagreement is reported: per level, and as two components claiming the clipped end level
+        relabelled = [lm for lm in ls.levels if lm.mask_level != lm.level]
+        assert len(relabelled) == 4
+        assert all(lm.confidence < 1 and any("mask labels this disc" in r for r in lm.reasons) for lm in relabelled)
+        assert any("disc components are labelled" in w for w in ls.warnings)
+
+
+def test_shifted_labels_without_sacrum_are_unsure(with_sacrum: list[Case]):
+    for case in with_sacrum:
+        shifted = _shift(case.labels, +1)
+        shifted[shifted == SACRUM] = 0
+        ls = landmarks_from_labels(shifted, case.affine)
+        assert ls.unsure and ls.anchor == "labels"
+        # the labels were trusted, so the names are off by one — and said to be unsure
+        assert {case.true_level_of(lm.disc_xyz) for lm in ls.levels} != {lm.level for lm in ls.levels}
+
+
+def test_dropping_the_sacrum_sets_unsure(with_sacrum: list[Case]):
+    for case in with_sacrum:
+        labels = np.where(case.labels == SACRUM, 0, case.labels)
+        ls = landmarks_from_labels(labels, case.affine)
+        assert ls.unsure and ls.anchor == "labels"
+        _assert_levels_true(case, ls)  # the true labels were right, so the fallback is too
+        assert all(any("no sacrum anchor" in r for r in lm.reasons) for lm in ls.levels)
+
+
+def test_field_of_view_without_l1_l2(with_sacrum: list[Case]):
+    """Crop the rows above the middle of L2: L1/L2 leaves the image, the rest keep their names."""
+    for case in with_sacrum:
+        labels, affine = _crop_rows(case, _row_between(case, "l1_l2", "l2_l3"), None)
+        ls = landmarks_from_labels(labels, affine)
+        assert ls.found_levels == LEVELS[1:] and not ls.unsure
+        _assert_levels_true(case, ls)
+        (missing,) = ls.missing
+        assert missing.level == "l1_l2" and "outside the field of view" in missing.reason
+
+
+def test_missed_disc_is_a_gap(with_sacrum: list[Case]):
+    """Erase the L3/L4 disc: the gap is seen, the discs around it keep their names, L3/L4 is reported."""
+    for case in with_sacrum:
+        labels = np.where(case.labels == SEG_LABELS["disc_l3_l4"], 0, case.labels)
+        ls = landmarks_from_labels(labels, case.affine)
+        assert ls.found_levels == ("l1_l2", "l2_l3", "l4_l5", "l5_s1")
+        _assert_levels_true(case, ls)
+        assert any("gap" in w for w in ls.warnings)
+        (missing,) = ls.missing
+        assert missing.level == "l3_l4" and "not segmented" in missing.reason
+
+
+def test_spurious_blobs_are_dropped(with_sacrum: list[Case]):
+    case = with_sacrum[0]
+    labels = case.labels.copy()
+    k, j, i = labels.shape
+    labels[1:3, 5:8, 5:8] = SEG_LABELS["disc_l1_l2"]  # a far-away speck claiming L1/L2
+    labels[k // 2, j - 6 : j - 4, 4:6] = SACRUM  # and one of "sacrum"
+    ls = landmarks_from_labels(labels, case.affine)
+    clean = landmarks_from_labels(case.labels, case.affine)
+    assert ls.found_levels == clean.found_levels
+    assert any("small disc component" in w for w in ls.warnings)
+    for a, b in zip(ls.levels, clean.levels, strict=True):
+        assert np.allclose(a.disc_xyz, b.disc_xyz)
+
+
+def test_independent_of_array_layout(with_sacrum: list[Case]):
+    """The same voxels stored [j, i, k] instead of [k, j, i] (columns of the affine permuted to match)."""
+    case = with_sacrum[0]
+    labels = np.transpose(case.labels, (1, 2, 0))  # new array axes: (j, i, k) → new (i', j', k') = (k, i, j)
+    affine = case.affine.copy()
+    affine[:3, 0], affine[:3, 1], affine[:3, 2] = case.affine[:3, 2], case.affine[:3, 0], case.affine[:3, 1]
+    a = landmarks_from_labels(labels, affine)
+    b = landmarks_from_labels(case.labels, case.affine)
+    assert a.found_levels == b.found_levels and a.anchor == b.anchor == "sacrum"
+    for x, y in zip(a.levels, b.levels, strict=True):
+        assert np.allclose(x.disc_xyz, y.disc_xyz) and np.allclose(x.canal_xyz, y.canal_xyz)
+
+
+def test_seg_labels_from_spider():
+    mask = np.array(
+        [
+            SPIDER_VERTEBRA_NUMBER["L5"],
+            SPIDER_VERTEBRA_NUMBER["S"],
+            SPIDER_PARTIAL_OFFSET + SPIDER_VERTEBRA_NUMBER["S"],
+            SPIDER_CANAL,
+            spider_disc_label("L5"),
+            spider_disc_label("L1"),
+            spider_disc_label("T12"),
+            SPIDER_VERTEBRA_NUMBER["T12"],
+            0,
+        ]
+    ).reshape(1, 1, -1)
+    out = seg_labels_from_spider(mask).ravel().tolist()
+    assert out == [
+        SEG_LABELS["L5"],
+        SACRUM,
+        SACRUM,
+        SEG_LABELS["spinal_canal"],
+        SEG_LABELS["disc_l5_s1"],
+        SEG_LABELS["disc_l1_l2"],
+        0,
+        0,
+        0,
+    ]
+    assert seg_labels_from_spider(mask, keep_partial=False).ravel()[2] == 0
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="not spineseg labels; valid"):
+        landmarks_from_labels(np.full((2, 2, 2), 201), np.eye(4))
+    with pytest.raises(ValueError, match="3-D"):
+        landmarks_from_labels(np.zeros((2, 2)), np.eye(4))
+    empty = landmarks_from_labels(np.zeros((3, 3, 3), dtype=np.uint8), np.eye(4))
+    assert empty.unsure and empty.missing_levels == LEVELS and not empty.levels
+    with pytest.raises(ValueError, match="unknown level"):
+        landmarks_from_points({"l6_s1": (0, 0, 0)})
+    with pytest.raises(ValueError, match="unknown level"):
+        empty.get("L4/L5")
+
+
+def test_landmarks_from_points(tmp_path: Path):
+    pts = {lv: (0.0, 60.0 + i, -450.0 - 35.0 * i) for i, lv in enumerate(LEVELS[:4])}
+    ls = landmarks_from_points(pts)
+    assert ls.found_levels == LEVELS[:4] and ls.missing_levels == ("l5_s1",) and ls.anchor == "keypoints"
+    assert all(lm.normal[2] > 0.99 and lm.canal_source == "keypoint" for lm in ls.levels)
+    assert ls.disc_spacing_mm == pytest.approx(np.hypot(1, 35))
+    assert json.loads(json.dumps(ls.to_dict()))["levels"][0]["level"] == "l1_l2"
+
+
+def test_split_and_mixed_discs(with_sacrum: list[Case]):
+    """A disc cut in two by an empty slice is merged back; a disc with two labels is one disc, flagged."""
+    case = with_sacrum[0]
+    disc = SEG_LABELS["disc_l3_l4"]
+    kk = np.nonzero((case.labels == disc).any(axis=(1, 2)))[0]
+    mid = int(kk[len(kk) // 2])
+    split = case.labels.copy()
+    split[mid][split[mid] == disc] = 0
+    ls = landmarks_from_labels(split, case.affine)
+    assert ls.found_levels == LEVELS and not ls.unsure
+    _assert_levels_true(case, ls)
+    assert any("merged" in r for r in ls["l3_l4"].reasons) and any("merged disc fragments" in w for w in ls.warnings)
+
+    mixed = case.labels.copy()
+    part = mixed[: mid + 2]
+    part[part == disc] = SEG_LABELS["disc_l4_l5"]
+    ls = landmarks_from_labels(mixed, case.affine)
+    assert ls.found_levels == LEVELS
+    _assert_levels_true(case, ls)
+    assert any("mixed disc labels" in r for r in ls["l3_l4"].reasons)
+
+
+def test_canal_missing_falls_back_to_the_disc_margin(with_sacrum: list[Case]):
+    case = with_sacrum[0]
+    labels = np.where(case.labels == SEG_LABELS["spinal_canal"], 0, case.labels)
+    ls = landmarks_from_labels(labels, case.affine)
+    clean = landmarks_from_labels(case.labels, case.affine)
+    for lm, ref in zip(ls.levels, clean.levels, strict=True):
+        assert lm.canal_source == "disc_posterior_margin" and lm.confidence < ref.confidence
+        canal_truth = np.asarray(case.truth["landmarks_lps_mm"][lm.level]["canal_centre"])
+        # on the disc's back edge: behind the disc centre, in front of the canal's centre
+        behind = np.dot(lm.canal_xyz - lm.disc_xyz, canal_truth - lm.disc_xyz) / np.linalg.norm(
+            canal_truth - lm.disc_xyz
+        )
+        assert 8 < behind < np.linalg.norm(canal_truth - lm.disc_xyz)
+
+
+def test_extra_disc_above_l1_l2_is_ignored(with_sacrum: list[Case]):
+    """A mask that counted from T12: T12/L1 called l1_l2 and everything below one level too low."""
+    case = with_sacrum[0]
+    shifted = _shift(case.labels, +1)
+    k, j, i = np.nonzero(case.labels == SEG_LABELS["disc_l1_l2"])
+    step = int(round(_row_between(case, "l1_l2", "l2_l3") - j.mean())) * 2  # one disc spacing, in rows
+    keep = j - step >= 0
+    shifted[k[keep], j[keep] - step, i[keep]] = SEG_LABELS["disc_l1_l2"]
+    ls = landmarks_from_labels(shifted, case.affine)
+    assert ls.anchor == "sacrum" and ls.found_levels == LEVELS
+    _assert_levels_true(case, ls)
+    assert any("above l1_l2: ignored" in w for w in ls.warnings)

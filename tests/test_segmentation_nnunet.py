@@ -1,0 +1,273 @@
+"""nnU-Net environment, CLI argument errors, and a CPU train-and-predict smoke test on a synthetic cohort.
+
+Every test gets its own SPINESEG_HOME under tmp_path with the user's nnU-Net variables removed, and the
+process environment restored afterwards; nothing is written outside tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from spine_seg.segmentation import nnunet_env
+from spine_seg.segmentation import train as seg_train
+from spine_seg.segmentation.predict import LabelVolume
+from spine_seg_cli.main import app
+
+runner = CliRunner()
+MANAGED = (nnunet_env.HOME_VAR, *nnunet_env.PATH_VARS, nnunet_env.EXT_TRAINER_VAR)
+
+
+@pytest.fixture()
+def seg_home(tmp_path: Path):
+    """A fresh SPINESEG_HOME; the user's nnU-Net paths removed; os.environ restored after the test."""
+    saved = dict(os.environ)
+    for var in MANAGED:
+        os.environ.pop(var, None)
+    home = tmp_path / "spineseg_home"
+    os.environ[nnunet_env.HOME_VAR] = str(home)
+    try:
+        yield home
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# nnunet_env
+
+
+def test_resolve_defaults_from_spineseg_home(tmp_path: Path):
+    env = nnunet_env.resolve({"SPINESEG_HOME": str(tmp_path)}, cpus=2)
+    assert env.raw == tmp_path / "nnUNet_raw"
+    assert env.preprocessed == tmp_path / "nnUNet_preprocessed"
+    assert env.results == tmp_path / "nnUNet_results"
+    assert env.ext_trainer == str(nnunet_env.trainers_dir())
+    assert (nnunet_env.trainers_dir() / "spineseg_trainers.py").is_file()
+    assert (env.n_proc, env.n_proc_da) == ("1", "0")  # small machine: one worker, augmentation in-process
+    assert env.source["nnUNet_raw"] == "SPINESEG_HOME"
+
+
+def test_resolve_default_home_is_dot_spineseg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    env = nnunet_env.resolve({}, cpus=16)
+    assert env.home == tmp_path / ".spineseg" and env.results == tmp_path / ".spineseg" / "nnUNet_results"
+    assert (env.n_proc, env.n_proc_da) == ("8", None)  # large machine: nnU-Net's own augmentation workers
+
+
+def test_user_variables_win(tmp_path: Path):
+    theirs = str(tmp_path / "their_trainers")
+    env = nnunet_env.resolve(
+        {"SPINESEG_HOME": str(tmp_path / "h"), "nnUNet_raw": str(tmp_path / "raw"), "nnUNet_extTrainer": theirs,
+         "nnUNet_def_n_proc": "3", "nnUNet_n_proc_DA": "5"},
+        cpus=2,
+    )
+    assert env.raw == tmp_path / "raw" and env.source["nnUNet_raw"] == "user"
+    assert env.preprocessed == tmp_path / "h" / "nnUNet_preprocessed"
+    assert env.ext_trainer.split(os.pathsep) == [theirs, str(nnunet_env.trainers_dir())]  # theirs kept, ours added
+    assert (env.n_proc, env.n_proc_da) == ("3", "5")
+    again = nnunet_env.resolve({"nnUNet_extTrainer": env.ext_trainer}, cpus=2)
+    assert again.ext_trainer == env.ext_trainer  # not appended twice
+
+
+def test_export_lines_for_nnunet_commands(seg_home: Path, capsys: pytest.CaptureFixture[str]):
+    nnunet_env.main()
+    out = capsys.readouterr().out
+    assert f"export nnUNet_results={seg_home / 'nnUNet_results'}" in out and "export nnUNet_extTrainer=" in out
+
+
+def test_apply_sets_environment_and_creates_folders(seg_home: Path):
+    env = nnunet_env.apply()
+    for var in nnunet_env.PATH_VARS:
+        assert os.environ[var] == str(seg_home / var) and (seg_home / var).is_dir()
+    assert os.environ["nnUNet_extTrainer"] == env.ext_trainer
+
+
+def test_apply_without_requirements_creates_nothing(seg_home: Path):
+    nnunet_env.apply(require=())
+    assert not seg_home.exists()
+
+
+def test_unwritable_home_names_the_variable(seg_home: Path):
+    seg_home.parent.mkdir(parents=True, exist_ok=True)
+    seg_home.write_text("a file, not a folder")
+    with pytest.raises(nnunet_env.NnunetEnvError, match=r"nnUNet_raw folder .* set SPINESEG_HOME \(or nnUNet_raw\)"):
+        nnunet_env.apply()
+
+
+def test_unwritable_user_path_names_that_variable(seg_home: Path, tmp_path: Path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    os.environ["nnUNet_results"] = str(blocker / "results")
+    with pytest.raises(nnunet_env.NnunetEnvError, match="set nnUNet_results to a writable folder"):
+        nnunet_env.apply()
+
+
+def _python(code: str, env: dict[str, str]) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_apply_before_nnunet_import_in_a_fresh_process(tmp_path: Path):
+    """nnunetv2 reads nnUNet_def_n_proc (and, before 2.8, the paths) at import: apply() must come first."""
+    code = (
+        "import json, sys\n"
+        "import spine_seg.segmentation.train, spine_seg.segmentation.predict, spine_seg_cli.seg\n"
+        "early = sorted(m for m in ('nnunetv2', 'torch') if m in sys.modules)\n"
+        "from spine_seg.segmentation import nnunet_env\n"
+        "env = nnunet_env.apply()\n"
+        "import nnunetv2.paths as p, nnunetv2.configuration as c\n"
+        "from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA\n"
+        "print(json.dumps({'early': early, 'raw': str(p.nnUNet_raw), 'results': str(p.nnUNet_results),\n"
+        "  'ext': str(p.nnUNet_extTrainer), 'n_proc': c.default_num_processes, 'want_n_proc': int(env.n_proc),\n"
+        "  'da': get_allowed_n_proc_DA(), 'want_da': env.n_proc_da}))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in MANAGED and not k.startswith("nnUNet_")}
+    got = _python(code, {**base, "SPINESEG_HOME": str(tmp_path / "h")})
+    assert got["early"] == []  # importing spineseg's segmentation modules imports neither nnU-Net nor torch
+    assert got["raw"] == str(tmp_path / "h" / "nnUNet_raw") and got["results"] == str(tmp_path / "h" / "nnUNet_results")
+    assert str(nnunet_env.trainers_dir()) in got["ext"].split(os.pathsep)
+    assert got["n_proc"] == got["want_n_proc"]
+    if got["want_da"] is not None:
+        assert got["da"] == int(got["want_da"])
+    got = _python(code, {**base, "SPINESEG_HOME": str(tmp_path / "h"), "nnUNet_raw": str(tmp_path / "mine"),
+                         "nnUNet_def_n_proc": "3"})
+    assert got["raw"] == str(tmp_path / "mine") and got["n_proc"] == 3
+
+
+def test_trainer_names_and_plans_agree():
+    import spine_seg_nnunet_tasks.trainers as trainers
+
+    assert set(trainers.TRAINER_NAMES) == set(seg_train.SPINESEG_TRAINERS)
+    assert trainers.CPU_PLANS == seg_train.CPU_PLANS
+    src = (nnunet_env.trainers_dir() / "spineseg_trainers.py").read_text(encoding="utf-8")
+    for name in trainers.TRAINER_NAMES:
+        assert f"class {name}(nnUNetTrainer)" in src
+    assert "SPINESEG_EPOCHS" in src and trainers.EPOCHS_VAR == "SPINESEG_EPOCHS"
+
+
+def test_label_volume_is_read_only_and_saves_geometry(tmp_path: Path):
+    import SimpleITK as sitk
+
+    from spine_seg import geometry
+
+    labels = np.zeros((3, 5, 4), np.uint8)
+    labels[1, 2:4, 1:3] = 7
+    affine = geometry.affine_from_headers((10.0, -20.0, 30.0), (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (0.8, 0.7), 4.0)
+    lv = LabelVolume(labels, affine, {0: "background", 7: "disc_l1_l2"})
+    assert lv.present() == ("disc_l1_l2",) and lv.voxel_counts()["disc_l1_l2"] == 4
+    assert lv.spacing_mm == pytest.approx((0.7, 0.8, 4.0))
+    with pytest.raises(ValueError):
+        lv.labels[0, 0, 0] = 1
+    img = sitk.ReadImage(str(lv.save(tmp_path / "m.nii.gz")))
+    assert np.array_equal(sitk.GetArrayFromImage(img), labels)
+    assert img.GetOrigin() == pytest.approx((10.0, -20.0, 30.0))
+    assert img.TransformIndexToPhysicalPoint((3, 4, 2)) == pytest.approx(affine[:3] @ [3, 4, 2, 1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI argument errors: one line, exit code 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train-seg", "--dataset", "598", "--config", "4d"], "unknown configuration '4d'; valid: 2d, 3d_fullres, 3d_lowres"),
+        (["train-seg", "--dataset", "598", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
+        (["train-seg", "--dataset", "598", "--fold", "first"], "fold must be a non-negative integer or 'all'"),
+        (["train-seg", "--dataset", "598", "--epochs", "0"], "epochs must be at least 1"),
+        (["train-seg", "--dataset", "598", "--device", "cpu", "--trainer", "nnUNetTrainer_Bogus"],
+         "unknown trainer 'nnUNetTrainer_Bogus'; valid: nnUNetTrainer, nnUNetTrainer_Smoke"),
+        (["train-seg", "--dataset", "598", "--device", "cpu"], "no Dataset598_* in"),
+        (["prepare", "--source", "nowhere", "--input", "{tmp}"], "unknown source 'nowhere'; valid: spider, rsna"),
+        (["prepare", "--source", "synthetic", "--input", "{tmp}/missing"], "missing: no such folder (--input)"),
+        (["prepare", "--source", "synthetic", "--input", "{tmp}", "--budget", "huge"], "unknown budget 'huge'"),
+        (["prepare", "--source", "synthetic", "--input", "{tmp}", "--config", "3d"], "unknown configuration '3d'"),
+    ],
+)
+def test_cli_argument_errors(seg_home: Path, tmp_path: Path, args: list[str], message: str):
+    res = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert res.exit_code == 2, res.output
+    assert "error: " in res.stderr and message in res.stderr and "Traceback" not in res.output
+
+
+def test_cli_cuda_without_gpu(seg_home: Path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    res = runner.invoke(app, ["train-seg", "--dataset", "598", "--device", "cuda"])
+    assert res.exit_code == 2 and "error: device 'cuda' requested but torch" in res.stderr
+
+
+def test_cli_unwritable_home(seg_home: Path, tmp_path: Path):
+    seg_home.parent.mkdir(parents=True, exist_ok=True)
+    seg_home.write_text("not a folder")
+    res = runner.invoke(app, ["prepare", "--source", "synthetic", "--input", str(tmp_path), "--budget", "cpu"])
+    assert res.exit_code == 2
+    assert "error: nnUNet_raw folder" in res.stderr and "set SPINESEG_HOME (or nnUNet_raw)" in res.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# train and predict on CPU
+
+
+@pytest.mark.slow
+def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
+    """Synthetic cohort → Dataset599 (registry's synthetic converter) → CPU-budget plans at 3 mm → 2 × 2
+    iterations of nnUNetTrainer_Smoke → SegmentationModel on a test study's Sagittal T2 stack."""
+    from spine_seg.constants import SeriesKind
+    from spine_seg.dicom import load_study
+    from spine_seg.labels import SEG_LABELS
+    from spine_seg.segmentation.predict import SegmentationModel
+    from spine_seg.synthetic import CohortConfig, generate_cohort
+    from spine_seg_nnunet_tasks.registry import CONVERTERS
+
+    t0 = time.perf_counter()
+    cohort = generate_cohort(tmp_path / "cohort", CohortConfig(n_studies=4, seed=0, test_fraction=0.25))
+    env = nnunet_env.apply()
+    folder = CONVERTERS["synthetic"](cohort.out, env.raw, 599)
+    assert folder.parent == env.raw and seg_train.dataset_id_of(folder) == 599
+
+    prepared = seg_train.plan_and_preprocess(599, ("2d",), "cpu", inplane_spacing_mm=3.0)
+    assert prepared.plans == "nnUNetPlans_CPUBudget" and prepared.plans_file.is_file()
+    assert prepared.spacing_mm["2d"] == [3.0, 3.0] and prepared.batch_size["2d"] <= 4
+
+    seen = []
+    result = seg_train.train(599, "2d", 0, "nnUNetTrainer_Smoke", "cpu", progress=seen.append)
+    assert [r.epoch for r in seen] == [1, 2] and result.epochs == 2 and result.history == tuple(seen)
+    assert all(len(r.pseudo_dice) == len(SEG_LABELS) - 1 for r in seen)
+    assert result.device == "cpu" and result.plans == "nnUNetPlans_CPUBudget"
+    assert result.result_folder.name == "nnUNetTrainer_Smoke__nnUNetPlans_CPUBudget__2d"
+    assert result.checkpoint.is_file() and (result.fold_folder / seg_train.TRAIN_RECORD).is_file()
+    assert result.final_dice is not None and 0.0 <= result.final_dice <= 1.0
+    assert set(result.dice_per_label) <= set(SEG_LABELS)
+
+    with pytest.raises(FileNotFoundError, match="available: \\['0'\\]"):
+        SegmentationModel.from_folder(result.result_folder, fold=3, device="cpu")
+    model = SegmentationModel.from_folder(result.result_folder, fold=0, device="cpu")
+    assert not model.mirroring and model.label_names == {v: k for k, v in SEG_LABELS.items()}
+    study = load_study(cohort.out / "test_images" / cohort.test_ids[0])
+    stack = study.series_of_kind(SeriesKind.SAGITTAL_T2)[0].stacks[0]
+    lv = model.predict_stack(stack)
+    assert lv.shape == stack.shape and lv.labels.dtype == np.uint8
+    assert np.allclose(lv.affine, stack.affine)
+    assert set(np.unique(lv.labels).tolist()) <= set(SEG_LABELS.values())
+    assert lv.present() and set(lv.present()) <= set(SEG_LABELS) - {"background"}
+
+    # the CLI on the same dataset: one more epoch, no validation, JSON out
+    res = runner.invoke(app, ["train-seg", "--dataset", "599", "--config", "2d", "--fold", "0", "--trainer",
+                              "nnUNetTrainer_Smoke", "--device", "cpu", "--epochs", "1", "--no-validate", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["epochs"] == 1 and doc["final_dice"] is None and "epoch 1/1" in res.stderr
+    print(f"smoke train+predict: {time.perf_counter() - t0:.1f} s")

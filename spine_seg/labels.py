@@ -6,6 +6,15 @@ below the disc). spineseg assumes vertebrae are numbered **upwards from the sacr
 … 6 = L1, 7 = T12, so disc 201 is L5/S1 and 205 is L1/L2. Public write-ups disagree on whether counting
 starts at the sacrum or at L5; the segmentation converter checks the assumption against real masks, and
 changing it means changing only ``SPIDER_VERTEBRA_NUMBER`` below.
+
+OPEN (segmentation issue): the evidence gathered since points the other way — SPIDER's own
+``overview.csv`` never has more vertebrae than discs (``num_vertebrae - num_discs`` is 0 or −1 over all
+447 series, impossible if the sacrum were a labelled vertebra), and the challenge's baseline page says
+"vertebrae numbered from the bottom (i.e. L5 = 1) … L5/S1 = 201". The likely truth is L5 = 1, discs
+200 + the number of the vertebra above, and no sacrum label. Switching needs the synthetic cohort to carry
+the sacrum in a spineseg-native mask (level anchoring uses it), so it is left for that change; the SPIDER
+converter checks every real mask against the current table and reports mismatches
+(see docs/nnunet-datasets.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,14 @@ import pandas as pd
 import pytest
 
 from spine_seg.constants import LEVELS
-from spine_seg.labels import SEG_LABELS, SPIDER_CANAL, SPIDER_PARTIAL_OFFSET, SPIDER_VERTEBRA_NUMBER, spider_disc_label
+from spine_seg.labels import (
+    SEG_LABELS,
+    SPIDER_CANAL,
+    SPIDER_PARTIAL_OFFSET,
+    SPIDER_VERTEBRA_NUMBER,
+    SYNTHETIC_SACRUM,
+    spider_disc_label,
+)
 from spine_seg.segmentation.landmarks import (
     LandmarkSet,
     landmarks_from_labels,
@@ -231,8 +238,8 @@ def test_seg_labels_from_spider():
     mask = np.array(
         [
             SPIDER_VERTEBRA_NUMBER["L5"],
-            SPIDER_VERTEBRA_NUMBER["S"],
-            SPIDER_PARTIAL_OFFSET + SPIDER_VERTEBRA_NUMBER["S"],
+            SYNTHETIC_SACRUM,
+            SPIDER_PARTIAL_OFFSET + SPIDER_VERTEBRA_NUMBER["L4"],
             SPIDER_CANAL,
             spider_disc_label("L5"),
             spider_disc_label("L1"),
@@ -245,7 +252,7 @@ def test_seg_labels_from_spider():
     assert out == [
         SEG_LABELS["L5"],
         SACRUM,
-        SACRUM,
+        SEG_LABELS["L4"],
         SEG_LABELS["spinal_canal"],
         SEG_LABELS["disc_l5_s1"],
         SEG_LABELS["disc_l1_l2"],

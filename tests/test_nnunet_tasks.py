@@ -16,7 +16,7 @@ from conftest import REAL_STUDY_ID
 
 from spine_seg import geometry
 from spine_seg.dicom import load_study
-from spine_seg.labels import SEG_LABELS, SPIDER_PARTIAL_OFFSET, spider_to_seg_lut
+from spine_seg.labels import SEG_LABELS, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM, spider_to_seg_lut
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg_nnunet_tasks import registry
 from spine_seg_nnunet_tasks.common import (
@@ -208,14 +208,13 @@ def test_spider_splits_group_patients(spider_ds: Path) -> None:
 
 
 def test_numbering_check_passes_on_synthetic_masks(cohort: Path) -> None:
-    assert assumed_convention() == "sacrum=1"
+    assert assumed_convention() == "L5=1"
     for path in sorted((cohort / "spider" / "masks").glob("*.mha")):
         with warnings.catch_warnings():
             warnings.simplefilter("error", SpiderNumberingWarning)
             chk = check_spider_numbering(sitk.ReadImage(str(path)))
-        assert chk.ok and chk.decided and chk.convention == "sacrum=1", chk.summary()
+        assert chk.ok and chk.decided and chk.convention == "L5=1", chk.summary()
         assert chk.details["numbers_run"] == "cranially"
-        assert chk.details.get("disc201_between_1_and_2", True)
 
 
 def _renumber(mask: sitk.Image, fn) -> sitk.Image:
@@ -229,13 +228,24 @@ def _renumber(mask: sitk.Image, fn) -> sitk.Image:
     return img
 
 
+def _sacrum_first(mask: sitk.Image) -> sitk.Image:
+    """Renumber to the other convention (MRSpineSeg's): sacrum = 1, L5 = 2, …; discs keep their values."""
+    arr = sitk.GetArrayFromImage(mask).astype(np.int32)
+    out = arr.copy()
+    for lo in (0, SPIDER_PARTIAL_OFFSET):
+        sel = (arr > lo) & (arr <= lo + 25)
+        out[sel] = arr[sel] + 1
+    out[arr == SYNTHETIC_SACRUM] = 1
+    img = sitk.GetImageFromArray(out.astype(np.uint16))
+    img.CopyInformation(mask)
+    return img
+
+
 def test_numbering_check_flags_renumbered_masks(cohort: Path) -> None:
     mask = sitk.ReadImage(str(cohort / "spider" / "masks" / "1_t2.mha"))
-    l5_is_1 = _renumber(mask, lambda n: n - 1)  # the published SPIDER description: L5 = 1, no sacrum label
-    with pytest.warns(SpiderNumberingWarning, match="geometry says L5=1"):
-        chk = check_spider_numbering(l5_is_1)
-    assert not chk.ok and chk.decided and chk.convention == "L5=1"
-    assert chk.details["label1_most_caudal"] is False
+    with pytest.warns(SpiderNumberingWarning, match="geometry says sacrum=1"):
+        chk = check_spider_numbering(_sacrum_first(mask))
+    assert not chk.ok and chk.decided and chk.convention == "sacrum=1"
     top_down = _renumber(mask, lambda n: 10 - n)  # vertebra 1 at the top
     with pytest.warns(SpiderNumberingWarning, match="caudally"):
         chk = check_spider_numbering(top_down)
@@ -259,12 +269,9 @@ def _toy_spine(sacrum_length: int) -> np.ndarray:
 
 
 def test_numbering_check_sacrum_shape() -> None:
+    # geometry recognises the sacrum-first convention (and the assumed L5 = 1 table rejects it)
     chk = check_spider_numbering(_toy_spine(60), np.eye(4), warn=False)
-    assert chk.ok and chk.convention == "sacrum=1" and chk.details["label1_sacrum_like"], chk.summary()
-    assert chk.details["label1_most_caudal"] and chk.details["disc201_between_1_and_2"]
-    with pytest.warns(SpiderNumberingWarning, match="not sacrum-like"):
-        chk = check_spider_numbering(_toy_spine(20), np.eye(4))
-    assert not chk.ok and chk.details["label1_extent_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert not chk.ok and chk.convention == "sacrum=1", chk.summary()
     flipped = np.diag([1.0, 1.0, -1.0, 1.0])  # k now runs caudally: vertebra 1 would be the most cranial
     with pytest.warns(SpiderNumberingWarning, match="caudally"):
         check_spider_numbering(_toy_spine(60), flipped)
@@ -273,15 +280,15 @@ def test_numbering_check_sacrum_shape() -> None:
 def test_spider_mismatch_policies_and_partial_modes(cohort: Path, tmp_path: Path) -> None:
     src = tmp_path / "spider"
     shutil.copytree(cohort / "spider", src)
-    sitk.WriteImage(_renumber(sitk.ReadImage(str(src / "masks" / "2_t1.mha")), lambda n: n - 1), str(src / "masks" / "2_t1.mha"))
+    sitk.WriteImage(_sacrum_first(sitk.ReadImage(str(src / "masks" / "2_t1.mha"))), str(src / "masks" / "2_t1.mha"))
     with pytest.warns(SpiderNumberingWarning, match="failed on 1/4"):
         ds = convert_spider(src, tmp_path / "warn", sequences=["t1", "t2"])
     report = json.loads((ds / "spineseg_conversion.json").read_text())
-    assert report["options"]["numbering_verdicts"] == {"sacrum=1": 3, "L5=1": 1}
+    assert report["options"]["numbering_verdicts"] == {"L5=1": 3, "sacrum=1": 1}
     ds = convert_spider(src, tmp_path / "skip", on_numbering_mismatch="skip", sequences=["t1"])
     report = json.loads((ds / "spineseg_conversion.json").read_text())
     assert [c["case_id"] for c in report["cases"]] == ["spider_001_t1"]
-    assert report["skipped"][0]["item"] == "2_t1" and "L5=1" in report["skipped"][0]["reason"]
+    assert report["skipped"][0]["item"] == "2_t1" and "sacrum=1" in report["skipped"][0]["reason"]
     with pytest.raises(SpiderNumberingError, match="2_t1.mha"):
         convert_spider(src, tmp_path / "error", on_numbering_mismatch="error")
     # partly visible vertebrae as nnU-Net's ignore label

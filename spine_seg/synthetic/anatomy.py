@@ -24,6 +24,7 @@ from spine_seg.labels import (
     SPIDER_CANAL,
     SPIDER_PARTIAL_OFFSET,
     SPIDER_VERTEBRA_NUMBER,
+    SYNTHETIC_SACRUM,
     VERTEBRAE,
     spider_disc_label,
 )
@@ -243,7 +244,7 @@ class Anatomy:
         cw = np.float32(self.canal_width_mm / 2)
         vc = -0.85 * a - 1.5 - ca
         in_spine = s > np.float32(self.s_sacrum_top - 95)
-        numbers = np.array([SPIDER_VERTEBRA_NUMBER[n] for n in VERTEBRAE], dtype=np.uint16)
+        numbers = np.array([SPIDER_VERTEBRA_NUMBER.get(n, SYNTHETIC_SACRUM) for n in VERTEBRAE], dtype=np.uint16)
         disc_numbers = np.array([spider_disc_label(n) for n in VERTEBRAE[:-1]] + [0], dtype=np.uint16)
 
         # --- canal: bony canal with epidural fat, thecal sac with CSF, stenosis at the discs -----------------
@@ -312,7 +313,7 @@ class Anatomy:
         if lab is not None:
             lab[vi[body]] = numbers[vown[body]]
             lab[vi[disc]] = disc_numbers[vown[disc]]
-            lab[vi[sac]] = SPIDER_VERTEBRA_NUMBER["S"]
+            lab[vi[sac]] = SYNTHETIC_SACRUM
 
         # --- pedicles and articular pillars lateral to the canal, foramina between them ------------------------
         li = np.nonzero(in_spine & ~below & (aw > cw + 1) & (aw < cw + 13) & (v < -0.85 * a + 1) & (v > vc - ca - 4))[0]

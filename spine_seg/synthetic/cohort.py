@@ -41,7 +41,7 @@ from spine_seg.constants import (
     row_ids,
 )
 from spine_seg.dicom.write import WRITABLE_SYNTAXES, write_stack
-from spine_seg.labels import SPIDER_CANAL, SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET
+from spine_seg.labels import SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
 from spine_seg.synthetic import severity as sevmod
 from spine_seg.synthetic.anatomy import NARROWING_RANGE, NUCLEUS, Anatomy, mark_partial
 from spine_seg.synthetic.render import render
@@ -533,7 +533,7 @@ def _write_spider(root: Path, n: int, study_id: str, rec: dict) -> list[dict]:
         sp = np.linalg.norm(affine[:3, :3], axis=0)
         rows.append({
             "new_file_name": f"{n}_{tag}",
-            "num_vertebrae": sum(1 for v in values if 0 < v < SPIDER_CANAL or SPIDER_PARTIAL_OFFSET < v < SPIDER_DISC_OFFSET),
+            "num_vertebrae": sum(1 for v in values if 0 < v < SYNTHETIC_SACRUM or SPIDER_PARTIAL_OFFSET < v < SPIDER_DISC_OFFSET),
             "num_discs": sum(1 for v in values if v > SPIDER_DISC_OFFSET),
             "subset": "training",
             "PixelSpacing": str([round(float(sp[1]), 6), round(float(sp[0]), 6)]),

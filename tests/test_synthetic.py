@@ -271,3 +271,20 @@ def test_every_keypoint_lies_inside_its_image(cohort: Path):
         stack, k = studies[row.study_id].get_series(row.series_id).find_instance(row.instance_number)
         info = stack.slices[k]
         assert 0 <= row.x < info.columns and 0 <= row.y < info.rows, row
+
+
+def test_locate_cli_on_a_synthetic_keypoint(cohort: Path):
+    """`spineseg locate --json` gives the labelled axial slice for a spinal keypoint, as the API does."""
+    coords = _coords(cohort)
+    sub = coords[coords.condition == "left_subarticular_stenosis"]
+    row = coords[(coords.condition == "spinal_canal_stenosis") & coords.set_index(["study_id", "level"]).index.isin(
+        sub.set_index(["study_id", "level"]).index)].iloc[0]
+    res = CliRunner().invoke(app, ["locate", str(cohort / "train_images" / row.study_id), "--series", row.series_id,
+                                   "--instance", str(row.instance_number), "--x", str(row.x), "--y", str(row.y), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    target = int(sub[(sub.study_id == row.study_id) & (sub.level == row.level)].instance_number.item())
+    desc = pd.read_csv(cohort / "train_series_descriptions.csv", dtype=str)
+    axial_ids = set(desc[desc.series_description == "Axial T2"].series_id)
+    (axial,) = [t for t in doc["targets"] if t["series_id"] in axial_ids]
+    assert abs(axial["instance_number"] - target) <= 1

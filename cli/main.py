@@ -119,6 +119,9 @@ app.command()(evaluate)
 from spine_seg_cli.synth import synth  # noqa: E402
 
 app.command()(synth)
+from spine_seg_cli.grading import train_cls  # noqa: E402
+
+app.command("train-cls")(train_cls)
 from spine_seg_cli.seg import prepare, train_seg  # noqa: E402
 
 app.command()(prepare)

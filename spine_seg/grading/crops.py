@@ -180,14 +180,36 @@ def _fingerprint(study: Study, keypoints: pd.DataFrame, specs: Mapping[str, Crop
     return h.hexdigest()[:20]
 
 
+class _Manifest(Mapping):
+    """Read-only view of the per-study manifests ``root/<study>.json`` (fingerprint, records, warnings)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __getitem__(self, study_id: str) -> dict:
+        path = self.root / f"{study_id}.json"
+        if not path.exists():
+            raise KeyError(study_id)
+        return json.loads(path.read_text())
+
+    def __iter__(self):
+        return (p.stem for p in sorted(self.root.glob("*.json")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.root.glob("*.json"))
+
+
 class CropCache:
-    """``root/<study>.npz`` (float16 crops) and ``root/manifest.json`` (fingerprints, records)."""
+    """``root/<study>.npz`` (float16 crops) beside ``root/<study>.json`` (fingerprint, records, warnings).
+
+    One small manifest per study, written atomically after its crops: a study's cost does not grow with
+    the cohort, a kill loses at most the study in progress, and parallel workers never share a file.
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.manifest_path = self.root / "manifest.json"
-        self.manifest: dict = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
+        self.manifest = _Manifest(self.root)
 
     def get(self, study: Study, keypoints: pd.DataFrame, specs: Mapping[str, CropSpec] = DEFAULT_SPECS) -> dict[tuple[str, str], np.ndarray]:
         """The study's crops as float32 arrays, from the cache when its fingerprint matches."""
@@ -202,18 +224,15 @@ class CropCache:
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **arrays)
         tmp.replace(path)
-        self.manifest[study.study_id] = {
+        doc = {
             "fingerprint": fp,
             "records": [asdict(CropRecord(study.study_id, c, lv, cr.series_id, cr.instance_number, cr.xy_px[0], cr.xy_px[1], cr.flipped, round(cr.distance_mm, 3))) for (c, lv), cr in crops.items()],
             "warnings": warnings,
         }
-        self._save()
+        tmp_json = self.root / f"{study.study_id}.json.tmp"
+        tmp_json.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        tmp_json.replace(self.root / f"{study.study_id}.json")
         return {k: v.pixels for k, v in crops.items()}
-
-    def _save(self) -> None:
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True))
-        tmp.replace(self.manifest_path)
 
 
 def all_locations() -> Iterable[tuple[str, str]]:

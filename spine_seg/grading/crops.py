@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,10 +22,7 @@ import pandas as pd
 from scipy import ndimage
 
 from spine_seg.constants import (
-    CONDITIONS,
     GROUP_OF_CONDITION,
-    LEVELS,
-    SERIES_KIND_OF_CONDITION,
     SIDE_OF_CONDITION,
     normalize_condition,
     normalize_level,
@@ -86,8 +83,7 @@ def crop_stack(volume: np.ndarray, stack: Stack, xyz_lps_mm: np.ndarray, spec: C
     hit = stack.locate(np.asarray(xyz_lps_mm, dtype=float))
     col_sp, row_sp, _ = stack.spacing_mm
     offsets_mm = (np.arange(spec.size_px) - (spec.size_px - 1) / 2) * (spec.fov_mm / spec.size_px)
-    jj = hit.y_px + offsets_mm[:, None] / row_sp + 0 * offsets_mm[None, :]
-    ii = hit.x_px + offsets_mm[None, :] / col_sp + 0 * offsets_mm[:, None]
+    jj, ii = np.meshgrid(hit.y_px + offsets_mm / row_sp, hit.x_px + offsets_mm / col_sp, indexing="ij")
     half = (spec.n_slices - 1) // 2
     ks = np.clip(hit.k + spec.slice_step * (np.arange(spec.n_slices) - half), 0, stack.n_slices - 1)
     out = np.empty((spec.n_slices, spec.size_px, spec.size_px), dtype=np.float32)
@@ -235,18 +231,12 @@ class CropCache:
         return {k: v.pixels for k, v in crops.items()}
 
 
-def all_locations() -> Iterable[tuple[str, str]]:
-    return ((c, lv) for c in CONDITIONS for lv in LEVELS)
-
-
 __all__ = [
     "DEFAULT_SPECS",
-    "SERIES_KIND_OF_CONDITION",
     "Crop",
     "CropCache",
     "CropRecord",
     "CropSpec",
-    "all_locations",
     "crop_series",
     "crop_stack",
     "keypoint_crops",

@@ -32,6 +32,7 @@ from spine_seg.constants import (
     LEVELS,
     SERIES_KIND_OF_CONDITION,
     SEVERITIES,
+    SEVERITY_FROM_LABEL,
     SEVERITY_LABELS,
     SIDES,
     TARGET_COLUMNS,
@@ -421,7 +422,7 @@ def generate_study(
         "landmarks_lps_mm": landmarks,
         "vertebra_centres_lps_mm": anat.vertebra_centres(),
         "severity_true": {f"{c}_{lv}": SEVERITIES[int(sev_true[ci, li])] for ci, c in enumerate(CONDITIONS) for li, lv in enumerate(LEVELS)},
-        "severity_label": {k: (None if v is None else SEVERITIES[list(SEVERITY_LABELS.values()).index(v)]) for k, v in grades.items()},
+        "severity_label": {k: (None if v is None else SEVERITY_FROM_LABEL[v]) for k, v in grades.items()},
         "label_noise": cfg.label_noise,
         "anatomy": {
             "radius_mm": round(anat.radius_mm, 3), "sacral_kink_deg": round(float(np.degrees(anat.sacral_kink_rad)), 3),

@@ -102,6 +102,10 @@ def train_seg(
     plans: Annotated[
         Optional[str], typer.Option("--plans", help="Plans identifier; default: nnUNetPlans_CPUBudget on CPU, nnUNetPlans on CUDA.")
     ] = None,
+    time_budget: Annotated[
+        Optional[float], typer.Option("--time-budget", help="Minutes of training: after the first epoch, the epochs are cut "
+                                      "to what fits (with the learning-rate schedule).")
+    ] = None,
     no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip nnU-Net's final validation.")] = False,
     nnunet_log: Annotated[bool, typer.Option("--nnunet-log", help="Show nnU-Net's own console output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (epoch lines go to stderr).")] = False,
@@ -113,7 +117,8 @@ def train_seg(
 
     try:
         result = seg_train.train(dataset, config, fold, trainer, device, epochs, progress, plans=plans,
-                                 validate=not no_validate, verbose=nnunet_log)
+                                 validate=not no_validate, verbose=nnunet_log,
+                                 time_budget_s=None if time_budget is None else time_budget * 60.0)
     except SEG_ERRORS as exc:
         raise fail(exc) from exc
     if as_json:

@@ -264,10 +264,12 @@ def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     assert set(np.unique(lv.labels).tolist()) <= set(SEG_LABELS.values())
     assert lv.present() and set(lv.present()) <= set(SEG_LABELS) - {"background"}
 
-    # the CLI on the same dataset: one more epoch, no validation, JSON out
+    # the CLI on the same dataset: 2 epochs planned, but a time budget that only one fits; no validation, JSON out
     res = runner.invoke(app, ["train-seg", "--dataset", "599", "--config", "2d", "--fold", "0", "--trainer",
-                              "nnUNetTrainer_Smoke", "--device", "cpu", "--epochs", "1", "--no-validate", "--json"])
+                              "nnUNetTrainer_Smoke", "--device", "cpu", "--epochs", "2", "--time-budget", "0.0001",
+                              "--no-validate", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["epochs"] == 1 and doc["final_dice"] is None and "epoch 1/1" in res.stderr
+    assert doc["epochs"] == 1 and doc["final_dice"] is None
+    assert "epoch 1/2" in res.stderr and "epoch 2/" not in res.stderr
     print(f"smoke train+predict: {time.perf_counter() - t0:.1f} s")

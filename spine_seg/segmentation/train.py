@@ -413,6 +413,7 @@ def train(
     validation_mirroring: bool | None = None,
     threads: int | None = None,
     verbose: bool = False,
+    time_budget_s: float | None = None,
 ) -> TrainResult:
     """Train one nnU-Net fold in this process and return the result folder and final metrics.
 
@@ -429,6 +430,8 @@ def train(
     fold = parse_fold(fold)
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise ValueError(f"time_budget_s must be positive, got {time_budget_s}")
     dev = resolve_device(device)
     trainer_name = trainer or DEFAULT_TRAINER[dev.type]
     trainer_cls = find_trainer_class(trainer_name)
@@ -463,7 +466,10 @@ def train(
         if epochs is not None:
             tr.num_epochs = int(epochs)
         _hook_epochs(tr, history, progress, console)
-        tr.run_training()
+        if time_budget_s is None:
+            tr.run_training()
+        else:
+            _run_training_budgeted(tr, history, float(time_budget_s))
         if validate:
             _validate(tr, dev.type, validation_mirroring)
     seconds = time.perf_counter() - t0
@@ -492,6 +498,42 @@ def train(
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return result
+
+
+def _run_training_budgeted(tr: Any, history: list[EpochReport], budget_s: float) -> None:
+    """nnU-Net's ``run_training`` loop, with ``num_epochs`` re-planned against a wall-clock budget.
+
+    nnU-Net's own loop fixes ``range(current_epoch, num_epochs)`` before the first epoch, so the loop is
+    mirrored here (same hooks in the same order) with a condition that is read again every epoch.
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    tr.on_train_start()
+    planned = False
+    while tr.current_epoch < tr.num_epochs:
+        tr.on_epoch_start()
+        tr.on_train_epoch_start()
+        tr.on_train_epoch_end([tr.train_step(next(tr.dataloader_train)) for _ in range(tr.num_iterations_per_epoch)])
+        with torch.no_grad():
+            tr.on_validation_epoch_start()
+            tr.on_validation_epoch_end(
+                [tr.validation_step(next(tr.dataloader_val)) for _ in range(tr.num_val_iterations_per_epoch)]
+            )
+        tr.on_epoch_end()
+        elapsed = time.perf_counter() - t0
+        per_epoch = elapsed / max(1, tr.current_epoch)
+        fits = max(1, int(budget_s // per_epoch))
+        if not planned or fits < tr.num_epochs:
+            new = max(int(tr.current_epoch), min(int(tr.num_epochs), fits))
+            if new != tr.num_epochs:
+                log.info("time budget %.0f s at %.1f s/epoch: %d epochs instead of %d", budget_s, per_epoch, new, tr.num_epochs)
+                tr.num_epochs = new
+                scheduler = getattr(tr, "lr_scheduler", None)
+                if scheduler is not None and hasattr(scheduler, "max_steps"):
+                    scheduler.max_steps = new
+            planned = True
+    tr.on_train_end()
 
 
 def _validate(tr: Any, device_type: str, mirroring: bool | None) -> None:

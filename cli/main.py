@@ -126,6 +126,11 @@ from spine_seg_cli.seg import prepare, train_seg  # noqa: E402
 
 app.command()(prepare)
 app.command("train-seg")(train_seg)
+from spine_seg_cli.predict import bundle_app, demo, predict  # noqa: E402
+
+app.command()(predict)
+app.add_typer(bundle_app, name="bundle")
+app.command()(demo)
 
 
 if __name__ == "__main__":  # pragma: no cover

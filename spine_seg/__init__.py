@@ -1,5 +1,28 @@
-"""spineseg: lumbar spine MRI study → graded degenerative findings (RSNA 2024 format)."""
+"""spineseg: lumbar spine MRI study → graded degenerative findings (RSNA 2024 format).
+
+``spine_seg.predict_study(path, bundle)`` is the one-call API; the heavy modules (torch, nnU-Net) load only
+when it is first used, so ``import spine_seg`` stays fast.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "predict_study": "spine_seg.pipeline",
+    "predict_batch": "spine_seg.pipeline",
+    "Predictor": "spine_seg.pipeline",
+    "StudyResult": "spine_seg.result",
+    "load_bundle": "spine_seg.bundle",
+    "ModelBundle": "spine_seg.bundle",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'spine_seg' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -40,12 +40,10 @@ from spine_seg.constants import (
 )
 from spine_seg.grading.crops import CropSpec, keypoint_crops
 from spine_seg.grading.models import GradingModel, model_from_checkpoint, predict_probs, read_checkpoint, resolve_device
+from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR
 
 log = logging.getLogger(__name__)
 
-SOURCE_MODEL = "model"
-SOURCE_FALLBACK = "axial_fallback"
-SOURCE_PRIOR = "prior"
 OBJECTIVES: tuple[str, ...] = ("metric", "nll")
 TEMPERATURE_GRID: np.ndarray = np.unique(np.concatenate([np.geomspace(0.4, 4.0, 31), [1.0]]))
 

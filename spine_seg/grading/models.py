@@ -224,7 +224,9 @@ class GradingModel(nn.Module):
         self.in_chans = int(in_chans)
         self.groups = tuple(groups)
         self.backbone, self.weight_source = create_backbone(backbone, in_chans, weights, drop_rate, drop_path_rate)
-        n_features = self.backbone.num_features
+        # with num_classes=0 a timm model returns its pre-logits: head_hidden_size where a head layer sits
+        # after the pooling (MobileNetV3's conv_head: 1024, not num_features = 288), else num_features
+        n_features = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
         self.n_outputs = int(n_outputs)
         self.heads = nn.ModuleDict({g: nn.Linear(n_features, n_outputs) for g in self.groups})
         cfg = self.backbone.pretrained_cfg

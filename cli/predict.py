@@ -1,0 +1,182 @@
+"""``spineseg predict``, ``spineseg bundle export|import|list|info`` and ``spineseg demo``.
+
+Logic: :mod:`spine_seg.pipeline` (predict), :mod:`spine_seg.bundle` (bundles), :mod:`spine_seg.demo`.
+Exit codes of ``predict``: 0 every study done, 1 some study failed (see errors.csv; the others are written),
+2 the command could not start (bad INPUT, bad bundle, bad option).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from spine_seg_cli.common import USER_ERRORS, fail
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def _check_device(device: str) -> str:
+    if device not in DEVICE_CHOICES:
+        raise ValueError(f"--device: unknown value {device!r}; valid: {list(DEVICE_CHOICES)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
+    return device
+
+
+def predict(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A study folder (<study>/<series>/*.dcm) or a folder of them (test_images/).")],
+    model: Annotated[str, typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz.")],
+    series_csv: Annotated[
+        Optional[Path], typer.Option("--series-csv", help="series_descriptions CSV (study_id, series_id, series_description).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Predict studies again even when their result.json exists.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.png (faster).")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over studies and stages (stderr).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the batch summary as JSON.")] = False,
+) -> None:
+    """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
+    from spine_seg.bundle import BundleError, load_bundle
+    from spine_seg.pipeline import Predictor, predict_batch
+
+    try:
+        _check_device(device)
+        if series_csv is not None and not series_csv.is_file():
+            raise FileNotFoundError(f"--series-csv: no such file: {series_csv}")
+        from spine_seg.pipeline import discover_studies
+
+        folders = discover_studies(input_path)
+        bundle = load_bundle(model)
+        predictor = Predictor(bundle, device)
+    except (*USER_ERRORS, BundleError) as exc:
+        raise fail(exc) from exc
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(folders), unit="study", disable=not progress, dynamic_ncols=True)
+
+    def on_progress(i: int, n: int, study: str, stage: str) -> None:
+        bar.set_postfix_str(f"{study}: {stage}")
+        if stage in ("done", "failed", "resumed"):
+            bar.update(1)
+
+    try:
+        result = predict_batch(input_path, bundle, out, series_csv=series_csv, device=device, resume=not no_resume,
+                               report=not no_report, progress=on_progress, predictor=predictor)
+    except USER_ERRORS as exc:
+        raise fail(exc) from exc
+    finally:
+        bar.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=1))
+    else:
+        d = result.to_dict()
+        typer.echo(f"{d['studies']} studies: {d['done']} predicted, {d['resumed']} already done, {d['failed']} failed "
+                   f"in {d['seconds']:.1f} s (models loaded in {d['model_load_seconds']:.1f} s)")
+        typer.echo(f"submission: {result.submission}")
+        for o in result.failed:
+            typer.echo(f"  failed {o.study} ({o.stage}): {o.error}", err=True)
+        if result.errors:
+            typer.echo(f"errors: {result.errors} (their rows in submission.csv: the training prior)", err=True)
+    if result.failed:
+        raise typer.Exit(code=1)
+
+
+bundle_app = typer.Typer(help="Model bundles: export trained models, import them offline, list and check them.",
+                         no_args_is_help=True)
+
+
+@bundle_app.command("export")
+def bundle_export(
+    seg_model: Annotated[Path, typer.Option("--seg-model", help="nnU-Net result folder (…/<Trainer>__<Plans>__<config>).")],
+    grading: Annotated[list[Path], typer.Option("--grading", help="ensemble.json, or train-cls run folders / checkpoints (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder, or a .zip file.")],
+    folds: Annotated[Optional[list[str]], typer.Option("--fold", help="nnU-Net folds to include (repeatable; default all).")] = None,
+    fallback: Annotated[Optional[Path], typer.Option("--fallback", help="axial_fallback.pt to include.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Bundle name (default: OUT's name).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Write a bundle (folder or zip) with a manifest of versions, label maps, crop settings and checksums."""
+    from spine_seg.bundle import BundleError, export_bundle, load_bundle
+
+    try:
+        path = export_bundle(out, seg_model, grading if len(grading) > 1 else grading[0], folds=folds, fallback=fallback,
+                             name=name, overwrite=overwrite)
+        b = load_bundle(path)
+    except (*USER_ERRORS, BundleError) as exc:
+        raise fail(exc) from exc
+    typer.echo(f"bundle {b.name}: {path} ({len(b.manifest['files'])} files)")
+
+
+@bundle_app.command("import")
+def bundle_import(
+    source: Annotated[Path, typer.Argument(help="Bundle folder or zip (e.g. downloaded on another machine).")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Install under this name (default: the bundle's).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an installed bundle of that name.")] = False,
+) -> None:
+    """Check a bundle and install it into $SPINESEG_HOME/bundles/NAME; then `predict --model NAME`."""
+    from spine_seg.bundle import BundleError, import_bundle
+
+    try:
+        b = import_bundle(source, name, overwrite=overwrite)
+    except (*USER_ERRORS, BundleError) as exc:
+        raise fail(exc) from exc
+    typer.echo(f"installed bundle {b.name} at {b.root}; use: spineseg predict INPUT --model {b.name} --out OUT")
+
+
+@bundle_app.command("list")
+def bundle_list() -> None:
+    """Installed bundles."""
+    from spine_seg.bundle import bundles_home, installed_bundles
+
+    names = installed_bundles()
+    typer.echo(f"{bundles_home()}: " + (", ".join(names) if names else "no bundle installed"))
+
+
+@bundle_app.command("info")
+def bundle_info(
+    ref: Annotated[str, typer.Argument(help="Bundle folder, zip or installed name.")],
+    checksums: Annotated[bool, typer.Option("--checksums/--no-checksums", help="Verify every file's sha256.")] = True,
+) -> None:
+    """Check a bundle and print its manifest (without the file list)."""
+    from spine_seg.bundle import BundleError, load_bundle
+
+    try:
+        b = load_bundle(ref, checksums=checksums)
+    except (*USER_ERRORS, BundleError) as exc:
+        raise fail(exc) from exc
+    doc = {k: v for k, v in b.manifest.items() if k != "files"}
+    doc["path"] = str(b.root)
+    doc["n_files"] = len(b.manifest["files"])
+    typer.echo(json.dumps(doc, indent=1))
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Everything goes here: cohort, nnU-Net folders, models, bundle, predictions.")] = Path("runs/demo"),
+    studies: Annotated[int, typer.Option("--studies", help="Synthetic studies in all (training + held out).")] = 28,
+    test_studies: Annotated[int, typer.Option("--test-studies", help="Held-out studies to predict and score.")] = 6,
+    seg_minutes: Annotated[float, typer.Option("--seg-minutes", help="Wall-clock budget of the nnU-Net training.")] = 5.0,
+    grading_epochs: Annotated[int, typer.Option("--grading-epochs", help="Maximum epochs per grading fold.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort.")] = 7,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
+) -> None:
+    """Synthesise a cohort, train segmentation and grading briefly, predict held-out studies, score, report."""
+    from spine_seg.demo import DemoConfig, run_demo
+
+    try:
+        _check_device(device)
+        cfg = DemoConfig(studies=studies, test_studies=test_studies, seg_minutes=seg_minutes,
+                         grading_epochs=grading_epochs, seed=seed, device=device)
+    except USER_ERRORS as exc:
+        raise fail(exc) from exc
+    result = run_demo(out, cfg, echo=typer.echo, progress=progress)
+    if result.failed:
+        raise typer.Exit(code=1)

@@ -162,7 +162,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Everything goes here: cohort, nnU-Net folders, models, bundle, predictions.")] = Path("runs/demo"),
     studies: Annotated[int, typer.Option("--studies", help="Synthetic studies in all (training + held out).")] = 28,
     test_studies: Annotated[int, typer.Option("--test-studies", help="Held-out studies to predict and score.")] = 6,
-    seg_minutes: Annotated[float, typer.Option("--seg-minutes", help="Wall-clock budget of the nnU-Net training.")] = 5.0,
+    seg_minutes: Annotated[float, typer.Option("--seg-minutes", help="Wall-clock budget of the nnU-Net training.")] = 4.5,
     grading_epochs: Annotated[int, typer.Option("--grading-epochs", help="Maximum epochs per grading fold.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort.")] = 7,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",

@@ -36,6 +36,7 @@ from spine_seg.labels import (
     SPIDER_DISC_OFFSET,
     SPIDER_PARTIAL_OFFSET,
     SPIDER_VERTEBRA_NUMBER,
+    SYNTHETIC_SACRUM,
     spider_disc_label,
     spider_to_seg_lut,
 )
@@ -333,6 +334,7 @@ def _known_spider_value(v: int) -> bool:
     return (
         v == 0
         or v == SPIDER_CANAL
+        or v == SYNTHETIC_SACRUM  # spineseg's synthetic masks only: mapped to the sacrum label
         or 1 <= v <= _MAX_VERTEBRA
         or SPIDER_PARTIAL_OFFSET < v <= SPIDER_PARTIAL_OFFSET + _MAX_VERTEBRA
         or SPIDER_DISC_OFFSET < v <= SPIDER_DISC_OFFSET + _MAX_VERTEBRA

@@ -39,7 +39,13 @@ class DemoConfig:
     studies: int = 28
     test_studies: int = 6
     seed: int = 7
-    seg_minutes: float = 5.0
+    seg_minutes: float = 4.5
+    #: nnU-Net's own AdamW variant (lr 1e-3): on the demo cohort at 3 mm it found 30/30 held-out levels (median
+    #: disc error 1.1 mm) after 4 minutes, where the default SGD trainer was still at pseudo-Dice 0.1 and found none
+    seg_trainer: str = "nnUNetTrainerAdam1en3"
+    #: in-plane spacing of the CPU plans: 3 mm trains ~3× faster per iteration than the planner's 1.5 mm, which
+    #: is what lets nnU-Net get past its slow start within minutes (discs stay 3–4 pixels thick)
+    seg_spacing_mm: float = 3.0
     grading_epochs: int = 8
     grading_folds: int = 2
     fallback: bool = True
@@ -147,17 +153,18 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     t = stage("2/6 prepare", f"nnU-Net Dataset{DEMO_DATASET_ID} from the training studies' masks, CPU-budget plans")
     CONVERTERS["synthetic"](cohort.out, env.raw, DEMO_DATASET_ID, sequences=("t2",), overwrite=True)
     budget = "default" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu"
-    prepared = seg_train.plan_and_preprocess(DEMO_DATASET_ID, ("2d",), budget)
+    prepared = seg_train.plan_and_preprocess(DEMO_DATASET_ID, ("2d",), budget,
+                                             inplane_spacing_mm=cfg.seg_spacing_mm if budget == "cpu" else None)
     seconds["prepare"] = time.perf_counter() - t
     echo(f"   plans {prepared.plans}: patch {prepared.patch_size['2d']}, batch {prepared.batch_size['2d']}, "
          f"{seconds['prepare']:.0f} s")
 
-    t = stage("3/6 train-seg", f"nnU-Net 2d, all training cases, {cfg.seg_minutes:g} min budget")
+    t = stage("3/6 train-seg", f"nnU-Net 2d ({cfg.seg_trainer}), all training cases, {cfg.seg_minutes:g} min budget")
 
     def seg_progress(r: seg_train.EpochReport) -> None:
         echo("   " + r.line())
 
-    seg = seg_train.train(DEMO_DATASET_ID, "2d", "all", None, cfg.device, epochs=1000, progress=seg_progress,
+    seg = seg_train.train(DEMO_DATASET_ID, "2d", "all", cfg.seg_trainer, cfg.device, epochs=1000, progress=seg_progress,
                           validate=False, threads=cfg.threads, time_budget_s=cfg.seg_minutes * 60)
     seconds["train_seg"] = time.perf_counter() - t
     echo(f"   {seg.epochs} epochs in {seg.seconds:.0f} s (EMA pseudo-Dice {seg.ema_pseudo_dice:.3f})")

@@ -29,17 +29,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from spine_seg.atomic import atomic_write, atomic_write_text
 from spine_seg.bundle import ModelBundle, load_bundle, package_versions
 from spine_seg.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SEVERITIES, SIDES, SeriesKind, row_id
 from spine_seg.dicom import DicomError, Series, Study, load_study
@@ -292,32 +290,7 @@ def predict_study(path: str | Path, bundle: ModelBundle | str | Path, *, series_
 
 
 # ---------------------------------------------------------------------------------------------------------
-# writing, atomically
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` then rename onto ``path``: a reader (or a killed run) never sees half a file.
-
-    The temporary name keeps the final suffixes (``.nii.gz``, ``.png``) because writers choose the format
-    from them.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name.split('.')[0]}-", suffix=suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared like any output
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+# writing (atomically: spine_seg.atomic)
 
 
 def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | None = None,

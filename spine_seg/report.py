@@ -24,8 +24,6 @@ written to a temporary file next to ``path`` and moved onto it, so a crash never
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spine_seg.atomic import atomic_write
 from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_LABELS, SeriesKind, kaggle_level, row_id
 from spine_seg.dicom import DicomError, SliceInfo, Stack, Study
 from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
@@ -79,7 +78,8 @@ _SEG_COLOURS: dict[str, str] = {
 _HEADER_LINES = 3  # fallbacks and warnings shown each; the rest are counted
 _LINE_CHARS = 118
 _LANDMARK_CHARS = 80
-_CANAL_SOURCE = {"canal_label": "canal label", "disc_posterior_margin": "disc margin"}
+_CANAL_SOURCE = {"canal_label": "canal label", "disc_posterior_margin": "disc margin",
+                 "vertebra_posterior_estimate": "behind bodies", "keypoint": "keypoint"}
 
 
 def level_name(level: str) -> str:
@@ -101,16 +101,8 @@ def write_report(path: str | Path, study: Study, result: StudyResult) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = render_report(study, result)
-    # a fresh unique name rather than mkstemp: mkstemp makes the file 0600, and the report must keep the
-    # permissions any other output of the run gets (the umask's)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI, facecolor=FIG_BG, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, facecolor=FIG_BG,
+                                                      metadata={"Software": None}))
 
 
 def render_report(study: Study, result: StudyResult) -> Figure:

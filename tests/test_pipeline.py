@@ -21,7 +21,6 @@ from spine_seg.pipeline import (
     ERRORS_CSV,
     Predictor,
     StageError,
-    atomic_write,
     check_submission,
     discover_studies,
     predict_batch,
@@ -260,19 +259,6 @@ def test_resume_after_interrupted_batch(tiny_bundle, predictor: Predictor, tmp_p
 
     res = predict_batch(src, None, out, series_csv=_series_csv(tiny_bundle, "test"), predictor=predictor, resume=False, report=False)
     assert [o.status for o in res.outcomes] == ["done", "done"]
-
-
-def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path):
-    target = tmp_path / "segmentation.nii.gz"
-    target.write_text("old")
-
-    def boom(p: Path) -> None:
-        p.write_bytes(b"half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(target, boom)
-    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["segmentation.nii.gz"]
 
 
 def test_stage_error_names_the_stage(tiny_bundle, predictor: Predictor, tmp_path: Path):

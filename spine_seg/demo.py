@@ -71,6 +71,7 @@ class DemoResult:
     predictions: Path
     score: dict[str, float]
     prior_score: dict[str, float]
+    keypoint_score: dict[str, float]  # the same models on crops at the true keypoints: what landmarks could reach
     landmarks: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
     failed: int = 0
@@ -117,8 +118,9 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     import torch
 
     from spine_seg import metric
-    from spine_seg.bundle import export_bundle
-    from spine_seg.grading.crops import DEFAULT_SPECS
+    from spine_seg.bundle import export_bundle, load_bundle
+    from spine_seg.dicom import load_study
+    from spine_seg.grading.crops import DEFAULT_SPECS, read_keypoints
     from spine_seg.grading.dataset import build_crop_table
     from spine_seg.grading.ensemble import Ensemble, smoothed_prior, submission_from_rows
     from spine_seg.grading.fallback import build_fallback_table, train_fallback
@@ -212,13 +214,23 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     # the reference: the bundle's own fallback, the smoothed training prior, for every row
     prior_sub, _ = submission_from_rows(list(cohort.test_ids), None, smoothed_prior(metric.read_labels(cohort.out / "train.csv")))
     prior = metric.score(labels, prior_sub)
+    # the same ensemble on crops cut at the held-out studies' true keypoints: the ceiling for the landmarks
+    keypoints = read_keypoints(cohort.out / "truth" / "test_label_coordinates.csv")
+    ens = load_bundle(bundle).ensemble("cpu")
+    kp_sub = pd.concat([
+        ens.predict_keypoints(load_study(cohort.out / "test_images" / sid, cohort.out / "test_series_descriptions.csv"),
+                              keypoints).submission for sid in cohort.test_ids
+    ], ignore_index=True)
+    kp_score = metric.score(labels, kp_sub)
     lms = landmark_errors(predictions, cohort.out / "truth")
     seconds["evaluate"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_all
-    res = DemoResult(out, bundle, predictions, _scores(result), _scores(prior), lms,
+    res = DemoResult(out, bundle, predictions, _scores(result), _scores(prior), _scores(kp_score), lms,
                      {k: round(v, 1) for k, v in seconds.items()}, len(batch.failed))
     (out / "demo_summary.json").write_text(json.dumps(res.to_dict(), indent=1), encoding="utf-8")
-    table_rows = pd.DataFrame([res.score, res.prior_score], index=["spineseg demo bundle", "training prior"])
+    table_rows = pd.DataFrame([res.score, res.keypoint_score, res.prior_score],
+                              index=["demo bundle (predict: predicted landmarks)", "same models, crops at true keypoints",
+                                     "training prior"])
     echo(table_rows.round(4).to_string())
     echo(f"landmarks: {lms['levels_found']}/{lms['levels_expected']} levels found, level accuracy {lms['level_accuracy']}, "
          f"disc error median {lms['disc_error_mm_median']} mm (p90 {lms['disc_error_mm_p90']})")

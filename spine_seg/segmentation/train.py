@@ -425,6 +425,12 @@ def train(
     mirroring is 4× the cost of a 2d prediction on a CPU). ``threads``: torch threads (default
     ``nnUNet_def_n_proc`` on a CPU, 1 on CUDA as nnU-Net does). nnU-Net's console
     output is hidden unless ``verbose``; it is always in the fold's ``training_log_*.txt``.
+
+    ``time_budget_s``: a wall-clock budget for the training epochs (final validation not included). After the
+    first epoch the number of epochs is cut to what fits at the measured pace and the poly learning-rate
+    schedule is shortened to match, so the run still ends at a low learning rate; the plan is redone after
+    every epoch at the pace of the epochs after the first (which carries the warm-up), down to keep to the
+    budget or back up, never past ``epochs``. Benchmarks and the demo train "as well as N minutes allow".
     """
     check_choice("configuration", configuration, CONFIGURATIONS)
     fold = parse_fold(fold)
@@ -508,9 +514,10 @@ def _run_training_budgeted(tr: Any, history: list[EpochReport], budget_s: float)
     """
     import torch
 
+    tr.on_train_start()  # network build, data loaders: not an epoch's cost
+    upper = int(tr.num_epochs)  # the caller's bound: the plan may grow back up to it, never past it
     t0 = time.perf_counter()
-    tr.on_train_start()
-    planned = False
+    first_epoch_s: float | None = None
     while tr.current_epoch < tr.num_epochs:
         tr.on_epoch_start()
         tr.on_train_epoch_start()
@@ -521,18 +528,22 @@ def _run_training_budgeted(tr: Any, history: list[EpochReport], budget_s: float)
                 [tr.validation_step(next(tr.dataloader_val)) for _ in range(tr.num_val_iterations_per_epoch)]
             )
         tr.on_epoch_end()
+        done = int(tr.current_epoch)
         elapsed = time.perf_counter() - t0
-        per_epoch = elapsed / max(1, tr.current_epoch)
-        fits = max(1, int(budget_s // per_epoch))
-        if not planned or fits < tr.num_epochs:
-            new = max(int(tr.current_epoch), min(int(tr.num_epochs), fits))
-            if new != tr.num_epochs:
-                log.info("time budget %.0f s at %.1f s/epoch: %d epochs instead of %d", budget_s, per_epoch, new, tr.num_epochs)
-                tr.num_epochs = new
-                scheduler = getattr(tr, "lr_scheduler", None)
-                if scheduler is not None and hasattr(scheduler, "max_steps"):
-                    scheduler.max_steps = new
-            planned = True
+        if first_epoch_s is None:
+            first_epoch_s = elapsed
+        # the first epoch carries warm-up; later epochs give the pace (a shared machine's pace changes, so
+        # the plan is redone every epoch, down to cut or up to use time freed by faster epochs)
+        per_epoch = elapsed if done < 2 else (elapsed - first_epoch_s) / (done - 1)
+        fits = done + int((budget_s - elapsed) // max(per_epoch, 1e-6))
+        new = min(upper, max(done, fits))
+        if new < tr.num_epochs or new >= tr.num_epochs + 2:
+            log.info("time budget %.0f s at %.1f s/epoch after %d epochs: %d epochs instead of %d",
+                     budget_s, per_epoch, done, new, tr.num_epochs)
+            tr.num_epochs = new
+            scheduler = getattr(tr, "lr_scheduler", None)
+            if scheduler is not None and hasattr(scheduler, "max_steps"):
+                scheduler.max_steps = new
     tr.on_train_end()
 
 

@@ -214,7 +214,7 @@ def tables(doc: dict) -> str:
         summary += [
             ["training cases (fold all)", tr["n_training_cases"]],
             ["time budget (min)", tr["budget_min"]],
-            ["epochs done (× 50 iterations)", tr["epochs"]],
+            ["trainer / epochs done", f"{tr['trainer']} / {tr['epochs']}"],
             ["seconds per epoch (mean)", tr["seconds_per_epoch"]],
             ["training seconds", tr["seconds"]],
             ["last epoch: train loss / pseudo-Dice (EMA)", f"{tr['last_train_loss']:.4f} / {tr['last_ema_pseudo_dice']:.3f}"],

@@ -47,18 +47,22 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the training uses one core; keep numpy/scipy on it too
 
 import numpy as np  # noqa: E402
-from bench_seg_common import log, machine, md_table, refuse_repo_path, use_home, write_json  # noqa: E402
+from bench_seg_common import (  # noqa: E402
+    dice,
+    log,
+    machine,
+    md_table,
+    refuse_repo_path,
+    train_budgeted,
+    use_home,
+    write_json,
+)
 from scipy import ndimage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SPINESEG_DATA", REPO.parent / "shared" / "data")) / "myosegmentum"
 DATASET_ID = 503
 VERTEBRAE = ("L1", "L2", "L3", "L4", "L5")
-
-
-def dice(pred: np.ndarray, ref: np.ndarray) -> float | None:
-    s = int(pred.sum()) + int(ref.sum())
-    return None if s == 0 else 2.0 * int(np.logical_and(pred, ref).sum()) / s
 
 
 def cranio_caudal_order(labels: np.ndarray, affine: np.ndarray, values: dict[str, int]) -> dict:
@@ -200,7 +204,7 @@ def main() -> None:
 
     env = use_home(args.home)  # before anything imports nnunetv2
     from spine_seg.segmentation.predict import SegmentationModel
-    from spine_seg.segmentation.train import DEFAULT_TRAINER, plan_and_preprocess, train
+    from spine_seg.segmentation.train import DEFAULT_TRAINER, plan_and_preprocess
 
     t_start = time.perf_counter()
     doc: dict = {"benchmark": "bench_seg_myosegmentum", "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
@@ -218,33 +222,7 @@ def main() -> None:
         log(f"planned + preprocessed in {prepared.seconds:.0f} s: patch {prepared.patch_size['2d']}, "
             f"batch {prepared.batch_size['2d']}, spacing {prepared.spacing_mm['2d']} mm")
 
-        def progress(r) -> None:
-            log(r.line())
-
-        log(f"training 2d fold all on the CPU, {env.n_proc} torch thread(s), budget {args.budget_min} min, "
-            f"at most {args.epochs} epochs")
-        result = train(DATASET_ID, "2d", "all", trainer=None, device="cpu", epochs=args.epochs, progress=progress,
-                       time_budget_s=args.budget_min * 60.0, validate=False)
-        hist = result.history
-        doc["training"] = {
-            "budget_min": args.budget_min,
-            "trainer": result.trainer,
-            "plans": result.plans,
-            "threads": int(env.n_proc),
-            "epochs": len(hist),
-            "planned_epochs_final": result.epochs,
-            "seconds": result.seconds,
-            "seconds_per_epoch": round(float(np.mean([h.seconds for h in hist])), 2) if hist else None,
-            "last_train_loss": hist[-1].train_loss if hist else float("nan"),
-            "last_ema_pseudo_dice": hist[-1].ema_pseudo_dice if hist else float("nan"),
-            "patch_size": prepared.patch_size["2d"],
-            "batch_size": prepared.batch_size["2d"],
-            "spacing_mm": prepared.spacing_mm["2d"],
-            "result_folder": str(result.result_folder),
-            "history": [{"epoch": h.epoch, "train_loss": round(h.train_loss, 4), "val_loss": round(h.val_loss, 4),
-                         "ema_pseudo_dice": round(h.ema_pseudo_dice, 4), "seconds": round(h.seconds, 2)} for h in hist],
-        }
-        log(f"trained {len(hist)} epochs in {result.seconds:.0f} s → {result.result_folder}")
+        result, doc["training"] = train_budgeted(DATASET_ID, prepared, env, args.budget_min, args.epochs)
         result_folder = result.result_folder
 
     model = SegmentationModel.from_folder(result_folder, fold="all", device="cpu")

@@ -54,7 +54,16 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the training uses one core; keep numpy/scipy on it too
 
 import numpy as np  # noqa: E402
-from bench_seg_common import log, machine, md_table, refuse_repo_path, use_home, write_json  # noqa: E402
+from bench_seg_common import (  # noqa: E402
+    dice,
+    log,
+    machine,
+    md_table,
+    refuse_repo_path,
+    train_budgeted,
+    use_home,
+    write_json,
+)
 
 DATASET_ID = 505
 DATASET_NAME = "Dataset505_SyntheticSPIDER"
@@ -139,8 +148,7 @@ def aligned(labels: np.ndarray, affine: np.ndarray, ref: np.ndarray, ref_affine:
 def mean_dice(pred: np.ndarray, ref: np.ndarray) -> tuple[float | None, dict[int, float]]:
     per = {}
     for v in sorted((set(np.unique(pred).tolist()) | set(np.unique(ref).tolist())) - {0}):
-        p, r = pred == v, ref == v
-        per[int(v)] = round(2.0 * int((p & r).sum()) / (int(p.sum()) + int(r.sum())), 4)
+        per[int(v)] = round(dice(pred == v, ref == v), 4)
     return (round(float(np.mean(list(per.values()))), 4) if per else None), per
 
 
@@ -249,7 +257,7 @@ def main() -> None:
 
     env = use_home(args.workdir / "home")  # before anything imports nnunetv2
     from spine_seg.segmentation.predict import SegmentationModel
-    from spine_seg.segmentation.train import DEFAULT_TRAINER, plan_and_preprocess, train
+    from spine_seg.segmentation.train import DEFAULT_TRAINER, plan_and_preprocess
     from spine_seg.synthetic import CohortConfig
     from spine_seg_nnunet_tasks.registry import CONVERTERS
 
@@ -277,32 +285,8 @@ def main() -> None:
         log(f"planned + preprocessed in {prepared.seconds:.0f} s: patch {prepared.patch_size['2d']}, "
             f"batch {prepared.batch_size['2d']}, spacing {prepared.spacing_mm['2d']} mm")
 
-        def progress(r) -> None:
-            log(r.line())
-
-        log(f"training 2d fold all on the CPU, {env.n_proc} torch thread(s), budget {args.budget_min} min, "
-            f"at most {args.epochs} epochs")
-        result = train(DATASET_ID, "2d", "all", trainer=args.trainer, device="cpu", epochs=args.epochs, progress=progress,
-                       time_budget_s=args.budget_min * 60.0, validate=False)
-        hist = result.history
-        doc["training"] = {
-            "budget_min": args.budget_min,
-            "n_training_cases": n_cases,
-            "trainer": result.trainer,
-            "plans": result.plans,
-            "threads": int(env.n_proc),
-            "epochs": len(hist),
-            "seconds": result.seconds,
-            "seconds_per_epoch": round(float(np.mean([h.seconds for h in hist])), 2) if hist else None,
-            "last_train_loss": hist[-1].train_loss if hist else float("nan"),
-            "last_ema_pseudo_dice": hist[-1].ema_pseudo_dice if hist else float("nan"),
-            "patch_size": prepared.patch_size["2d"],
-            "batch_size": prepared.batch_size["2d"],
-            "spacing_mm": prepared.spacing_mm["2d"],
-            "history": [{"epoch": h.epoch, "train_loss": round(h.train_loss, 4), "val_loss": round(h.val_loss, 4),
-                         "ema_pseudo_dice": round(h.ema_pseudo_dice, 4), "seconds": round(h.seconds, 2)} for h in hist],
-        }
-        log(f"trained {len(hist)} epochs in {result.seconds:.0f} s → {result.result_folder}")
+        result, doc["training"] = train_budgeted(DATASET_ID, prepared, env, args.budget_min, args.epochs, args.trainer)
+        doc["training"]["n_training_cases"] = n_cases
         result_folder = result.result_folder
     doc["model_folder"] = str(result_folder)
 

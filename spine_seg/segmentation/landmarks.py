@@ -500,11 +500,7 @@ def landmarks_from_labels(
     # the foramen offset: from the median half-width of the discs that can be measured. One width per
     # study, because a single disc's width is quantised by the sagittal slice spacing (3–4.5 mm)
     measured = [w for w in (d.pop("_half_width") for d in drafts) if w is not None]
-    if measured:
-        offset_mm, offset_source = _foramen_offset(float(np.median(measured))), "disc_width"
-    else:
-        offset_mm, offset_source = default_foramen_offset_mm, "default"
-    found = [LevelLandmark(**d, foramen_offset_mm=offset_mm, foramen_offset_source=offset_source) for d in drafts]
+    found = _levels_with_foramen_offset(drafts, measured, "disc_width", default_foramen_offset_mm)
     found.sort(key=lambda lm: LEVELS.index(lm.level))
     missing = _missing_levels(found, labels.shape, affine, axis, spacing)
     return LandmarkSet(
@@ -887,6 +883,18 @@ def _foramen_offset(disc_half_width_mm: float) -> float:
     return float(np.clip(FORAMEN_OFFSET_PER_HALF_WIDTH * disc_half_width_mm, lo, hi))
 
 
+def _levels_with_foramen_offset(
+    drafts: list[dict], half_widths_mm: list[float], width_source: str, default_offset_mm: float
+) -> list[LevelLandmark]:
+    """The drafts as landmarks sharing one foramen offset: from the median measured half-width (one value
+    per study, because a single width is quantised by the sagittal slice spacing), else the default."""
+    if half_widths_mm:
+        offset_mm, source = _foramen_offset(float(np.median(half_widths_mm))), width_source
+    else:
+        offset_mm, source = default_offset_mm, "default"
+    return [LevelLandmark(**d, foramen_offset_mm=offset_mm, foramen_offset_source=source) for d in drafts]
+
+
 def _inside_field_of_view(xyz: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> bool:
     """Whether a point in LPS mm lies inside the array ``[k, j, i]`` that ``affine`` places in space."""
     ijk = (xyz - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
@@ -1257,11 +1265,7 @@ def _from_vertebrae(
         )
 
     widths = [body.half_width_mm for body in named.values() if body.half_width_mm is not None]
-    if widths:
-        offset_mm, offset_source = _foramen_offset(float(np.median(widths))), "body_width"
-    else:
-        offset_mm, offset_source = default_foramen_offset_mm, "default"
-    found = [LevelLandmark(**d, foramen_offset_mm=offset_mm, foramen_offset_source=offset_source) for d in drafts]
+    found = _levels_with_foramen_offset(drafts, widths, "body_width", default_foramen_offset_mm)
     no_sacrum: str | None = None  # why there is no body below L5 (None: the sacrum is there)
     if sacrum is None:
         no_sacrum = "no sacrum in the mask"

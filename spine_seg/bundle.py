@@ -18,7 +18,6 @@ what differs, before it spends minutes on a cohort. Installed bundles live in ``
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,8 @@ from typing import Any
 from spine_seg import __version__
 from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.labels import SEG_LABELS
+from spine_seg.versions import package_versions
+from spine_seg_external_data.registry import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +50,13 @@ class BundleError(ValueError):
     """A bundle that cannot be used as it is; the message names the bundle, the file and the problem."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def bundles_home(home: str | Path | None = None) -> Path:
     """Where imported bundles are installed: ``$SPINESEG_HOME/bundles`` (default ``~/.spineseg/bundles``)."""
     if home is not None:
         return Path(home)
-    base = os.environ.get("SPINESEG_HOME")
-    return (Path(base) if base else Path("~/.spineseg").expanduser()) / BUNDLES_DIR
+    from spine_seg.segmentation.nnunet_env import spineseg_home
 
-
-def package_versions() -> dict[str, str]:
-    """Versions that decide whether a bundle's checkpoints load (read from metadata: no heavy imports)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"spineseg": __version__}
-    for dist in ("torch", "timm", "nnunetv2", "numpy"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "missing"
-    return out
+    return spineseg_home() / BUNDLES_DIR
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,7 +174,7 @@ def verify_bundle(root: Path, manifest: Mapping[str, Any], checksums: bool = Tru
             problems.append(f"{rel}: missing")
         elif p.stat().st_size != info["size"]:
             problems.append(f"{rel}: {p.stat().st_size} bytes, manifest says {info['size']} (truncated copy?)")
-        elif checksums and _sha256(p) != info["sha256"]:
+        elif checksums and sha256_file(p) != info["sha256"]:
             problems.append(f"{rel}: sha256 differs from the manifest (modified or corrupt)")
     if problems:
         raise BundleError(f"{root}: bundle incomplete or damaged: " + "; ".join(problems[:8])
@@ -206,7 +187,7 @@ def verify_bundle(root: Path, manifest: Mapping[str, Any], checksums: bool = Tru
 
 def _unpack_zip(path: Path, home: Path | None) -> Path:
     """Unpack a bundle zip once, into ``bundles/.unpacked/<sha>``; refuses members that leave the folder."""
-    digest = _sha256(path)[:16]
+    digest = sha256_file(path)[:16]
     target = bundles_home(home) / ".unpacked" / digest
     if (target / MANIFEST).is_file():
         return target
@@ -391,7 +372,7 @@ def export_bundle(
         }
         check_manifest(manifest, "export")
         manifest["files"] = {
-            p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+            p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(staging.rglob("*")) if p.is_file()
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import platform
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from spine_seg.constants import CONDITION_GROUPS, SEVERITIES
+from spine_seg.versions import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -300,14 +300,6 @@ def predict_probs(model: GradingModel, x: torch.Tensor | np.ndarray, groups: Seq
 
 
 # ----------------------------------------------------------------------------------------- checkpoints
-
-
-def package_versions() -> dict[str, str]:
-    import timm
-
-    from spine_seg import __version__
-
-    return {"torch": torch.__version__, "timm": timm.__version__, "spineseg": __version__, "python": platform.python_version()}
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping) -> Path:

@@ -93,6 +93,13 @@ def default_home() -> Path:
     return Path("~/.spineseg").expanduser()
 
 
+def spineseg_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``$SPINESEG_HOME`` (``~`` expanded), else :func:`default_home`: the root of everything spineseg keeps
+    (nnU-Net's folders here, installed model bundles in :mod:`spine_seg.bundle`)."""
+    value = (os.environ if environ is None else environ).get(HOME_VAR, "").strip()
+    return Path(value).expanduser() if value else default_home()
+
+
 def trainers_dir() -> Path:
     """Folder of spineseg's nnU-Net trainer variants, located without importing it (it imports nnU-Net)."""
     spec = importlib.util.find_spec("spine_seg_nnunet_tasks")
@@ -109,7 +116,7 @@ def resolve(environ: Mapping[str, str] | None = None, cpus: int | None = None) -
     source: dict[str, str] = {}
 
     home_value = environ.get(HOME_VAR, "").strip()
-    home = Path(home_value).expanduser() if home_value else default_home()
+    home = spineseg_home(environ)
     paths: dict[str, Path] = {}
     for var in PATH_VARS:
         value = environ.get(var, "").strip()

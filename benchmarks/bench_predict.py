@@ -41,10 +41,10 @@ def child(args: argparse.Namespace) -> None:
     predictor = Predictor(args.bundle, device=args.device)
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = predictor.predict(Path(args.study), args.series_csv)
+    result, study = predictor.predict_with_study(Path(args.study), args.series_csv)
     predict_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_study_outputs(result, Path(args.out) / Path(args.study).name)
+    write_study_outputs(result, Path(args.out) / Path(args.study).name, study)
     write_s = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None

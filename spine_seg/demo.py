@@ -118,7 +118,7 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     import torch
 
     from spine_seg import metric
-    from spine_seg.bundle import export_bundle, load_bundle
+    from spine_seg.bundle import export_bundle
     from spine_seg.dicom import load_study
     from spine_seg.grading.crops import DEFAULT_SPECS, read_keypoints
     from spine_seg.grading.dataset import build_crop_table
@@ -126,7 +126,7 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     from spine_seg.grading.fallback import build_fallback_table, train_fallback
     from spine_seg.grading.models import LITE0_BACKBONE, lite0_weight_file
     from spine_seg.grading.train import TrainConfig, train_cv
-    from spine_seg.pipeline import predict_batch
+    from spine_seg.pipeline import Predictor, predict_batch
     from spine_seg.segmentation import nnunet_env
     from spine_seg.segmentation import train as seg_train
     from spine_seg.synthetic import CohortConfig, generate_cohort
@@ -203,22 +203,22 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
         if stage_name in ("done", "failed"):
             echo(f"   [{i + 1}/{n}] {study}: {stage_name}")
 
+    predictor = Predictor(bundle, cfg.device)
     batch = predict_batch(cohort.out / "test_images", bundle, predictions,
                           series_csv=cohort.out / "test_series_descriptions.csv", device=cfg.device,
-                          resume=False, progress=batch_progress)
+                          resume=False, progress=batch_progress, predictor=predictor)
     seconds["predict"] = time.perf_counter() - t
 
     t = stage("6/6 evaluate", "official metric on the held-out studies, landmark error against the truth")
     labels = metric.read_labels(cohort.out / "truth" / "test_labels.csv")
     result = metric.score(labels, metric.read_csv(batch.submission), source=batch.submission)
-    # the reference: the bundle's own fallback, the smoothed training prior, for every row
+    # the reference: the smoothed prior of all training studies (what the bundle's folds fall back to), every row
     prior_sub, _ = submission_from_rows(list(cohort.test_ids), None, smoothed_prior(metric.read_labels(cohort.out / "train.csv")))
     prior = metric.score(labels, prior_sub)
     # the same ensemble on crops cut at the held-out studies' true keypoints: the ceiling for the landmarks
     keypoints = read_keypoints(cohort.out / "truth" / "test_label_coordinates.csv")
-    ens = load_bundle(bundle).ensemble("cpu")
     kp_sub = pd.concat([
-        ens.predict_keypoints(load_study(cohort.out / "test_images" / sid, cohort.out / "test_series_descriptions.csv"),
+        predictor.ensemble.predict_keypoints(load_study(cohort.out / "test_images" / sid, cohort.out / "test_series_descriptions.csv"),
                               keypoints).submission for sid in cohort.test_ids
     ], ignore_index=True)
     kp_score = metric.score(labels, kp_sub)

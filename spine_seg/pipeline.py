@@ -31,7 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ import pandas as pd
 
 from spine_seg.atomic import atomic_write, atomic_write_text
 from spine_seg.bundle import ModelBundle, load_bundle, package_versions
-from spine_seg.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SEVERITIES, SIDES, SeriesKind, row_id
+from spine_seg.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SIDES, SeriesKind, row_id
 from spine_seg.dicom import DicomError, Series, Study, load_study
 from spine_seg.result import (
     SOURCE_FALLBACK,
@@ -157,6 +157,13 @@ class Predictor:
     def predict(self, path: str | Path, series_csv: str | Path | None = None,
                 progress: ProgressCallback | None = None, study: Study | None = None) -> StudyResult:
         """All stages for one study folder (see the module doc); raises :class:`StageError` on failure."""
+        return self.predict_with_study(path, series_csv, progress, study)[0]
+
+    def predict_with_study(self, path: str | Path, series_csv: str | Path | None = None,
+                           progress: ProgressCallback | None = None,
+                           study: Study | None = None) -> tuple[StudyResult, Study]:
+        """:meth:`predict`, also returning the ingested :class:`Study`, so that writing the report reads the
+        headers once and with the same series kinds (``series_csv``) as the prediction."""
         from spine_seg.grading.crops import crop_series
 
         timings: dict[str, float] = {}
@@ -264,7 +271,7 @@ class Predictor:
             pred = self.ensemble.predict_study(sid, crops, fb_probs)
         submission = pred.submission.reset_index(drop=True)
         row_sources = dict(pred.sources)
-        return StudyResult(
+        result = StudyResult(
             study_id=sid,
             folder=folder,
             submission=submission,
@@ -281,6 +288,7 @@ class Predictor:
             versions=self.versions,
             bundle=self.bundle.summary(),
         )
+        return result, study
 
 
 def predict_study(path: str | Path, bundle: ModelBundle | str | Path, *, series_csv: str | Path | None = None,
@@ -360,7 +368,6 @@ class BatchResult:
     errors: Path | None
     seconds: float
     load_seconds: float = 0.0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def failed(self) -> tuple[StudyOutcome, ...]:
@@ -437,9 +444,10 @@ def predict_batch(
             continue
         ts = time.perf_counter()
         try:
-            result = pred.predict(folder, series_csv, progress=lambda s, stage, i=i: report_progress(i, s, stage))
+            result, study = pred.predict_with_study(folder, series_csv,
+                                                    progress=lambda s, stage, i=i: report_progress(i, s, stage))
             report_progress(i, name, "write")
-            write_study_outputs(result, study_dir, report=report)
+            write_study_outputs(result, study_dir, study, report=report)
         except StageError as exc:
             fallback_rows = pred.prior_rows(name)
             rows[name] = fallback_rows
@@ -472,15 +480,21 @@ def _write_errors(out: Path, errors: Sequence[Mapping[str, str]]) -> Path | None
 
 
 def check_submission(frame: pd.DataFrame, study_ids: Sequence[str]) -> list[str]:
-    """Problems with a submission for these studies (empty list when it is complete and valid)."""
+    """Problems with a submission for these studies (empty list when it is complete and valid): the metric's
+    own format checks, then what ``predict`` promises beyond them (every row present, rows summing to 1)."""
+    from spine_seg import metric
+
+    try:
+        ids, p = metric.check_submission(frame)
+    except ValueError as exc:
+        return [str(exc)]
     problems = []
     want = {row_id(s, c, lv) for s in study_ids for c in CONDITIONS for lv in LEVELS}
-    have = set(frame.row_id)
-    if want - have:
-        problems.append(f"{len(want - have)} rows missing, e.g. {sorted(want - have)[:3]}")
-    p = frame[list(SEVERITIES)].to_numpy(dtype=float)
-    if not np.allclose(p.sum(axis=1), 1.0, atol=1e-4) or (p < 0).any():
-        problems.append("rows that do not sum to 1 or hold negative probabilities")
+    missing = want - set(ids)
+    if missing:
+        problems.append(f"{len(missing)} rows missing, e.g. {sorted(missing)[:3]}")
+    if not np.allclose(p.sum(axis=1), 1.0, atol=1e-4):
+        problems.append("rows that do not sum to 1")
     return problems
 
 

@@ -432,6 +432,8 @@ def score_points(
             "nearest_mm": round(float(d.min()), 2) if len(d) else None,
             "error_mm": None if same is None else round(float(np.linalg.norm(np.asarray(same[0], float) - t)), 2),
             "confidence": None if same is None else round(float(same[1]), 3),
+            "truth_xyz_lps_mm": [round(float(v), 2) for v in t],
+            "predicted_xyz_lps_mm": None if same is None else [round(float(v), 2) for v in np.asarray(same[0], float)],
         }
     scored_set = set(scored)
     preds = []
@@ -475,7 +477,7 @@ def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict
     else:
         try:
             ls = landmarks_of(lv)
-        except (ValueError, KeyError) as exc:  # a label map the landmark code cannot read: nothing found
+        except (ValueError, KeyError, IndexError, np.linalg.LinAlgError) as exc:  # an unreadable mask: nothing found
             ls, error = None, f"{type(exc).__name__}: {exc}"
     lm_s = time.perf_counter() - t0
     rec.update(seg_seconds=round(seg_s, 2), landmark_seconds=round(lm_s, 2), landmark_error=error)
@@ -611,6 +613,19 @@ def tables(doc: dict[str, Any]) -> str:
         parts.append(f"RSNA {r['case_id']}:\n\n" + md_table(
             ["level", "found", "named right", "canal vs spinal keypoint mm", "confidence", "left foramen mm",
              "left T1 slice (annotated)", "right foramen mm", "right T1 slice (annotated)"], rows, digits=2))
+    real = [r for r in doc["volumes"] if r["dataset"] != "synthetic"]
+    if real:
+        s = summarise(real)
+        parts.append(f"all real volumes ({s['volumes']}): found {_frac(s['found'], s['levels'])}, named right "
+                     f"{_frac(s['named_right'], s['levels'])}, error median {fmt(s['error_median_mm'], 2)} mm, p90 "
+                     f"{fmt(s['error_p90_mm'], 2)}, max {fmt(s['error_max_mm'], 2)}; calibration: of "
+                     f"{s['confident_levels']} levels with confidence ≥ {CONFIDENT}, {s['confident_named_right']} named right")
+    fs = doc["datasets"].get("rsna", {})
+    if "foramen_error" in fs:
+        fe = fs["foramen_error"]
+        parts.append(f"RSNA foramen points vs foraminal keypoints: median {fe['median']} mm, p90 {fe['p90']}, max "
+                     f"{fe['max']}; on the annotated T1 slice {fs['foramen_same_slice']}/{fs['foramina']}, within one "
+                     f"slice {fs['foramen_within_one_slice']}/{fs['foramina']}")
     syn = doc["datasets"].get("synthetic", {}).get("canal_error")
     if syn:
         parts.append(f"synthetic canal point vs canal_centre: median {syn['median']} mm, p90 {syn['p90']}, max {syn['max']}")

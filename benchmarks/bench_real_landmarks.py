@@ -375,6 +375,9 @@ class ModelPool:
         from spine_seg.segmentation.predict import SegmentationModel
 
         fold = self.fold_of(case_id)
+        if case_id not in self.folds and case_id.startswith(("myo_", "vb2_")):
+            log(f"warning: {case_id} is not in --folds-json: predicted by fold {fold or 'ensemble'}; its score is "
+                "meaningless if the model trained on it")
         key = "ensemble" if fold is None else str(fold)
         if key not in self._models:
             t0 = time.perf_counter()
@@ -616,7 +619,7 @@ def tables(doc: dict[str, Any]) -> str:
     real = [r for r in doc["volumes"] if r["dataset"] != "synthetic"]
     if real:
         s = summarise(real)
-        parts.append(f"all real volumes ({s['volumes']}): found {_frac(s['found'], s['levels'])}, named right "
+        parts.append(f"all real volumes ({s['volumes']}; RSNA errors are canal points): found {_frac(s['found'], s['levels'])}, named right "
                      f"{_frac(s['named_right'], s['levels'])}, error median {fmt(s['error_median_mm'], 2)} mm, p90 "
                      f"{fmt(s['error_p90_mm'], 2)}, max {fmt(s['error_max_mm'], 2)}; calibration: of "
                      f"{s['confident_levels']} levels with confidence ≥ {CONFIDENT}, {s['confident_named_right']} named right")

@@ -25,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 log = logging.getLogger(__name__)
 
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 
 
 def walk_files(root: str | Path) -> Iterator[Path]:
@@ -184,10 +185,16 @@ def find_study_folders(input_path: str | Path) -> Discovery:
         if len(studies) <= 1 and disjoint and one_series_each and not named_as_study:
             uid = next(iter(studies), "")
             return Discovery(root, (root,), {root: uid})
+    # a child with files named like DICOM (*.dcm) but none readable is a damaged study, not noise: listed, so
+    # that it fails as a study (its rows from the prior, its reason in errors.csv) instead of vanishing
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if child not in children and any(f.suffix.lower() in _DICOM_SUFFIXES for f in walk_files(child)):
+            children[child] = []
+            warnings_.append(f"{child}: files named like DICOM but none readable as an image: listed as a study to fail")
     folders = tuple(sorted(children))
     study_uids: dict[Path, str] = {}
     for c in folders:
-        u = _first_uids(by_folder[children[c][0]])
+        u = _first_uids(by_folder[children[c][0]]) if children[c] else None
         study_uids[c] = u.study if u is not None else ""
     empty = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p not in children)
     if empty:

@@ -436,6 +436,7 @@ def prepare_output_folder(out: str | Path) -> Path:
 
 
 _RESERVE = ".spineseg-reserve"
+_OUTPUT_NAMES = (RESULT_JSON, REPORT_PNG, SEGMENTATION_NII)
 
 
 def _reserve_space(out: Path, n_studies: int) -> Path | None:
@@ -454,6 +455,16 @@ def _reserve_space(out: Path, n_studies: int) -> Path | None:
         raise OutputFolderError(f"--out {out}: cannot hold {size // 1024} KiB for submission.csv and errors.csv "
                                 f"({exc.strerror or exc})") from exc
     return path
+
+
+def _remove_stale_temporaries(study_dir: Path) -> None:
+    """Hidden temporaries (``.result.json.<pid>-<hex>.json`` …) that a killed run left in a study's output folder:
+    spineseg owns that folder, and a study about to be predicted again has no writer in flight there."""
+    if not study_dir.is_dir():
+        return
+    for p in study_dir.iterdir():
+        if p.name.startswith(".") and p.is_file() and any(p.name.startswith(f".{n}.") for n in _OUTPUT_NAMES):
+            p.unlink(missing_ok=True)
 
 
 def bundle_fingerprint(bundle: Any) -> str:
@@ -607,6 +618,7 @@ def predict_batch(
                 uid = found.study_uids.get(folder, "")
                 note = (f"{note}; " if note else "") + (
                     f"StudyInstanceUID {uid} is also in another folder: rows under the folder name {name}")
+            _remove_stale_temporaries(study_dir)
             ts = time.perf_counter()
             stage = "ingest"
             result: StudyResult | None = None

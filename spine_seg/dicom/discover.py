@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+
+from spine_seg.dicom.tags import lenient_reading
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ class _Uids:
 def _uids(path: Path) -> _Uids | None:
     """StudyInstanceUID and SeriesInstanceUID of one file (header only), None when unreadable."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with lenient_reading():
             ds = pydicom.dcmread(path, stop_before_pixels=True,
                                  specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "PatientID", "Rows"])
     except (InvalidDicomError, OSError, ValueError, TypeError, KeyError, EOFError, AttributeError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -73,8 +72,10 @@ def _check_pixel_data(fp, ds: pydicom.Dataset, size: int) -> None:
     (length,) = struct.unpack("<I" if little else ">I", fp.read(4))
     data_start = fp.tell()
     if length != 0xFFFFFFFF:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8 * frames
+        frames = tags.parse_int(ds.get("NumberOfFrames", 1) or 1, "NumberOfFrames", 1)
+        expected = (tags.parse_int(ds.Rows, "Rows", 1) * tags.parse_int(ds.Columns, "Columns", 1)
+                    * tags.parse_int(ds.get("SamplesPerPixel", 1), "SamplesPerPixel", 1, 4)
+                    * tags.parse_int(ds.BitsAllocated, "BitsAllocated", 1, 64) // 8 * frames)
         have = size - data_start
         if have < min(length, expected):
             raise _Skip(f"truncated pixel data: {have} of {min(length, expected)} bytes present")
@@ -103,8 +104,7 @@ def _is_deflated(ds: pydicom.Dataset) -> bool:
 def _check_deflated_pixel_data(path: Path) -> None:
     """Deflated Explicit VR Little Endian compresses the whole dataset, so the file offset of the pixel data
     is unknown without inflating it: read it (rare, and such files are small) and check the length."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tags.lenient_reading():
         ds = pydicom.dcmread(path)
     if "PixelData" not in ds:
         raise _Skip("no pixel data (not an image)")
@@ -122,8 +122,7 @@ def read_header(path: Path) -> _Header:
     notes: list[str] = []
     try:
         size = path.stat().st_size
-        with open(path, "rb") as fp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with open(path, "rb") as fp, tags.lenient_reading():
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             if "ImagePositionPatient" in ds and _has_geometry(ds):
                 if _is_deflated(ds):
@@ -132,6 +131,8 @@ def read_header(path: Path) -> _Header:
                     _check_pixel_data(fp, ds, size)
     except _Skip:
         raise
+    except tags.TagError as exc:
+        raise _Skip(f"invalid {exc}") from exc
     except InvalidDicomError as exc:
         raise _Skip(f"not DICOM ({exc})") from exc
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
@@ -143,8 +144,7 @@ def read_header(path: Path) -> _Header:
     if missing:
         kind = "image" if "PixelData" in ds or "Rows" in ds else "non-image"
         raise _Skip(f"{kind} DICOM without patient geometry (missing {', '.join(missing)})")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tags.lenient_reading():
         try:
             frames = tags.parse_int(ds.get("NumberOfFrames", 1) or 1, "NumberOfFrames", 1)
             if frames > 1:

@@ -10,10 +10,13 @@ the scanner skips that one file with that line.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from pydicom import config as pydicom_config
 
 from spine_seg import geometry
 
@@ -27,6 +30,20 @@ class TagError(ValueError):
     def __init__(self, tag: str, value: Any, problem: str):
         super().__init__(f"{tag} = {_show(value)}: {problem}")
         self.tag, self.value, self.problem = tag, value, problem
+
+
+@contextlib.contextmanager
+def lenient_reading() -> Iterator[None]:
+    """pydicom keeps invalid values as they are, silently, while a header is read and parsed here: its own
+    validation would warn (and log) once per bad value and per access, and :class:`TagError` says it once."""
+    before = pydicom_config.settings.reading_validation_mode
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom_config.settings.reading_validation_mode = before
 
 
 def _show(value: Any) -> str:
@@ -137,6 +154,7 @@ __all__ = [
     "MAX_MATRIX",
     "TagError",
     "geometry_tags",
+    "lenient_reading",
     "parse_instance_number",
     "parse_int",
     "parse_number",

@@ -112,8 +112,12 @@ def parse_int(value: Any, tag: str, lo: int | None = None, hi: int | None = None
     if x != int(x):
         raise TagError(tag, value, "not an integer")
     i = int(x)
-    if (lo is not None and i < lo) or (hi is not None and i > hi):
+    if lo is not None and hi is not None and not lo <= i <= hi:
         raise TagError(tag, value, f"outside {lo}..{hi}")
+    if lo is not None and i < lo:
+        raise TagError(tag, value, f"below {lo}")
+    if hi is not None and i > hi:
+        raise TagError(tag, value, f"above {hi}")
     return i
 
 

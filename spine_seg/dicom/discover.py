@@ -26,6 +26,8 @@ from spine_seg.dicom.tags import lenient_reading
 log = logging.getLogger(__name__)
 
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+#: DICOM-looking files kept per folder for the layout decision (UIDs of at most this many are read).
+_SAMPLE = 50
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 
 
@@ -131,10 +133,10 @@ def _dicom_folders(root: Path) -> dict[Path, list[Path]]:
     """Folder (as walked, links not resolved) → its image-DICOM-looking files, for every folder under root."""
     out: dict[Path, list[Path]] = defaultdict(list)
     for p in walk_files(root):
-        if looks_like_dicom(p):
+        if len(out[p.parent]) < _SAMPLE and looks_like_dicom(p):  # a sample per folder decides; the scan reads all
             out[p.parent].append(p)
     # a folder counts when one of its first files is image DICOM (a lone DICOMDIR or report does not count)
-    return {f: files for f, files in out.items() if _first_uids(files) is not None}
+    return {f: files for f, files in out.items() if files and _first_uids(files) is not None}
 
 
 def _first_uids(files: list[Path], limit: int = 5) -> _Uids | None:

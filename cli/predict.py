@@ -7,12 +7,12 @@ Exit codes of ``predict``: 0 every study done, 1 some study failed (see errors.c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from spine_seg import textio
 from spine_seg_cli.common import USER_ERRORS, fail
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -44,16 +44,26 @@ def predict(
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
     from spine_seg.bundle import BundleError, load_bundle
-    from spine_seg.pipeline import Predictor, predict_batch
+    from spine_seg.dicom import read_series_csv
+    from spine_seg.pipeline import (
+        OutputWriteError,
+        Predictor,
+        check_output_folder,
+        discover_studies,
+        predict_batch,
+        prepare_output_folder,
+    )
 
-    try:
+    try:  # everything a user can get wrong is checked here, before any model loads (exit 2)
         _check_device(device)
-        if series_csv is not None and not series_csv.is_file():
-            raise FileNotFoundError(f"--series-csv: no such file: {series_csv}")
-        from spine_seg.pipeline import discover_studies
-
+        if series_csv is not None:
+            if not series_csv.is_file():
+                raise FileNotFoundError(f"--series-csv: no such file: {series_csv}")
+            read_series_csv(series_csv)
         folders = discover_studies(input_path)
+        check_output_folder(out)
         bundle = load_bundle(model)
+        prepare_output_folder(out)
         predictor = Predictor(bundle, device)
     except (*USER_ERRORS, BundleError) as exc:
         raise fail(exc) from exc
@@ -72,10 +82,17 @@ def predict(
                                report=not no_report, progress=on_progress, predictor=predictor)
     except USER_ERRORS as exc:
         raise fail(exc) from exc
+    except OutputWriteError as exc:
+        raise fail(exc, code=1) from exc
     finally:
         bar.close()
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    for o in result.outcomes:
+        if o.note:
+            typer.echo(f"note {o.study}: {o.note}", err=True)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=1))
+        typer.echo(textio.dumps(result.to_dict(), indent=1))
     else:
         d = result.to_dict()
         typer.echo(f"{d['studies']} studies: {d['done']} predicted, {d['resumed']} already done, {d['failed']} failed "
@@ -155,7 +172,7 @@ def bundle_info(
     doc = {k: v for k, v in b.manifest.items() if k != "files"}
     doc["path"] = str(b.root)
     doc["n_files"] = len(b.manifest["files"])
-    typer.echo(json.dumps(doc, indent=1))
+    typer.echo(textio.dumps(doc, indent=1))
 
 
 def demo(

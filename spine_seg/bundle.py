@@ -251,8 +251,15 @@ def load_bundle(ref: str | Path, *, checksums: bool = True, home: str | Path | N
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from exc
-    check_manifest(manifest, str(manifest_path))
-    verify_bundle(path, manifest, checksums)
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: a JSON {type(manifest).__name__}, not an object; not a spineseg bundle manifest")
+    try:
+        check_manifest(manifest, str(manifest_path))
+        verify_bundle(path, manifest, checksums)
+    except (AttributeError, TypeError, KeyError) as exc:  # a field of the wrong type or missing
+        raise BundleError(f"{manifest_path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:  # e.g. dataset.json unreadable
+        raise BundleError(f"{path}: cannot read bundle file ({exc})") from exc
     return ModelBundle(path.resolve(), manifest)
 
 

@@ -27,20 +27,27 @@ submission stays complete, and the batch goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from spine_seg import geometry, textio
 from spine_seg.atomic import atomic_write, atomic_write_text
 from spine_seg.bundle import ModelBundle, load_bundle, package_versions
 from spine_seg.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SIDES, SeriesKind, row_id
-from spine_seg.dicom import DicomError, Series, Study, load_study
+from spine_seg.dicom import DicomError, Series, Study, load_study, read_series_csv
+from spine_seg.dicom.discover import find_study_folders
 from spine_seg.result import (
     SOURCE_FALLBACK,
     SOURCE_MODEL,
@@ -129,6 +136,44 @@ def _stage(name: str, timings: dict[str, float], progress: ProgressCallback | No
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
 
+#: Default cap on the voxels nnU-Net's resampling of one stack may produce (2**27 ≈ 134 M: a 0.5 mm grid over
+#: 30 × 512 × 512 mm is 16 M; the real study's Sagittal T2 is 3.7 M). Override: $SPINESEG_MAX_RESAMPLED_VOXELS.
+MAX_RESAMPLED_VOXELS = 2**27
+
+
+def max_resampled_voxels() -> int:
+    """The resampling budget in voxels ($SPINESEG_MAX_RESAMPLED_VOXELS, else :data:`MAX_RESAMPLED_VOXELS`)."""
+    raw = os.environ.get("SPINESEG_MAX_RESAMPLED_VOXELS", "")
+    try:
+        return int(float(raw)) if raw.strip() else MAX_RESAMPLED_VOXELS
+    except ValueError:
+        log.warning("SPINESEG_MAX_RESAMPLED_VOXELS=%r is not a number; using %d", raw, MAX_RESAMPLED_VOXELS)
+        return MAX_RESAMPLED_VOXELS
+
+
+def model_target_spacing(seg_model: Any) -> tuple[float, ...] | None:
+    """The voxel size (array order k, j, i; in-plane j, i only for a 2d model) nnU-Net resamples a stack to,
+    read from the loaded model's plans; None for a model that does not say (a stand-in in tests)."""
+    manager = getattr(getattr(seg_model, "predictor", None), "configuration_manager", None)
+    spacing = getattr(manager, "spacing", None)
+    if spacing is None:
+        return None
+    try:
+        return tuple(float(v) for v in spacing)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_segmentation_budget(seg_model: Any, stack: Any) -> None:
+    """Refuse a stack whose resampling to the model's spacing would exceed the budget, before nnU-Net allocates
+    (:func:`spine_seg.geometry.check_resample_budget`): a decimal slip in a spacing tag must fail, not hang."""
+    target = model_target_spacing(seg_model)
+    if target is None:
+        return
+    geometry.check_resample_budget(stack.shape, tuple(reversed(stack.spacing_mm)), target, max_resampled_voxels(),
+                                   what=f"series {stack.series_id} stack {stack.index}")
+
+
 class Predictor:
     """A bundle's models loaded once, applied to many studies (``predict_study`` wraps one call)."""
 
@@ -188,6 +233,7 @@ class Predictor:
             fallbacks.append("no Sagittal T2/STIR series: no segmentation or landmarks; every row from the training prior")
         else:
             with _stage("segment", timings, progress, label):
+                check_segmentation_budget(self.seg_model, t2_stack)
                 label_volume = self.seg_model.predict_stack(t2_stack)
                 seg_info = {"series_id": t2_stack.series_id, "stack": t2_stack.index, "shape_kji": list(t2_stack.shape),
                             "spacing_mm": [round(v, 4) for v in t2_stack.spacing_mm], "labels_present": list(label_volume.present())}
@@ -302,8 +348,12 @@ def predict_study(path: str | Path, bundle: ModelBundle | str | Path, *, series_
 
 
 def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | None = None,
-                        report: bool = True) -> dict[str, Path]:
-    """``segmentation.nii.gz``, ``report.png`` and, last, ``result.json`` (its presence marks the study done)."""
+                        report: bool = True, run: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """``segmentation.nii.gz``, ``report.png`` and, last, ``result.json`` (its presence marks the study done).
+
+    ``run``: the batch's resume key (bundle fingerprint and options), stored in ``result.json`` so that a
+    re-run reuses the result only when it would have been made the same way.
+    """
     written: dict[str, Path] = {}
     extra_warnings: list[str] = []
     if result.segmentation is not None:
@@ -316,37 +366,122 @@ def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | Non
                 study = load_study(result.folder)
             written["report"] = write_report(study_dir / REPORT_PNG, study, result)
         except (OSError, ValueError, RuntimeError, KeyError, DicomError) as exc:
+            if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+                raise  # the output folder itself fails (full, read-only): the study is not done
             extra_warnings.append(f"report.png not written: {type(exc).__name__}: {exc}")
             log.warning("%s: report.png not written: %s", result.study_id, exc)
     doc = result.to_dict()
     doc["warnings"] += extra_warnings
     doc["outputs"] = {k: p.name for k, p in written.items()}
-    written["result"] = atomic_write_text(study_dir / RESULT_JSON, json.dumps(doc, indent=1))
+    if run is not None:
+        doc["run"] = dict(run)
+    written["result"] = atomic_write_text(study_dir / RESULT_JSON, textio.dumps(doc, indent=1))
     return written
 
 
 # ---------------------------------------------------------------------------------------------------------
 # batch
 
+#: errno values that mean "the output folder cannot take this file" rather than "this study is odd".
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG})
 
-def _has_files(folder: Path, depth: int) -> bool:
-    pattern = "/".join(["*"] * depth)
-    return any(p.is_file() and not p.name.startswith(".") for p in folder.glob(pattern))
+
+class OutputFolderError(ValueError):
+    """``--out`` cannot be written at all (a file, read-only, no permission, full): nothing can start."""
+
+
+class OutputWriteError(RuntimeError):
+    """``submission.csv`` or ``errors.csv`` could not be written at the end of a batch (per-study outputs stay)."""
 
 
 def discover_studies(input_path: str | Path) -> list[Path]:
-    """Study folders under ``input_path``: itself when it holds files directly or one folder down
-    (``<study>/<series>/*.dcm``), else each sub-folder (``test_images/<study>/<series>/*.dcm``)."""
-    root = Path(input_path)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such folder")
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root}: INPUT must be a study folder or a folder of study folders, not a file")
-    if not any(p.is_file() for p in root.rglob("*") if not p.name.startswith(".")):
-        raise FileNotFoundError(f"{root}: empty folder: no files, so no study to predict")
-    if _has_files(root, 1) or _has_files(root, 2):
-        return [root]
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Study folders under ``input_path`` (:func:`spine_seg.dicom.discover.find_study_folders`): itself when it
+    is one study, else each sub-folder that holds image DICOM (directly or in series folders)."""
+    return list(find_study_folders(input_path).folders)
+
+
+def check_output_folder(out: str | Path) -> Path:
+    """Refuse an ``--out`` that cannot be a writable folder, without creating anything (so a bad INPUT or
+    bundle found next leaves no trace): a file, a path under a file, a read-only or unwritable parent."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(f"--out {out}: is a file, not a folder")
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise OutputFolderError(f"--out {out}: {probe} is a file, so the folder cannot be made")
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            raise OutputFolderError(f"--out {out}: {probe} is on a read-only file system")
+    except OSError:  # pragma: no cover - statvfs unsupported: the write probe below decides
+        pass
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"--out {out}: no permission to write in {probe}")
+    return out
+
+
+def prepare_output_folder(out: str | Path) -> Path:
+    """Make ``out`` and prove it takes a file (write, rename, delete a probe); OutputFolderError otherwise."""
+    out = check_output_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = atomic_write_text(out / f".spineseg-probe-{os.getpid()}", "probe\n")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputFolderError(f"--out {out}: cannot write there ({exc.strerror or exc})") from exc
+    return out
+
+
+_RESERVE = ".spineseg-reserve"
+_OUTPUT_NAMES = (RESULT_JSON, REPORT_PNG, SEGMENTATION_NII)
+
+
+def _reserve_space(out: Path, n_studies: int) -> Path | None:
+    """Hold back the disk space the final ``submission.csv`` and ``errors.csv`` need, so that a disk that fills
+    during the batch still gets them: released just before they are written. None where it cannot be held."""
+    size = 64 * 1024 + n_studies * 25 * 80 * 2 + n_studies * 1024
+    path = out / _RESERVE
+    try:
+        with open(path, "wb") as fp:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fp.fileno(), 0, size)
+            else:  # pragma: no cover - non-POSIX
+                fp.write(b"\0" * size)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise OutputFolderError(f"--out {out}: cannot hold {size // 1024} KiB for submission.csv and errors.csv "
+                                f"({exc.strerror or exc})") from exc
+    return path
+
+
+def _remove_stale_temporaries(study_dir: Path) -> None:
+    """Hidden temporaries (``.result.json.<pid>-<hex>.json`` …) that a killed run left in a study's output folder:
+    spineseg owns that folder, and a study about to be predicted again has no writer in flight there."""
+    if not study_dir.is_dir():
+        return
+    for p in study_dir.iterdir():
+        if p.name.startswith(".") and p.is_file() and any(p.name.startswith(f".{n}.") for n in _OUTPUT_NAMES):
+            p.unlink(missing_ok=True)
+
+
+def bundle_fingerprint(bundle: Any) -> str:
+    """A short hash of a bundle's file list (names, sizes, sha256s from its manifest): what resume compares."""
+    manifest = getattr(bundle, "manifest", None)
+    files = manifest.get("files") if isinstance(manifest, Mapping) else None
+    basis = json.dumps(files if files else {"name": getattr(bundle, "name", str(bundle))}, sort_keys=True)
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+
+
+def run_key(bundle: Any, series_csv: str | Path | None) -> dict[str, Any]:
+    """What must match for a finished ``result.json`` to be reused: the bundle and the options that change
+    the result (the series CSV's content decides series kinds)."""
+    from spine_seg_external_data.registry import sha256_file
+
+    csv_sha = sha256_file(Path(series_csv))[:16] if series_csv is not None else None
+    return {"bundle_fingerprint": bundle_fingerprint(bundle), "options": {"series_csv_sha256": csv_sha}}
 
 
 @dataclass(frozen=True)
@@ -358,6 +493,7 @@ class StudyOutcome:
     error: str | None = None
     seconds: float = 0.0
     fallbacks: int = 0
+    note: str | None = None  # why an earlier result was not reused, or a duplicate study's warning
 
 
 @dataclass(frozen=True)
@@ -368,6 +504,7 @@ class BatchResult:
     errors: Path | None
     seconds: float
     load_seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
 
     @property
     def failed(self) -> tuple[StudyOutcome, ...]:
@@ -389,16 +526,37 @@ class BatchResult:
         }
 
 
-def _finished(study_dir: Path) -> dict | None:
+def _finished(study_dir: Path, key: Mapping[str, Any] | None = None) -> tuple[dict | None, str | None]:
+    """(result.json document, None) when the study can be reused; (None, why not) when it exists but cannot;
+    (None, None) when there is nothing to reuse."""
     p = study_dir / RESULT_JSON
     if not p.is_file():
-        return None
+        return None, None
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
         submission_rows_from_result_json(doc)
-    except (ValueError, KeyError):
-        return None  # damaged: predict again
-    return doc
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return None, "its result.json is damaged"
+    if key is not None:
+        run = doc.get("run")
+        if not isinstance(run, Mapping):
+            return None, "its result.json records no bundle fingerprint (an older run)"
+        if run.get("bundle_fingerprint") != key["bundle_fingerprint"]:
+            return None, "its result.json was made with another bundle"
+        if run.get("options") != key["options"]:
+            return None, "its result.json was made with other options (--series-csv)"
+    return doc, None
+
+
+def _fallback_rows(pred: Any, name: str) -> tuple[pd.DataFrame, str]:
+    """A failed study's rows: the bundle's training prior, or uniform thirds if even that fails."""
+    try:
+        return pred.prior_rows(name), "training prior"
+    except Exception as exc:  # noqa: BLE001 - the batch must still write a complete submission
+        log.warning("%s: training prior unavailable (%s): uniform rows", name, exc)
+        from spine_seg.metric import uniform_submission
+
+        return uniform_submission([name]), "uniform"
 
 
 def predict_batch(
@@ -416,57 +574,108 @@ def predict_batch(
     """Predict every study under ``input_path`` into ``out`` (see the module doc for the files).
 
     ``progress(i, n, study, stage)`` is called as each stage starts (stage ``done``/``failed``/``resumed``
-    when a study ends). Raises only for problems with the input as a whole or the bundle; a study's own
-    failure goes to ``errors.csv``.
+    when a study ends). Raises only before the first study, for problems with the input as a whole, the
+    output folder (:class:`OutputFolderError`) or the bundle; every failure of one study, its output folder's
+    OSErrors included, becomes its row in ``errors.csv`` and the batch goes on. :class:`OutputWriteError` if
+    the final CSVs cannot be written.
     """
     t0 = time.perf_counter()
     out = Path(out)
-    folders = discover_studies(input_path)
-    out.mkdir(parents=True, exist_ok=True)
-    pred = predictor or Predictor(bundle, device)
-    outcomes: list[StudyOutcome] = []
-    rows: dict[str, pd.DataFrame] = {}
-    errors: list[dict[str, str]] = []
-    n = len(folders)
+    found = find_study_folders(input_path)
+    folders = list(found.folders)
+    if series_csv is not None:
+        read_series_csv(series_csv)  # a bad CSV stops the run here, not once per study
+    prepare_output_folder(out)
+    reserve = _reserve_space(out, len(folders))
+    try:
+        pred = predictor or Predictor(bundle, device)
+        key = run_key(pred.bundle, series_csv)
+        duplicated = {f for fs in found.duplicates.values() for f in fs}
+        outcomes: list[StudyOutcome] = []
+        rows: dict[str, pd.DataFrame] = {}
+        errors: list[dict[str, str]] = []
+        n = len(folders)
 
-    def report_progress(i: int, study: str, stage: str) -> None:
-        if progress is not None:
-            progress(i, n, study, stage)
+        def report_progress(i: int, study: str, stage: str) -> None:
+            if progress is not None:
+                progress(i, n, study, stage)
 
-    for i, folder in enumerate(folders):
-        name = folder.name
-        study_dir = out / name
-        done = _finished(study_dir) if resume else None
-        if done is not None:
-            rows[name] = submission_rows_from_result_json(done)
-            outcomes.append(StudyOutcome(folder, name, "resumed", fallbacks=len(done.get("fallbacks", []))))
-            report_progress(i, name, "resumed")
-            continue
-        ts = time.perf_counter()
-        try:
-            result, study = pred.predict_with_study(folder, series_csv,
-                                                    progress=lambda s, stage, i=i: report_progress(i, s, stage))
-            report_progress(i, name, "write")
-            write_study_outputs(result, study_dir, study, report=report)
-        except StageError as exc:
-            fallback_rows = pred.prior_rows(name)
-            rows[name] = fallback_rows
-            errors.append({"study": name, "folder": str(folder), "stage": exc.stage, "error": str(exc),
-                           "submission_rows": "training prior"})
-            outcomes.append(StudyOutcome(folder, name, "failed", exc.stage, str(exc), time.perf_counter() - ts))
-            log.warning("%s failed in %s: %s", name, exc.stage, exc)
-            report_progress(i, name, "failed")
-            _write_errors(out, errors)
-            continue
-        rows[name] = result.submission
-        outcomes.append(StudyOutcome(folder, name, "done", seconds=time.perf_counter() - ts, fallbacks=len(result.fallbacks)))
-        report_progress(i, name, "done")
+        for i, folder in enumerate(folders):
+            name = folder.name
+            study_dir = out / name
+            note = None
+            if resume:
+                done, why = _finished(study_dir, key)
+                if done is not None:
+                    rows[name] = submission_rows_from_result_json(done)
+                    outcomes.append(StudyOutcome(folder, name, "resumed", fallbacks=len(done.get("fallbacks", []))))
+                    report_progress(i, name, "resumed")
+                    continue
+                if why is not None:
+                    note = f"{why}: predicted again"
+                    log.warning("%s: %s", name, note)
+            if folder in duplicated:
+                uid = found.study_uids.get(folder, "")
+                note = (f"{note}; " if note else "") + (
+                    f"StudyInstanceUID {uid} is also in another folder: rows under the folder name {name}")
+            _remove_stale_temporaries(study_dir)
+            ts = time.perf_counter()
+            stage = "ingest"
+            result: StudyResult | None = None
+            try:
+                study = None
+                if folder in duplicated:
+                    study = dataclasses.replace(load_study(folder, series_csv), study_id=name)
+
+                def on_stage(s: str, st: str, i: int = i) -> None:
+                    nonlocal stage
+                    stage = st
+                    report_progress(i, s, st)
+
+                result, study = pred.predict_with_study(folder, series_csv, progress=on_stage, study=study)
+                stage = "write"
+                report_progress(i, name, "write")
+                try:
+                    write_study_outputs(result, study_dir, study, report=report, run=key)
+                except OSError as exc:
+                    raise StageError("write", f"{study_dir}: {type(exc).__name__}: {exc.strerror or exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - the batch never dies: a study's failure is its errors.csv row
+                st = exc.stage if isinstance(exc, StageError) else stage
+                msg = str(exc) if isinstance(exc, StageError) else f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, (StageError, DicomError, OSError, ValueError)):
+                    log.debug("%s: unexpected failure", name, exc_info=True)
+                if st == "write" and result is not None:
+                    rows[name], source = result.submission, "predicted (outputs not written)"
+                else:
+                    rows[name], source = _fallback_rows(pred, name)
+                errors.append({"study": name, "folder": str(folder), "stage": st, "error": msg,
+                               "submission_rows": source})
+                outcomes.append(StudyOutcome(folder, name, "failed", st, msg, time.perf_counter() - ts, note=note))
+                log.warning("%s failed in %s: %s", name, st, msg)
+                report_progress(i, name, "failed")
+                try:
+                    _write_errors(out, errors)  # so far: kept if the batch is killed
+                except OSError as werr:
+                    log.warning("%s: not written yet (%s); retried at the end", out / ERRORS_CSV, werr)
+                continue
+            rows[name] = result.submission
+            outcomes.append(StudyOutcome(folder, name, "done", seconds=time.perf_counter() - ts,
+                                         fallbacks=len(result.fallbacks), note=note))
+            report_progress(i, name, "done")
+    finally:
+        if reserve is not None:
+            reserve.unlink(missing_ok=True)
 
     submission = pd.concat([rows[o.study] for o in outcomes if o.study in rows], ignore_index=True)
     submission = submission.drop_duplicates("row_id", keep="last")
-    sub_path = atomic_write(out / SUBMISSION_CSV, lambda p: submission.to_csv(p, index=False, float_format="%.6f"))
-    err_path = _write_errors(out, errors)
-    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, pred.load_seconds)
+    try:
+        sub_path = atomic_write(out / SUBMISSION_CSV, lambda p: submission.to_csv(p, index=False, float_format="%.6f"))
+        err_path = _write_errors(out, errors)
+    except OSError as exc:
+        raise OutputWriteError(f"{out}: cannot write {SUBMISSION_CSV} / {ERRORS_CSV}: {exc.strerror or exc}; "
+                               "per-study results written so far are kept, run again to assemble them") from exc
+    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, pred.load_seconds,
+                       found.warnings)
 
 
 def _write_errors(out: Path, errors: Sequence[Mapping[str, str]]) -> Path | None:
@@ -512,6 +721,12 @@ __all__ = [
     "SUBARTICULAR_OFFSET_MM",
     "SUBMISSION_CSV",
     "BatchResult",
+    "OutputFolderError",
+    "OutputWriteError",
+    "bundle_fingerprint",
+    "check_output_folder",
+    "prepare_output_folder",
+    "run_key",
     "Predictor",
     "StageError",
     "StudyOutcome",

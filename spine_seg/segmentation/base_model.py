@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 BASE_DATASET_ID = 510
 BASE_CONFIGURATION = "2d"
 BASE_TRAINER = "nnUNetTrainerAdam1en3"
+#: Always the CPU-budget plans, on a GPU too (``train`` would pick nnU-Net's full-size plans there): the
+#: shipped network must stay small enough to ship and to run on a laptop CPU.
+BASE_PLANS = "nnUNetPlans_CPUBudget"
 BASE_INPLANE_SPACING_MM = 1.25
 #: Feature maps of the deepest stages: 128 instead of the CPU planner's 256 keeps the float16 weights under
 #: 25 MB (they ship inside the package) and makes a CPU iteration faster.
@@ -142,7 +145,8 @@ def build_base(
         results = _train_in_processes(folds, trainer, device, max_epochs, budget_min, validate_cv)
     else:
         results = [train(BASE_DATASET_ID, BASE_CONFIGURATION, fold, trainer, device, epochs=max_epochs, progress=progress,
-                         validate=validate_cv and str(fold) != "all", time_budget_s=budget_min * 60.0) for fold in folds]
+                         plans=BASE_PLANS, validate=validate_cv and str(fold) != "all", time_budget_s=budget_min * 60.0)
+                   for fold in folds]
     result_folder = results[-1].result_folder
     model_dir = export_weights(result_folder, out / "nnunet", [str(r.fold) for r in results])
     shutil.copy2(raw / REAL_FOLDS_NAME, out / REAL_FOLDS_NAME)
@@ -201,7 +205,7 @@ def _train_in_processes(folds: Sequence[str], trainer: str, device: str, max_epo
             raise RuntimeError(f"training fold {fold} failed (exit {proc.returncode})")
     env = nnunet_env.apply()
     for fold, _ in procs:
-        records = sorted(env.results.glob(f"Dataset{BASE_DATASET_ID}_*/{trainer}__*__{BASE_CONFIGURATION}/fold_{fold}/{TRAIN_RECORD}"))
+        records = sorted(env.results.glob(f"Dataset{BASE_DATASET_ID}_*/{trainer}__{BASE_PLANS}__{BASE_CONFIGURATION}/fold_{fold}/{TRAIN_RECORD}"))
         if not records:
             raise FileNotFoundError(f"no {TRAIN_RECORD} for fold {fold} under {env.results}")
         results.append(TrainResult.from_dict(json.loads(records[-1].read_text(encoding="utf-8"))))
@@ -246,7 +250,8 @@ def _train_fold_main(argv: Sequence[str]) -> None:
 
     fold, trainer, device, max_epochs, budget_min, validate = argv
     logging.basicConfig(level=logging.INFO, format=f"fold {fold}: %(message)s")
-    train(BASE_DATASET_ID, BASE_CONFIGURATION, fold, trainer, device, epochs=int(max_epochs), validate=validate == "1",
+    train(BASE_DATASET_ID, BASE_CONFIGURATION, fold, trainer, device, epochs=int(max_epochs), plans=BASE_PLANS,
+          validate=validate == "1",
           time_budget_s=float(budget_min) * 60.0)
 
 

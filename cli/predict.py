@@ -7,6 +7,7 @@ Exit codes of ``predict``: 0 every study done, 1 some study failed (see errors.c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -175,6 +176,44 @@ def bundle_info(
     typer.echo(textio.dumps(doc, indent=1))
 
 
+@bundle_app.command("build-base")
+def bundle_build_base(
+    out: Annotated[Path, typer.Option("--out", help="New folder for the base segmentation model.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Shared data folder with vb2/ and myosegmentum/ (default: $SPINESEG_DATA or ../shared/data).")] = None,
+    budget_min: Annotated[float, typer.Option("--budget-min", help="Training budget per fold, minutes of wall clock.")] = 48.0,
+    synthetic: Annotated[int, typer.Option("--synthetic", help="Domain-randomised phantom cases.")] = 60,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the phantoms and the slab thicknesses.")] = 510,
+    folds: Annotated[str, typer.Option("--folds", help="Comma-separated: 0,1 (cross-validation halves, predicted as an ensemble) and/or all.")] = "0,1",
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    parallel: Annotated[bool, typer.Option("--parallel/--sequential", help="Train the folds at the same time (one core each on a 2-core CPU).")] = True,
+    no_real: Annotated[bool, typer.Option("--no-real", help="Phantoms only (no real volumes needed).")] = False,
+) -> None:
+    """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and provenance."""
+    from spine_seg.segmentation.base_model import build_base
+
+    try:
+        _check_device(device)
+        fold_list = [f.strip() for f in folds.split(",") if f.strip()]
+        bad = [f for f in fold_list if f not in ("0", "1", "all")]
+        if not fold_list or bad:
+            raise ValueError(f"unknown fold(s) {bad or folds!r}; valid: 0, 1, all")
+        root = None
+        if not no_real:
+            root = data or Path(os.environ.get("SPINESEG_DATA") or "../shared/data")
+            missing = [d for d in ("vb2", "myosegmentum") if not (root / d).is_dir()]
+            if missing:
+                raise FileNotFoundError(f"{root}: no {', '.join(missing)}/ folder (pass --data DIR, or --no-real)")
+        result = build_base(out, root, budget_min=budget_min, n_synthetic=synthetic, seed=seed, folds=fold_list,
+                            device=device, workers=2, parallel=parallel and len(fold_list) > 1,
+                            real=() if no_real else ("vb2", "myosegmentum"))
+    except USER_ERRORS as exc:
+        raise fail(exc) from exc
+    for f in result.manifest["folds"]:
+        typer.echo(f"fold {f['fold']}: {f['epochs']} epochs ({f['iterations']} iterations) in {f['train_seconds']:.0f} s on {f['device']}")
+    typer.echo(f"base model: {result.out} ({result.manifest['seconds']['total']:.0f} s); use it with "
+               f"spineseg demo --base-model {result.out}")
+
+
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Everything goes here: cohort, nnU-Net folders, models, bundle, predictions.")] = Path("runs/demo"),
     studies: Annotated[int, typer.Option("--studies", help="Synthetic studies in all (training + held out).")] = 28,
@@ -184,14 +223,16 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort.")] = 7,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
+    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Base segmentation model folder, 'shipped' (the one inside the package, default) or 'none' (train nnU-Net on the cohort instead).")] = "shipped",
 ) -> None:
-    """Synthesise a cohort, train segmentation and grading briefly, predict held-out studies, score, report."""
+    """Synthesise a cohort, train grading (and segmentation unless a base model is used), predict held-out studies, score, report."""
     from spine_seg.demo import DemoConfig, run_demo
 
     try:
         _check_device(device)
         cfg = DemoConfig(studies=studies, test_studies=test_studies, seg_minutes=seg_minutes,
-                         grading_epochs=grading_epochs, seed=seed, device=device)
+                         grading_epochs=grading_epochs, seed=seed, device=device,
+                         base_model=None if base_model in (None, "none") else base_model)
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     result = run_demo(out, cfg, echo=typer.echo, progress=progress)

@@ -31,7 +31,7 @@ from typing import Any
 
 from spine_seg import __version__
 from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
-from spine_seg.labels import SEG_LABELS
+from spine_seg.labels import BASE_LABELS, SEG_LABELS
 from spine_seg.versions import package_versions
 from spine_seg_external_data.registry import sha256_file
 
@@ -146,6 +146,11 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
     seg_labels = seg.get("labels")
     if not isinstance(seg_labels, Mapping):
         raise BundleError(f"{where}: segmentation.labels missing")
+    if {k: v for k, v in seg_labels.items() if k != "ignore"} == BASE_LABELS:
+        # the base model's structure labels: levels are named by counting (spine_seg.segmentation.structures)
+        if not (manifest.get("grading") or {}).get("ensemble"):
+            raise BundleError(f"{where}: grading.ensemble missing")
+        return
     wrong = {k: v for k, v in seg_labels.items() if k in SEG_LABELS and SEG_LABELS[k] != v}
     unknown = sorted(set(seg_labels) - set(SEG_LABELS))
     if wrong or unknown:

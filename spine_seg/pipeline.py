@@ -238,9 +238,9 @@ class Predictor:
                 seg_info = {"series_id": t2_stack.series_id, "stack": t2_stack.index, "shape_kji": list(t2_stack.shape),
                             "spacing_mm": [round(v, 4) for v in t2_stack.spacing_mm], "labels_present": list(label_volume.present())}
             with _stage("landmarks", timings, progress, label):
-                from spine_seg.segmentation.landmarks import landmarks_from_labels
+                from spine_seg.segmentation.structures import landmarks_from_label_volume
 
-                landmarks = landmarks_from_labels(label_volume.labels, label_volume.affine)
+                landmarks = landmarks_from_label_volume(label_volume)
                 warnings += list(landmarks.warnings)
                 if not landmarks.levels:
                     reason = landmarks.missing[0].reason if landmarks.missing else "no disc"

@@ -148,7 +148,7 @@ def build_base(
                          plans=BASE_PLANS, validate=validate_cv and str(fold) != "all", time_budget_s=budget_min * 60.0)
                    for fold in folds]
     result_folder = results[-1].result_folder
-    model_dir = export_weights(result_folder, out / "nnunet", [str(r.fold) for r in results])
+    model_dir = export_weights(result_folder, out / result_folder.name, [str(r.fold) for r in results])
     shutil.copy2(raw / REAL_FOLDS_NAME, out / REAL_FOLDS_NAME)
     conversion = json.loads((raw / "spineseg_conversion.json").read_text(encoding="utf-8"))
     case_ids = [p.name[: -len("_0000.nii.gz")] for p in (raw / "imagesTr").glob("*_0000.nii.gz")]
@@ -156,6 +156,8 @@ def build_base(
     manifest = {
         "format": 1,
         "label_scheme": "base",
+        "folder": model_dir.name,
+        "folds_available": [str(r.fold) for r in results],
         "recipe": {
             "command": f"{BUILD_COMMAND} --budget-min {budget_min:g} --synthetic {n_synthetic} --seed {seed} "
                        f"--folds {','.join(map(str, folds))} --device {device}",
@@ -222,18 +224,43 @@ def _iterations_per_epoch(result: Any) -> int:
     return int(getattr(cls, "num_iterations_per_epoch", 250))
 
 
+def read_manifest(base_dir: str | Path) -> dict[str, Any]:
+    """A base model folder's manifest; the error names the folder and the command that builds one."""
+    path = Path(base_dir) / MANIFEST_NAME
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"{path}: not a base segmentation model ({exc}); build one with `{BUILD_COMMAND}`") from exc
+    if not isinstance(doc, dict) or "folder" not in doc:
+        raise FileNotFoundError(f"{path}: not a base segmentation model manifest (no 'folder'); build one with `{BUILD_COMMAND}`")
+    return doc
+
+
+def nnunet_folder(base_dir: str | Path) -> Path:
+    """The nnU-Net result folder inside a base model folder (give it to ``SegmentationModel.from_folder``)."""
+    return Path(base_dir) / read_manifest(base_dir)["folder"]
+
+
+def model_folds(base_dir: str | Path) -> list[str]:
+    """The folds a base model holds (its ensemble at prediction time)."""
+    folder = nnunet_folder(base_dir)
+    return sorted(p.parent.name[len("fold_"):] for p in folder.glob("fold_*/checkpoint_final.pth"))
+
+
 def shipped_base_model() -> Path | None:
     """The base model inside the installed package, or ``None`` when this install has none."""
-    manifest = SHIPPED_DIR / MANIFEST_NAME
-    return SHIPPED_DIR if manifest.is_file() and any(SHIPPED_DIR.glob("nnunet/fold_*/checkpoint_final.pth")) else None
+    try:
+        return SHIPPED_DIR if model_folds(SHIPPED_DIR) else None
+    except FileNotFoundError:
+        return None
 
 
 def require_base_model(path: str | Path | None = None) -> Path:
     """``path`` or the shipped base model; a clear error naming the command that builds one otherwise."""
     if path is not None:
         folder = Path(path)
-        if not (folder / MANIFEST_NAME).is_file():
-            raise FileNotFoundError(f"{folder}: not a base segmentation model ({MANIFEST_NAME} missing); build one with `{BUILD_COMMAND}`")
+        if not model_folds(folder):
+            raise FileNotFoundError(f"{folder}: a base model manifest without checkpoints; build one with `{BUILD_COMMAND}`")
         return folder
     shipped = shipped_base_model()
     if shipped is None:

@@ -32,8 +32,8 @@ def _check_device(device: str) -> str:
 
 def predict(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A study folder (<study>/<series>/*.dcm) or a folder of them (test_images/).")],
-    model: Annotated[str, typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz.")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle.")] = None,
     series_csv: Annotated[
         Optional[Path], typer.Option("--series-csv", help="series_descriptions CSV (study_id, series_id, series_description).")
     ] = None,
@@ -63,6 +63,8 @@ def predict(
             read_series_csv(series_csv)
         folders = discover_studies(input_path)
         check_output_folder(out)
+        if model is None:
+            raise ValueError(NO_MODEL_MESSAGE)
         bundle = load_bundle(model)
         prepare_output_folder(out)
         predictor = Predictor(bundle, device)
@@ -105,6 +107,15 @@ def predict(
             typer.echo(f"errors: {result.errors} (their rows in submission.csv: the training prior)", err=True)
     if result.failed:
         raise typer.Exit(code=1)
+
+
+#: What ``predict`` says without ``--model``: the package ships the base segmentation model, not grading models.
+NO_MODEL_MESSAGE = (
+    "--model is required: a bundle holds the segmentation and the grading models. spineseg ships its base "
+    "segmentation model (spine_seg/models/base_seg) but no grading models; `spineseg demo --out runs/demo` builds "
+    "a bundle from it and grading models trained on synthetic data (runs/demo/bundle, a few minutes on a CPU), "
+    "and `spineseg bundle build-base --out DIR` rebuilds the segmentation model itself"
+)
 
 
 bundle_app = typer.Typer(help="Model bundles: export trained models, import them offline, list and check them.",

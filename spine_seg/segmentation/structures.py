@@ -14,6 +14,7 @@ set is ``unsure``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,6 +27,8 @@ from spine_seg.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_s
 FRAGMENT_FRACTION = 0.35
 #: A component smaller than this many mm³ is noise.
 MIN_STRUCTURE_MM3 = 150.0
+#: Confidence ceiling of a level whose counting anchor is in doubt.
+UNSURE_CONFIDENCE_CAP = 0.5
 #: Vertebral bodies of the level scheme, cranial to caudal.
 _BODIES = ("L1", "L2", "L3", "L4", "L5")
 
@@ -49,6 +52,12 @@ def _centroids(mask: np.ndarray, affine: np.ndarray, min_voxels: float) -> tuple
 
 def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
     """A base-scheme label volume ``[k, j, i]`` → spineseg level labels, named by counting (module docstring)."""
+    return relabel_base(labels, affine)[0]
+
+
+def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list[str]]:
+    """:func:`seg_labels_from_base` and the doubts it met on the way (each makes the names unsure)."""
+    doubts: list[str] = []
     labels = np.asarray(labels)
     affine = np.asarray(affine, dtype=float)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
@@ -59,7 +68,7 @@ def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
     _, discs, disc_xyz = _centroids(labels == BASE_LABELS["disc"], affine, min_voxels)
     _, bodies, body_xyz = _centroids(labels == BASE_LABELS["vertebra"], affine, min_voxels)
     if not discs and not bodies:
-        return out
+        return out, doubts
     points = disc_xyz if len(disc_xyz) >= 2 else np.concatenate([disc_xyz, body_xyz])
     axis = _axis(points)
     sacrum = labels == BASE_LABELS["sacrum"]
@@ -75,6 +84,10 @@ def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
         # the lowest disc is L5/S1; a disc under the sacrum's top is a fragment of the sacrum, not a level
         if sacrum_t is not None:
             valid = t[order] > sacrum_t - 10.0
+            if not valid.all():
+                # an S1/S2 remnant disc, or L5 segmented as sacrum over a real L5/S1: the anchor is in doubt
+                doubts.append(f"{int((~valid).sum())} disc component(s) below the sacrum's upper end: the sacrum may be "
+                              "a mislabelled L5 (or a sacral remnant disc); level names unsure")
             order, positions = order[valid], _merge_fragments(t[order][valid])
         for rank, idx in zip(positions, order, strict=True):
             li = len(LEVELS) - 1 - rank
@@ -96,7 +109,7 @@ def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
                 name_index = len(_BODIES) - 1 - int(np.sum(bt < tb))
             if 0 <= name_index < len(_BODIES):
                 out[kji[:, 0], kji[:, 1], kji[:, 2]] = SEG_LABELS[_BODIES[name_index]]
-    return out
+    return out, doubts
 
 
 def _axis(points: np.ndarray) -> np.ndarray:
@@ -128,6 +141,12 @@ def landmarks_from_label_volume(label_volume, **options):
 
     labels, affine = label_volume.labels, label_volume.affine
     names: Mapping[int, str] = getattr(label_volume, "label_names", {}) or {}
+    doubts: list[str] = []
     if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
-        labels = seg_labels_from_base(labels, affine)
-    return landmarks_from_labels(labels, affine, **options)
+        labels, doubts = relabel_base(labels, affine)
+    landmarks = landmarks_from_labels(labels, affine, **options)
+    if doubts and landmarks.levels:
+        levels = tuple(replace(lm, confidence=min(lm.confidence, UNSURE_CONFIDENCE_CAP),
+                               reasons=(*lm.reasons, "counting anchor in doubt")) for lm in landmarks.levels)
+        landmarks = replace(landmarks, levels=levels, unsure=True, warnings=(*landmarks.warnings, *doubts))
+    return landmarks

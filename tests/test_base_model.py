@@ -169,12 +169,12 @@ def test_cli_build_base_checks_its_options_before_work(tmp_path: Path):
     assert not (tmp_path / "m").exists()
 
 
-def test_predict_without_model_names_the_commands_that_build_one(tmp_path: Path):
+def test_predict_without_model_names_the_commands_that_build_one(tmp_path: Path, synthetic_study: Path):
     from typer.testing import CliRunner
 
     from spine_seg_cli.main import app
 
-    res = CliRunner().invoke(app, ["predict", str(tmp_path), "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(app, ["predict", str(synthetic_study), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2
     assert "spineseg demo" in res.output and "spineseg bundle build-base" in res.output
     assert not (tmp_path / "out").exists()

@@ -2,7 +2,8 @@
 
 Logic: :mod:`spine_seg.pipeline` (predict), :mod:`spine_seg.bundle` (bundles), :mod:`spine_seg.demo`.
 Exit codes of ``predict``: 0 every study done, 1 some study failed (see errors.csv; the others are written),
-2 the command could not start (bad INPUT, bad bundle, bad option).
+2 the command could not start (bad INPUT, bad bundle, bad option, Ray missing or unreachable, workers that
+cannot load the bundle). The engines (``--engine local|ray``) are :mod:`spine_seg.engines`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from spine_seg.engines import WorkerStartError
 from spine_seg_cli.common import USER_ERRORS, fail
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -41,9 +43,20 @@ def predict(
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.png (faster).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over studies and stages (stderr).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the batch summary as JSON.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local: this process; ray: Ray actors, models loaded once "
+                                                         "per worker (pip install 'spineseg[distributed]').")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join: auto (this node's) or "
+                                                   "ray://HOST:PORT; default: start a local one.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Ray workers (default: one per CPU of the cluster, "
+                                                   "or per GPU share).")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option("--gpus-per-worker", help="GPU share of each Ray worker "
+                                                             "(default 1 when the cluster has GPUs, else 0; 0.5: two per GPU).")] = None,
+    dicom_out: Annotated[bool, typer.Option("--dicom-out/--no-dicom-out", help="Also write <study>/dicom/seg.dcm "
+                                            "(DICOM SEG) and sr.dcm (Comprehensive 3D SR).")] = True,
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
     from spine_seg.bundle import BundleError, load_bundle
+    from spine_seg.engines import MissingDependencyError, make_engine
     from spine_seg.pipeline import Predictor, predict_batch
 
     try:
@@ -53,9 +66,20 @@ def predict(
         from spine_seg.pipeline import discover_studies
 
         folders = discover_studies(input_path)
+        batch_engine = make_engine(engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+        if batch_engine is not None:
+            from spine_seg.engines.ray_engine import require_ray
+
+            require_ray()
+        extra_outputs = None
+        if dicom_out:
+            from spine_seg.dicom_out import _require_highdicom, write_dicom_outputs
+
+            _require_highdicom()
+            extra_outputs = write_dicom_outputs
         bundle = load_bundle(model)
-        predictor = Predictor(bundle, device)
-    except (*USER_ERRORS, BundleError) as exc:
+        predictor = Predictor(bundle, device) if batch_engine is None else None
+    except (*USER_ERRORS, BundleError, MissingDependencyError) as exc:
         raise fail(exc) from exc
 
     from tqdm import tqdm
@@ -69,8 +93,9 @@ def predict(
 
     try:
         result = predict_batch(input_path, bundle, out, series_csv=series_csv, device=device, resume=not no_resume,
-                               report=not no_report, progress=on_progress, predictor=predictor)
-    except USER_ERRORS as exc:
+                               report=not no_report, progress=on_progress, predictor=predictor,
+                               extra_outputs=extra_outputs, engine=batch_engine)
+    except (*USER_ERRORS, ConnectionError, WorkerStartError) as exc:
         raise fail(exc) from exc
     finally:
         bar.close()

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -301,9 +302,16 @@ def predict_study(path: str | Path, bundle: ModelBundle | str | Path, *, series_
 # writing (atomically: spine_seg.atomic)
 
 
+#: Writes further per-study files (e.g. :func:`spine_seg.dicom_out.write_dicom_outputs`): called with the result,
+#: its folder and the ingested study before ``result.json``; returns {output name: path}. A module-level function,
+#: so that a Ray worker can receive it pickled.
+ExtraOutputs = Callable[[StudyResult, Path, Study | None], Mapping[str, Path]]
+
+
 def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | None = None,
-                        report: bool = True) -> dict[str, Path]:
-    """``segmentation.nii.gz``, ``report.png`` and, last, ``result.json`` (its presence marks the study done)."""
+                        report: bool = True, extra_outputs: ExtraOutputs | None = None) -> dict[str, Path]:
+    """``segmentation.nii.gz``, ``report.png``, what ``extra_outputs`` writes and, last, ``result.json`` (its
+    presence marks the study done). A report or extra output that fails is a warning, not a failed study."""
     written: dict[str, Path] = {}
     extra_warnings: list[str] = []
     if result.segmentation is not None:
@@ -318,6 +326,12 @@ def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | Non
         except (OSError, ValueError, RuntimeError, KeyError, DicomError) as exc:
             extra_warnings.append(f"report.png not written: {type(exc).__name__}: {exc}")
             log.warning("%s: report.png not written: %s", result.study_id, exc)
+    if extra_outputs is not None:
+        try:
+            written.update(extra_outputs(result, study_dir, study))
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, DicomError) as exc:
+            extra_warnings.append(f"{getattr(extra_outputs, '__name__', 'extra outputs')} failed: {type(exc).__name__}: {exc}")
+            log.warning("%s: extra outputs not written: %s", result.study_id, exc)
     doc = result.to_dict()
     doc["warnings"] += extra_warnings
     doc["outputs"] = {k: p.name for k, p in written.items()}
@@ -401,6 +415,73 @@ def _finished(study_dir: Path) -> dict | None:
     return doc
 
 
+@dataclass(frozen=True)
+class StudyTask:
+    """One study of a batch still to predict: its place in INPUT (``index``), folder and output folder."""
+
+    index: int
+    folder: Path
+    study_dir: Path
+
+
+@dataclass(frozen=True, eq=False)
+class StudyRun:
+    """What predicting one study gives the batch: its outcome, its 25 rows (the prior's when it failed) and,
+    when it failed, its ``errors.csv`` row. Plain data, so that a Ray worker can send it to the driver."""
+
+    outcome: StudyOutcome
+    rows: pd.DataFrame
+    error: Mapping[str, str] | None = None
+
+
+def run_study(pred: Predictor, task: StudyTask, series_csv: str | Path | None = None, *, report: bool = True,
+              extra_outputs: ExtraOutputs | None = None,
+              progress: Callable[[int, str, str], None] | None = None) -> StudyRun:
+    """Predict one study and write its files (the unit of work of every engine: local loop or Ray worker); a
+    :class:`StageError` becomes a failed run with the training prior's rows, anything else propagates."""
+    name = task.folder.name
+    ts = time.perf_counter()
+
+    def report_progress(stage: str) -> None:
+        if progress is not None:
+            progress(task.index, name, stage)
+
+    try:
+        result, study = pred.predict_with_study(task.folder, series_csv, progress=lambda s, stage: report_progress(stage))
+        report_progress("write")
+        write_study_outputs(result, task.study_dir, study, report=report, extra_outputs=extra_outputs)
+    except StageError as exc:
+        error = {"study": name, "folder": str(task.folder), "stage": exc.stage, "error": str(exc),
+                 "submission_rows": "training prior"}
+        log.warning("%s failed in %s: %s", name, exc.stage, exc)
+        outcome = StudyOutcome(task.folder, name, "failed", exc.stage, str(exc), time.perf_counter() - ts)
+        return StudyRun(outcome, pred.prior_rows(name), error)
+    outcome = StudyOutcome(task.folder, name, "done", seconds=time.perf_counter() - ts, fallbacks=len(result.fallbacks))
+    return StudyRun(outcome, result.submission)
+
+
+class BatchEngine(Protocol):
+    """Runs a batch's pending studies somewhere (``spine_seg.engines``: in this process, or on Ray workers)."""
+
+    load_seconds: float
+
+    def run(self, tasks: Sequence[StudyTask], job: BatchJob,
+            progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+        """Yield one :class:`StudyRun` per task, in any order, as each finishes."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What every worker needs to predict a study the way ``predict_batch`` was asked to."""
+
+    bundle: ModelBundle | str | Path
+    device: str = "auto"
+    series_csv: str | Path | None = None
+    report: bool = True
+    extra_outputs: ExtraOutputs | None = None
+
+
 def predict_batch(
     input_path: str | Path,
     bundle: ModelBundle | str | Path,
@@ -412,18 +493,22 @@ def predict_batch(
     report: bool = True,
     progress: Callable[[int, int, str, str], None] | None = None,
     predictor: Predictor | None = None,
+    extra_outputs: ExtraOutputs | None = None,
+    engine: BatchEngine | None = None,
 ) -> BatchResult:
     """Predict every study under ``input_path`` into ``out`` (see the module doc for the files).
 
     ``progress(i, n, study, stage)`` is called as each stage starts (stage ``done``/``failed``/``resumed``
     when a study ends). Raises only for problems with the input as a whole or the bundle; a study's own
-    failure goes to ``errors.csv``.
+    failure goes to ``errors.csv``. ``engine``: where the pending studies run (default: one after the other
+    in this process, with ``predictor``); resume, ``submission.csv`` and ``errors.csv`` stay here either way.
+    ``extra_outputs``: further per-study files (DICOM SEG/SR: :func:`spine_seg.dicom_out.write_dicom_outputs`).
     """
     t0 = time.perf_counter()
     out = Path(out)
     folders = discover_studies(input_path)
     out.mkdir(parents=True, exist_ok=True)
-    pred = predictor or Predictor(bundle, device)
+    pred = None if engine is not None else (predictor or Predictor(bundle, device))
     outcomes: list[StudyOutcome] = []
     rows: dict[str, pd.DataFrame] = {}
     errors: list[dict[str, str]] = []
@@ -433,6 +518,16 @@ def predict_batch(
         if progress is not None:
             progress(i, n, study, stage)
 
+    def record(run: StudyRun, i: int) -> None:
+        rows[run.outcome.study] = run.rows
+        outcomes.append(run.outcome)
+        if run.error is not None:
+            errors.append(dict(run.error))
+            _write_errors(out, errors)
+        report_progress(i, run.outcome.study, run.outcome.status)
+
+    order = {folder: i for i, folder in enumerate(folders)}
+    pending: list[StudyTask] = []
     for i, folder in enumerate(folders):
         name = folder.name
         study_dir = out / name
@@ -442,31 +537,24 @@ def predict_batch(
             outcomes.append(StudyOutcome(folder, name, "resumed", fallbacks=len(done.get("fallbacks", []))))
             report_progress(i, name, "resumed")
             continue
-        ts = time.perf_counter()
-        try:
-            result, study = pred.predict_with_study(folder, series_csv,
-                                                    progress=lambda s, stage, i=i: report_progress(i, s, stage))
-            report_progress(i, name, "write")
-            write_study_outputs(result, study_dir, study, report=report)
-        except StageError as exc:
-            fallback_rows = pred.prior_rows(name)
-            rows[name] = fallback_rows
-            errors.append({"study": name, "folder": str(folder), "stage": exc.stage, "error": str(exc),
-                           "submission_rows": "training prior"})
-            outcomes.append(StudyOutcome(folder, name, "failed", exc.stage, str(exc), time.perf_counter() - ts))
-            log.warning("%s failed in %s: %s", name, exc.stage, exc)
-            report_progress(i, name, "failed")
-            _write_errors(out, errors)
-            continue
-        rows[name] = result.submission
-        outcomes.append(StudyOutcome(folder, name, "done", seconds=time.perf_counter() - ts, fallbacks=len(result.fallbacks)))
-        report_progress(i, name, "done")
+        task = StudyTask(i, folder, study_dir)
+        if pred is not None:
+            record(run_study(pred, task, series_csv, report=report, extra_outputs=extra_outputs,
+                             progress=report_progress), i)
+        else:
+            pending.append(task)
+    if engine is not None and pending:
+        job = BatchJob(bundle, device, series_csv, report, extra_outputs)
+        for run in engine.run(pending, job, report_progress):
+            record(run, order[run.outcome.folder])
+    outcomes.sort(key=lambda o: order[o.folder])  # input order, whichever order an engine finished them in
 
     submission = pd.concat([rows[o.study] for o in outcomes if o.study in rows], ignore_index=True)
     submission = submission.drop_duplicates("row_id", keep="last")
     sub_path = atomic_write(out / SUBMISSION_CSV, lambda p: submission.to_csv(p, index=False, float_format="%.6f"))
-    err_path = _write_errors(out, errors)
-    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, pred.load_seconds)
+    err_path = _write_errors(out, sorted(errors, key=lambda e: order.get(Path(e["folder"]), n)))
+    load_seconds = engine.load_seconds if engine is not None else pred.load_seconds  # type: ignore[union-attr]
+    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, load_seconds)
 
 
 def _write_errors(out: Path, errors: Sequence[Mapping[str, str]]) -> Path | None:
@@ -511,16 +599,22 @@ __all__ = [
     "STAGES",
     "SUBARTICULAR_OFFSET_MM",
     "SUBMISSION_CSV",
+    "BatchEngine",
+    "BatchJob",
     "BatchResult",
+    "ExtraOutputs",
     "Predictor",
     "StageError",
     "StudyOutcome",
+    "StudyRun",
+    "StudyTask",
     "atomic_write",
     "atomic_write_text",
     "check_submission",
     "discover_studies",
     "predict_batch",
     "predict_study",
+    "run_study",
     "spinal_point",
     "subarticular_points",
     "write_study_outputs",

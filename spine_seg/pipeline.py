@@ -334,7 +334,8 @@ def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | Non
             log.warning("%s: extra outputs not written: %s", result.study_id, exc)
     doc = result.to_dict()
     doc["warnings"] += extra_warnings
-    doc["outputs"] = {k: p.name for k, p in written.items()}
+    doc["outputs"] = {k: p.relative_to(study_dir).as_posix() if p.is_relative_to(study_dir) else p.name
+                      for k, p in written.items()}
     written["result"] = atomic_write_text(study_dir / RESULT_JSON, json.dumps(doc, indent=1))
     return written
 

@@ -165,12 +165,15 @@ def build_sr(result: StudyResult, sources: Sequence[Dataset], seg: Dataset | Non
 
 
 def _unambiguous(sources: Sequence[Dataset], crop_images: Mapping[str, Dataset]) -> dict[str, Dataset]:
-    """The crop images that can be cited: those whose SOP Instance UID no other cited image of another series
-    shares (the competition repeats ``<study>.1.<instance>`` in every series)."""
+    """The crop images that can be cited: those of the source series (cited anyway), and those of other
+    series whose SOP Instance UID no image of another series among the sources and crop images shares (the
+    competition repeats ``<study>.1.<instance>`` in every series)."""
+    source_series = {str(ds.SeriesInstanceUID) for ds in sources}
     series_of: dict[str, set[str]] = {}
     for ds in [*sources, *crop_images.values()]:
         series_of.setdefault(str(ds.SOPInstanceUID), set()).add(str(ds.SeriesInstanceUID))
-    return {rid: ds for rid, ds in crop_images.items() if len(series_of[str(ds.SOPInstanceUID)]) == 1}
+    return {rid: ds for rid, ds in crop_images.items()
+            if str(ds.SeriesInstanceUID) in source_series or len(series_of[str(ds.SOPInstanceUID)]) == 1}
 
 
 def findings_from_sr(sr: Dataset) -> dict[str, dict]:

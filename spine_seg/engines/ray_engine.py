@@ -22,8 +22,10 @@ reported in ``errors.csv`` (stage ``worker``) with the training prior's rows, as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -138,7 +140,9 @@ class RayEngine:
             ray.init(**kwargs)
             started_here = True
         try:
-            yield from self._schedule(ray, list(tasks), job, progress)
+            # Ray's driver prints worker-death notices on stdout; stdout belongs to `predict --json`
+            with contextlib.redirect_stdout(sys.stderr):
+                yield from self._schedule(ray, list(tasks), job, progress)
         finally:
             if started_here:
                 ray.shutdown()
@@ -215,7 +219,8 @@ class RayEngine:
                     log.warning("%s: its Ray worker died (%s); trying once more", task.folder.name, reason)
                     queue.appendleft((task, attempt + 1))
                     continue
-                yield self._failed(ray, task, actors[a],
+                other = actors[(a + 1) % len(actors)]  # a worker with its models loaded, when there is one
+                yield self._failed(ray, task, other,
                                    f"the Ray worker predicting it died {attempt + 1} times (last: {reason})")
                 continue
             except ray.exceptions.RayTaskError as exc:  # an unexpected exception in the worker: only this study

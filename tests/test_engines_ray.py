@@ -34,10 +34,10 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def batch(tiny_bundle, tmp_path_factory) -> tuple[Path, Path]:
-    """Three synthetic studies in one folder (the tiny bundle's training studies) and their series CSV."""
+    """Two synthetic studies in one folder (the tiny bundle's test studies) and their series CSV."""
     root = tmp_path_factory.mktemp("ray_batch")
-    shutil.copytree(tiny_bundle.cohort / "train_images", root / "in")
-    return root / "in", tiny_bundle.cohort / "train_series_descriptions.csv"
+    shutil.copytree(tiny_bundle.cohort / "test_images", root / "in")
+    return root / "in", tiny_bundle.cohort / "test_series_descriptions.csv"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_ray_matches_local_and_survives_a_killed_worker(ray_cluster, tiny_bundle
     seen: list[tuple[str, str]] = []
     res = predict_batch(src, tiny_bundle.bundle, tmp_path, series_csv=csv, device="cpu", report=False, engine=engine,
                         progress=lambda i, n, s, stage: seen.append((s, stage)))
-    assert [o.status for o in res.outcomes] == ["done"] * 3 and [o.study for o in res.outcomes] == studies
+    assert [o.status for o in res.outcomes] == ["done"] * 2 and [o.study for o in res.outcomes] == studies
     assert engine.restarts == 1 and len(engine.worker_info) == 2 and res.load_seconds > 0
     assert (studies[1], "retry") in seen and all((s, "done") in seen for s in studies)
     _assert_same_submission(tmp_path, local_out)
@@ -93,7 +93,7 @@ def test_worker_that_dies_twice_costs_only_its_study_then_resume(ray_cluster, ti
     res = runner.invoke(app, args)
     assert res.exit_code == 1, res.output
     summary = json.loads(res.stdout)
-    assert summary["done"] == 2 and summary["failed"] == 1
+    assert summary["done"] == 1 and summary["failed"] == 1
     errors = pd.read_csv(tmp_path / ERRORS_CSV, dtype=str)
     assert list(errors.study) == [victim] and errors.stage[0] == WORKER_STAGE and "died 2 times" in errors.error[0]
     sub = pd.read_csv(tmp_path / SUBMISSION_CSV)
@@ -108,7 +108,7 @@ def test_worker_that_dies_twice_costs_only_its_study_then_resume(ray_cluster, ti
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert summary["resumed"] == 2 and summary["done"] == 1 and summary["errors"] is None
+    assert summary["resumed"] == 1 and summary["done"] == 1 and summary["errors"] is None
     assert not (tmp_path / ERRORS_CSV).exists()
     _assert_same_submission(tmp_path, local_out)
 

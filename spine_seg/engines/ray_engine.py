@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -124,6 +125,7 @@ class RayEngine:
         self.retries = retries
         self.init_kwargs = dict(init_kwargs or {})
         self.load_seconds = 0.0
+        self.startup_seconds = 0.0  # from run() until every worker has its models (cluster start included)
         self.worker_info: list[dict[str, Any]] = []
         self.restarts = 0
 
@@ -132,6 +134,7 @@ class RayEngine:
     def run(self, tasks: Sequence[StudyTask], job: BatchJob,
             progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
         ray = require_ray()
+        self._t0 = time.perf_counter()
         started_here = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
@@ -188,6 +191,7 @@ class RayEngine:
             except ray.exceptions.RayError as exc:
                 raise WorkerStartError(f"Ray workers could not load the models: {_first_line(exc)}") from exc
             self.load_seconds = max(w["load_seconds"] for w in self.worker_info)
+            self.startup_seconds = time.perf_counter() - self._t0
             log.info("ray: %d workers ready (%s)", n_workers, ", ".join(f"{w['host']}:{w['pid']}" for w in self.worker_info))
             yield from self._loop(ray, tasks, actors, new_actor, progress)
         finally:

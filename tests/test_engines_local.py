@@ -1,11 +1,10 @@
-"""The local engine behind the engine interface gives what predict_batch's own loop gives; engine choice."""
+"""The local engine behind the engine interface gives what predict_batch's own loop gives."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from spine_seg.engines import make_engine
 from spine_seg.engines.local import LocalEngine
 from spine_seg.pipeline import Predictor, predict_batch
 
@@ -20,11 +19,3 @@ def test_local_engine_equals_the_default_loop(tiny_bundle, tmp_path):
     assert [o.study for o in a.outcomes] == [o.study for o in b.outcomes] and not b.failed
     pd.testing.assert_frame_equal(pd.read_csv(a.submission), pd.read_csv(b.submission))
     assert b.load_seconds == pred.load_seconds
-
-
-def test_make_engine():
-    assert make_engine("local") is None
-    with pytest.raises(ValueError, match="unknown value"):
-        make_engine("spark")
-    with pytest.raises(ValueError, match="--workers: only with --engine ray"):
-        make_engine("local", workers=2)

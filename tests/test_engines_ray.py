@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from spine_seg.engines.ray_engine import KILL_ENV, RAY_INSTALL_COMMAND, WORKER_STAGE, RayEngine
+from spine_seg.engines.ray_engine import KILL_ENV, WORKER_STAGE, RayEngine
 from spine_seg.pipeline import ERRORS_CSV, RESULT_JSON, SUBMISSION_CSV, Predictor, check_submission, predict_batch
 from spine_seg_cli.main import app
 
@@ -111,23 +110,6 @@ def test_worker_that_dies_twice_costs_only_its_study_then_resume(ray_cluster, ti
     assert summary["resumed"] == 1 and summary["done"] == 1 and summary["errors"] is None
     assert not (tmp_path / ERRORS_CSV).exists()
     _assert_same_submission(tmp_path, local_out)
-
-
-def test_ray_missing_exits_2_with_the_install_command(tiny_bundle, batch, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
-    src, _ = batch
-    res = runner.invoke(app, ["predict", str(src), "--model", str(tiny_bundle.bundle), "--out", str(tmp_path),
-                              "--engine", "ray"])
-    assert res.exit_code == 2
-    assert RAY_INSTALL_COMMAND in res.output
-    assert not list(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize("extra", [["--workers", "2"], ["--address", "auto"], ["--gpus-per-worker", "1"]])
-def test_ray_options_need_the_ray_engine(tiny_bundle, batch, tmp_path, extra):
-    src, _ = batch
-    res = runner.invoke(app, ["predict", str(src), "--model", str(tiny_bundle.bundle), "--out", str(tmp_path), *extra])
-    assert res.exit_code == 2 and "only with --engine ray" in res.output
 
 
 def test_bad_engine_options():

@@ -4,7 +4,8 @@
                                      [--address auto] [--no-dicom-out] [--out /tmp/bench_batch]
 
 Writes ``--studies`` synthetic studies (``spine_seg.synthetic``, seed 11) into one input folder, then runs
-``predict_batch`` on it once per engine, each into a fresh output folder, with the CLI's default outputs
+``predict_batch`` on it once per engine (local, Ray with each ``--workers`` count, local again to bracket a
+shared machine's drifting load), each into a fresh output folder, with the CLI's default outputs
 (report.png, segmentation.nii.gz, DICOM SEG and SR). Each Ray run starts its own embedded cluster (or joins
 ``--address``) and stops it, as ``spineseg predict --engine ray`` does, so start-up (cluster, workers loading
 the models) is inside its wall time; it is also shown on its own. Prints a markdown table: wall seconds,
@@ -53,6 +54,7 @@ def run(name: str, src: Path, csv: Path, out: Path, bundle: str, device: str, en
     from spine_seg.pipeline import predict_batch
 
     shutil.rmtree(out, ignore_errors=True)
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     res = predict_batch(src, bundle, out, series_csv=csv, device=device, engine=engine,
                         extra_outputs=write_dicom_outputs if dicom_out else None)
@@ -60,6 +62,7 @@ def run(name: str, src: Path, csv: Path, out: Path, bundle: str, device: str, en
     n = len(res.outcomes)
     startup = engine.startup_seconds if engine is not None else res.load_seconds
     return {"engine": name, "studies": n, "failed": len(res.failed), "wall_s": wall, "startup_s": startup,
+            "load_avg": (load_before, os.getloadavg()[0]),
             "studies_per_hour": 3600 * n / wall, "steady_per_hour": 3600 * n / max(wall - startup, 1e-9),
             "submission": res.submission}
 
@@ -73,6 +76,7 @@ def main() -> None:
     ap.add_argument("--gpus-per-worker", type=float, default=None)
     ap.add_argument("--address", default=None, help="join this Ray cluster instead of starting one")
     ap.add_argument("--no-dicom-out", action="store_true")
+    ap.add_argument("--no-second-local", action="store_true", help="skip the local run after the Ray runs")
     ap.add_argument("--out", default="/tmp/bench_batch")
     args = ap.parse_args()
 
@@ -86,20 +90,26 @@ def main() -> None:
         engine = RayEngine(address=args.address, workers=k, gpus_per_worker=args.gpus_per_worker)
         rows.append(run(f"ray, {k} worker{'s' if k > 1 else ''}", src, csv, root / f"out_ray{k}", args.bundle,
                         args.device, engine, dicom))
+    if not args.no_second_local:  # brackets the Ray runs: a shared machine's load drifts
+        rows.append(run("local (again)", src, csv, root / "out_local2", args.bundle, args.device, None, dicom))
+    local = [r for r in rows if r["engine"].startswith("local")]
+    base_all = float(np.mean([r["studies_per_hour"] for r in local]))
+    base_steady = float(np.mean([r["steady_per_hour"] for r in local]))
     base = pd.read_csv(rows[0]["submission"])
     print(f"\n{rows[0]['studies']} synthetic studies, bundle {args.bundle}, device {args.device}, "
           f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average before: "
-          f"{os.getloadavg()[0]:.1f}, DICOM outputs {'on' if dicom else 'off'}\n")
-    print("| engine | wall s | start-up s | studies/hour | × local | after start-up: studies/hour | × local | failed | "
-          "submission = local |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, DICOM outputs {'on' if dicom else 'off'}; "
+          f"× local: against the mean of the local runs\n")
+    print("| engine | wall s | start-up s | studies/hour | × local | after start-up: studies/hour | × local | "
+          "load avg (start → end) | failed | submission = local |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
     for r in rows:
         sub = pd.read_csv(r["submission"])
         same = list(sub.row_id) == list(base.row_id) and np.allclose(sub.iloc[:, 1:], base.iloc[:, 1:], atol=2e-6)
         print(f"| {r['engine']} | {r['wall_s']:.1f} | {r['startup_s']:.1f} | {r['studies_per_hour']:.0f} | "
-              f"{r['studies_per_hour'] / rows[0]['studies_per_hour']:.2f} | {r['steady_per_hour']:.0f} | "
-              f"{r['steady_per_hour'] / rows[0]['steady_per_hour']:.2f} | {r['failed']} | {'yes' if same else 'NO'} |")
+              f"{r['studies_per_hour'] / base_all:.2f} | {r['steady_per_hour']:.0f} | "
+              f"{r['steady_per_hour'] / base_steady:.2f} | {r['load_avg'][0]:.1f} → {r['load_avg'][1]:.1f} | "
+              f"{r['failed']} | {'yes' if same else 'NO'} |")
     (root / "bench_batch.json").write_text(json.dumps(
         [{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for r in rows], indent=1))
 

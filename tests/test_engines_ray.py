@@ -119,3 +119,27 @@ def test_bad_engine_options():
         RayEngine(address="localhost:6379")
     with pytest.raises(ValueError, match="--gpus-per-worker"):
         RayEngine(gpus_per_worker=-1)
+
+
+class _FakeCluster:
+    def __init__(self, cpus: float, gpus: float = 0.0):
+        self.resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+
+    def cluster_resources(self) -> dict:
+        return self.resources
+
+
+def test_worker_plan():
+    from spine_seg.pipeline import BatchJob
+
+    cpu, auto = BatchJob("b", device="cpu"), BatchJob("b", device="auto")
+    assert RayEngine()._plan(_FakeCluster(8), 100, cpu) == (8, 0.0, 1.0)
+    assert RayEngine()._plan(_FakeCluster(8), 3, cpu) == (3, 0.0, 1.0)  # never more workers than studies
+    assert RayEngine()._plan(_FakeCluster(16, gpus=2), 100, auto) == (2, 1.0, 1.0)  # one per GPU by default
+    assert RayEngine(gpus_per_worker=0.5)._plan(_FakeCluster(16, gpus=2), 100, auto) == (4, 0.5, 1.0)
+    assert RayEngine(workers=4)._plan(_FakeCluster(2), 100, cpu) == (4, 0.0, 0.5)  # embedded: share the CPUs
+    assert RayEngine(workers=4, address="auto")._plan(_FakeCluster(2), 100, cpu) == (4, 0.0, 1.0)  # autoscaler's call
+    with pytest.raises(ValueError, match="--gpus-per-worker"):
+        RayEngine()._plan(_FakeCluster(8), 10, BatchJob("b", device="cuda"))
+    with pytest.raises(ValueError, match="has 0 GPUs"):
+        RayEngine(gpus_per_worker=1)._plan(_FakeCluster(8), 10, auto)

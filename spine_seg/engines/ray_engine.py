@@ -150,8 +150,10 @@ class RayEngine:
             if started_here:
                 ray.shutdown()
 
-    def _plan(self, ray: Any, n_tasks: int, job: BatchJob) -> tuple[int, float]:
-        """(workers, GPUs per worker) for this cluster."""
+    def _plan(self, ray: Any, n_tasks: int, job: BatchJob) -> tuple[int, float, float]:
+        """(workers, GPUs per worker, CPUs per worker) for this cluster. More workers than an embedded cluster
+        has CPUs share them (fractional CPUs), instead of waiting forever for CPUs that will never come; a
+        running cluster may be autoscaled, so there the request stands."""
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
         gpw = self.gpus_per_worker
@@ -167,15 +169,18 @@ class RayEngine:
             n = max(1, int(cpus // self.cpus_per_worker))
             if gpw > 0:
                 n = min(n, max(1, int(gpus // gpw)))
-        return max(1, min(n, n_tasks)), gpw
+        n = max(1, min(n, n_tasks))
+        cpw = self.cpus_per_worker
+        if self.address is None and n * cpw > cpus:
+            cpw = cpus / n
+        return n, gpw, cpw
 
     def _schedule(self, ray: Any, tasks: list[StudyTask], job: BatchJob,
                   progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
         if not tasks:
             return
-        n_workers, gpw = self._plan(ray, len(tasks), job)
-        remote_cls = ray.remote(StudyWorker).options(num_cpus=self.cpus_per_worker, num_gpus=gpw, max_restarts=0,
-                                                     max_task_retries=0)
+        n_workers, gpw, cpw = self._plan(ray, len(tasks), job)
+        remote_cls = ray.remote(StudyWorker).options(num_cpus=cpw, num_gpus=gpw, max_restarts=0, max_task_retries=0)
         kill = _kill_rules(os.environ.get(KILL_ENV))
         threads = max(1, int(self.cpus_per_worker))
 
@@ -238,16 +243,18 @@ class RayEngine:
         """A failed study's run: its errors.csv row and the training prior's rows (asked of a live worker;
         1/3 each if even that fails, as the ensemble does without a prior)."""
         name = task.folder.name
+        source = "training prior"
         try:
             rows = ray.get(actor.prior_rows.remote(name))
         except ray.exceptions.RayError:
             from spine_seg.grading.ensemble import submission_from_rows
 
             rows, _ = submission_from_rows([name], None, None)
+            source = "uniform (no worker could give the training prior)"
         log.warning("%s failed: %s", name, reason)
         outcome = StudyOutcome(task.folder, name, "failed", WORKER_STAGE, reason)
         error = {"study": name, "folder": str(task.folder), "stage": WORKER_STAGE, "error": reason,
-                 "submission_rows": "training prior"}
+                 "submission_rows": source}
         return StudyRun(outcome, rows, error)
 
 

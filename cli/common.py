@@ -16,6 +16,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     KeyError,
     ValueError,
+    OSError,  # permissions, a read-only or full disk, a folder where a file belongs: the user's to fix
 )
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from spine_seg import metric
+from spine_seg import metric, textio
 from spine_seg_cli.common import USER_ERRORS, fail
 
 
@@ -26,7 +25,7 @@ def evaluate(
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        typer.echo(textio.dumps(result.to_dict()))
         return
     values = result.to_dict()
     for name in metric.COMPONENTS:

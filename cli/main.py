@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg import __version__, api
+from spine_seg import __version__, api, textio
 from spine_seg_cli.common import USER_ERRORS, fail
 
 app = typer.Typer(
@@ -59,7 +58,7 @@ def inspect(
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     if as_json:
-        typer.echo(json.dumps(api.inspect_report(studies), indent=2))
+        typer.echo(textio.dumps(api.inspect_report(studies), indent=2))
         return
     for study in studies:
         typer.echo(f"study {study.study_id}  ({study.root})")
@@ -95,8 +94,10 @@ def locate(
         result = api.locate(dicom_dir, series, instance, x, y, series_csv)
     except USER_ERRORS as exc:
         raise fail(exc) from exc
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(textio.dumps(result.to_dict(), indent=2))
         return
     w = result.xyz_lps_mm
     typer.echo(f"study {result.study_id}: series {series} instance {instance} ({x:g}, {y:g}) → LPS ({w[0]:.1f}, {w[1]:.1f}, {w[2]:.1f}) mm")

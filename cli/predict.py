@@ -8,13 +8,13 @@ cannot load the bundle). The engines (``--engine local|ray``) are :mod:`spine_se
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from spine_seg.engines import WorkerStartError
+from spine_seg import textio
 from spine_seg_cli.common import USER_ERRORS, fail
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -33,8 +33,8 @@ def _check_device(device: str) -> str:
 
 def predict(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A study folder (<study>/<series>/*.dcm) or a folder of them (test_images/).")],
-    model: Annotated[str, typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz, dicom/.")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle.")] = None,
     series_csv: Annotated[
         Optional[Path], typer.Option("--series-csv", help="series_descriptions CSV (study_id, series_id, series_description).")
     ] = None,
@@ -56,16 +56,26 @@ def predict(
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
     from spine_seg.bundle import BundleError, load_bundle
-    from spine_seg.engines import MissingDependencyError, make_engine
-    from spine_seg.pipeline import Predictor, predict_batch
+    from spine_seg.dicom import read_series_csv
+    from spine_seg.engines import make_engine
+    from spine_seg.pipeline import (
+        ENGINE_START_ERRORS,
+        OutputWriteError,
+        Predictor,
+        check_output_folder,
+        discover_studies,
+        predict_batch,
+        prepare_output_folder,
+    )
 
-    try:
+    try:  # everything a user can get wrong is checked here, before any model loads (exit 2)
         _check_device(device)
-        if series_csv is not None and not series_csv.is_file():
-            raise FileNotFoundError(f"--series-csv: no such file: {series_csv}")
-        from spine_seg.pipeline import discover_studies
-
+        if series_csv is not None:
+            if not series_csv.is_file():
+                raise FileNotFoundError(f"--series-csv: no such file: {series_csv}")
+            read_series_csv(series_csv)
         folders = discover_studies(input_path)
+        check_output_folder(out)
         batch_engine = make_engine(engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
         if batch_engine is not None:
             from spine_seg.engines.ray_engine import require_ray
@@ -77,9 +87,13 @@ def predict(
 
             _require_highdicom()
             extra_outputs = write_dicom_outputs
+        if model is None:
+            raise ValueError(NO_MODEL_MESSAGE)
         bundle = load_bundle(model)
+        prepare_output_folder(out)
+        # the local engine loads the models here (exit 2 if they cannot load); Ray workers load their own
         predictor = Predictor(bundle, device) if batch_engine is None else None
-    except (*USER_ERRORS, BundleError, MissingDependencyError) as exc:
+    except (*USER_ERRORS, *ENGINE_START_ERRORS, BundleError) as exc:
         raise fail(exc) from exc
 
     from tqdm import tqdm
@@ -95,12 +109,19 @@ def predict(
         result = predict_batch(input_path, bundle, out, series_csv=series_csv, device=device, resume=not no_resume,
                                report=not no_report, progress=on_progress, predictor=predictor,
                                extra_outputs=extra_outputs, engine=batch_engine)
-    except (*USER_ERRORS, ConnectionError, WorkerStartError) as exc:
+    except (*USER_ERRORS, *ENGINE_START_ERRORS) as exc:  # before the first study (the engine could not start)
         raise fail(exc) from exc
+    except OutputWriteError as exc:
+        raise fail(exc, code=1) from exc
     finally:
         bar.close()
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    for o in result.outcomes:
+        if o.note:
+            typer.echo(f"note {o.study}: {o.note}", err=True)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=1))
+        typer.echo(textio.dumps(result.to_dict(), indent=1))
     else:
         d = result.to_dict()
         typer.echo(f"{d['studies']} studies: {d['done']} predicted, {d['resumed']} already done, {d['failed']} failed "
@@ -109,9 +130,18 @@ def predict(
         for o in result.failed:
             typer.echo(f"  failed {o.study} ({o.stage}): {o.error}", err=True)
         if result.errors:
-            typer.echo(f"errors: {result.errors} (their rows in submission.csv: the training prior)", err=True)
+            typer.echo(f"errors: {result.errors} (where their rows in submission.csv came from: its submission_rows column)", err=True)
     if result.failed:
         raise typer.Exit(code=1)
+
+
+#: What ``predict`` says without ``--model``: the package ships the base segmentation model, not grading models.
+NO_MODEL_MESSAGE = (
+    "--model is required: a bundle holds the segmentation and the grading models. spineseg ships its base "
+    "segmentation model (spine_seg/models/base_seg) but no grading models; `spineseg demo --out runs/demo` builds "
+    "a bundle from it and grading models trained on synthetic data (runs/demo/bundle, a few minutes on a CPU), "
+    "and `spineseg bundle build-base --out DIR` rebuilds the segmentation model itself"
+)
 
 
 bundle_app = typer.Typer(help="Model bundles: export trained models, import them offline, list and check them.",
@@ -180,7 +210,45 @@ def bundle_info(
     doc = {k: v for k, v in b.manifest.items() if k != "files"}
     doc["path"] = str(b.root)
     doc["n_files"] = len(b.manifest["files"])
-    typer.echo(json.dumps(doc, indent=1))
+    typer.echo(textio.dumps(doc, indent=1))
+
+
+@bundle_app.command("build-base")
+def bundle_build_base(
+    out: Annotated[Path, typer.Option("--out", help="New folder for the base segmentation model.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Shared data folder with vb2/ and myosegmentum/ (default: $SPINESEG_DATA or ../shared/data).")] = None,
+    budget_min: Annotated[float, typer.Option("--budget-min", help="Training budget per fold, minutes of wall clock.")] = 48.0,
+    synthetic: Annotated[int, typer.Option("--synthetic", help="Domain-randomised phantom cases.")] = 60,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the phantoms and the slab thicknesses.")] = 510,
+    folds: Annotated[str, typer.Option("--folds", help="Comma-separated: 0,1 (cross-validation halves, predicted as an ensemble) and/or all.")] = "0,1",
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    parallel: Annotated[bool, typer.Option("--parallel/--sequential", help="Train the folds at the same time (one core each on a 2-core CPU).")] = True,
+    no_real: Annotated[bool, typer.Option("--no-real", help="Phantoms only (no real volumes needed).")] = False,
+) -> None:
+    """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and provenance."""
+    from spine_seg.segmentation.base_model import build_base
+
+    try:
+        _check_device(device)
+        fold_list = [f.strip() for f in folds.split(",") if f.strip()]
+        bad = [f for f in fold_list if f not in ("0", "1", "all")]
+        if not fold_list or bad:
+            raise ValueError(f"unknown fold(s) {bad or folds!r}; valid: 0, 1, all")
+        root = None
+        if not no_real:
+            root = data or Path(os.environ.get("SPINESEG_DATA") or "../shared/data")
+            missing = [d for d in ("vb2", "myosegmentum") if not (root / d).is_dir()]
+            if missing:
+                raise FileNotFoundError(f"{root}: no {', '.join(missing)}/ folder (pass --data DIR, or --no-real)")
+        result = build_base(out, root, budget_min=budget_min, n_synthetic=synthetic, seed=seed, folds=fold_list,
+                            device=device, workers=2, parallel=parallel and len(fold_list) > 1,
+                            real=() if no_real else ("vb2", "myosegmentum"))
+    except USER_ERRORS as exc:
+        raise fail(exc) from exc
+    for f in result.manifest["folds"]:
+        typer.echo(f"fold {f['fold']}: {f['epochs']} epochs ({f['iterations']} iterations) in {f['train_seconds']:.0f} s on {f['device']}")
+    typer.echo(f"base model: {result.out} ({result.manifest['seconds']['total']:.0f} s); use it with "
+               f"spineseg demo --base-model {result.out}")
 
 
 def demo(
@@ -192,14 +260,16 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort.")] = 7,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
+    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Base segmentation model folder, 'shipped' (the one inside the package, default) or 'none' (train nnU-Net on the cohort instead).")] = "shipped",
 ) -> None:
-    """Synthesise a cohort, train segmentation and grading briefly, predict held-out studies, score, report."""
+    """Synthesise a cohort, train grading (and segmentation unless a base model is used), predict held-out studies, score, report."""
     from spine_seg.demo import DemoConfig, run_demo
 
     try:
         _check_device(device)
         cfg = DemoConfig(studies=studies, test_studies=test_studies, seg_minutes=seg_minutes,
-                         grading_epochs=grading_epochs, seed=seed, device=device)
+                         grading_epochs=grading_epochs, seed=seed, device=device,
+                         base_model=None if base_model in (None, "none") else base_model)
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     result = run_demo(out, cfg, echo=typer.echo, progress=progress)

@@ -429,3 +429,129 @@ def map_cases(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1) 
 def label_voxel_counts(label: np.ndarray) -> dict[int, int]:
     values, counts = np.unique(label, return_counts=True)
     return {int(v): int(n) for v, n in zip(values, counts, strict=True)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bodies-only masks in the base label scheme
+
+
+def bodies_to_base_labels(
+    bodies: Sequence[np.ndarray],
+    spacing_mm: float = 1.0,
+    *,
+    max_disc_mm: float = 25.0,
+    rim_mm: float = 2.0,
+    canal_band_mm: float = 35.0,
+    canal_halfwidth_mm: float = 22.0,
+) -> np.ndarray:
+    """Vertebral-body masks (``[k, j, i]``, ``j`` towards the feet, ``i`` posterior; ordered head to feet) →
+    :data:`spine_seg.labels.BASE_LABELS` with nnU-Net's ignore label where the source does not know.
+
+    A bodies-only mask (VB2, MyoSegmenTUM) says nothing about discs, canal or sacrum; calling those voxels
+    background would teach the network that a disc is background. So:
+
+    * **discs** are pseudo-labelled where they must be: in every (k, i) column crossing two consecutive bodies,
+      the voxels between the upper body's lower endplate and the lower body's upper endplate (at most
+      ``max_disc_mm`` apart) — the intervertebral disc fills that space by definition; a ``rim_mm`` rim
+      around each pseudo-disc (the bulge beyond the endplates) is ignored;
+    * **ignored**: a band ``canal_band_mm`` deep behind the bodies and discs, ``canal_halfwidth_mm`` either
+      side of the midline (canal, cauda, posterior elements), and the spinal column above the highest and
+      below the lowest labelled body (unlabelled vertebrae, discs and the sacrum);
+    * everything else is background (anterior soft tissue, psoas, vessels, the far lateral slices).
+    """
+    from scipy import ndimage
+
+    from spine_seg.labels import BASE_IGNORE, BASE_LABELS
+
+    if not bodies:
+        raise ValueError("no vertebral body masks")
+    shape = bodies[0].shape
+    out = np.zeros(shape, dtype=np.uint8)
+    body_any = np.zeros(shape, dtype=bool)
+    for b in bodies:
+        body_any |= b
+    out[body_any] = BASE_LABELS["vertebra"]
+    n_j = shape[1]
+    jj = np.arange(n_j)[None, :, None]
+    disc = np.zeros(shape, dtype=bool)
+    for upper, lower in zip(bodies, bodies[1:], strict=False):
+        has_u, has_l = upper.any(axis=1), lower.any(axis=1)
+        u_bottom = n_j - 1 - np.argmax(upper[:, ::-1, :], axis=1)
+        l_top = np.argmax(lower, axis=1)
+        gap = l_top - u_bottom
+        ok = has_u & has_l & (gap > 1) & (gap * spacing_mm <= max_disc_mm)
+        disc |= ok[:, None, :] & (jj > u_bottom[:, None, :]) & (jj < l_top[:, None, :])
+    disc &= ~body_any
+    out[disc] = BASE_LABELS["disc"]
+    ignore = np.zeros(shape, dtype=bool)
+    rim = max(1, int(round(rim_mm / spacing_mm)))
+    ignore |= ndimage.binary_dilation(disc, iterations=rim) & ~disc & ~body_any
+
+    column = body_any | disc
+    k_idx, j_idx, i_idx = np.nonzero(column)
+    k_mid = float(np.mean(k_idx))
+    half_k = int(round(canal_halfwidth_mm / spacing_mm))
+    k_lo, k_hi = max(0, int(k_mid) - half_k), min(shape[0], int(k_mid) + half_k + 1)
+    # posterior band: behind the posterior-most body/disc voxel of each row (rows without one interpolated)
+    rows = np.unique(j_idx)
+    post = np.full(n_j, -1.0)
+    for j in rows:
+        post[j] = float(i_idx[j_idx == j].max())
+    valid = post >= 0
+    post_i = np.interp(np.arange(n_j), np.nonzero(valid)[0], post[valid])
+    band = int(round(canal_band_mm / spacing_mm))
+    ii = np.arange(shape[2])[None, :]
+    in_band = (ii > post_i[:, None]) & (ii <= post_i[:, None] + band)  # [j, i]
+    j_top, j_bottom = int(rows.min()), int(rows.max())
+    in_band[:j_top] = False
+    in_band[j_bottom + 1:] = False
+    ignore[k_lo:k_hi] |= in_band[None]
+
+    def column_box(mask: np.ndarray, front_mm: float, back_mm: float) -> tuple[slice, slice]:
+        kk, _, ii_ = np.nonzero(mask)
+        pad_k = int(round(10 / spacing_mm))
+        ks = slice(max(0, int(kk.min()) - pad_k), min(shape[0], int(kk.max()) + pad_k + 1))
+        is_ = slice(max(0, int(ii_.min() - front_mm / spacing_mm)), min(shape[2], int(ii_.max() + back_mm / spacing_mm) + 1))
+        return ks, is_
+
+    ks, is_ = column_box(bodies[0], 15.0, 45.0)
+    ignore[ks, :j_top, is_] = True
+    ks, is_ = column_box(bodies[-1], 20.0, 70.0)
+    ignore[ks, j_bottom + 1:, is_] = True
+    out[ignore & (out == 0)] = BASE_IGNORE
+    return out
+
+
+def thick_slices(image: np.ndarray, labels: np.ndarray, thickness: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Thin ``[k, j, i]`` slices → slabs of ``thickness`` slices: the image averaged (partial volume, as a
+    3–5 mm clinical sagittal slice), the labels of each slab's middle slice."""
+    if thickness < 1:
+        raise ValueError(f"thickness must be at least 1 slice, got {thickness}")
+    n = (image.shape[0] - start) // thickness
+    if n < 1:
+        raise ValueError(f"{image.shape[0]} slices cannot make a slab of {thickness}")
+    img = image[start:start + n * thickness].astype(np.float32).reshape(n, thickness, *image.shape[1:]).mean(axis=1)
+    lab = labels[start + thickness // 2: start + n * thickness: thickness][:n]
+    return img, np.ascontiguousarray(lab)
+
+
+def write_case_arrays(
+    dataset_dir: Path, case_id: str, image_kji: np.ndarray, label_kji: np.ndarray, spacing_ijk_mm: Sequence[float],
+) -> None:
+    """One case from arrays, through SimpleITK where it is installed, else nibabel (same files for nnU-Net's
+    ``NibabelIO``, which transposes to SimpleITK's axis order). Geometry is the spacing alone: training needs
+    no patient position."""
+    img_dir, lab_dir = dataset_dir / "imagesTr", dataset_dir / "labelsTr"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    if hasattr(sitk, "WriteImage"):
+        for arr, path in ((image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"), (label_kji, lab_dir / f"{case_id}{FILE_ENDING}")):
+            im = sitk.GetImageFromArray(arr)
+            im.SetSpacing(tuple(float(s) for s in spacing_ijk_mm))
+            sitk.WriteImage(im, str(path), useCompression=True)
+        return
+    import nibabel as nib
+
+    aff = np.diag([*(float(s) for s in spacing_ijk_mm), 1.0])
+    for arr, path in ((image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"), (label_kji, lab_dir / f"{case_id}{FILE_ENDING}")):
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(arr.transpose(2, 1, 0)), aff), str(path))

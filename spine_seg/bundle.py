@@ -31,7 +31,7 @@ from typing import Any
 
 from spine_seg import __version__
 from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
-from spine_seg.labels import SEG_LABELS
+from spine_seg.labels import BASE_LABELS, SEG_LABELS
 from spine_seg.versions import package_versions
 from spine_seg_external_data.registry import sha256_file
 
@@ -146,6 +146,11 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
     seg_labels = seg.get("labels")
     if not isinstance(seg_labels, Mapping):
         raise BundleError(f"{where}: segmentation.labels missing")
+    if {k: v for k, v in seg_labels.items() if k != "ignore"} == BASE_LABELS:
+        # the base model's structure labels: levels are named by counting (spine_seg.segmentation.structures)
+        if not (manifest.get("grading") or {}).get("ensemble"):
+            raise BundleError(f"{where}: grading.ensemble missing")
+        return
     wrong = {k: v for k, v in seg_labels.items() if k in SEG_LABELS and SEG_LABELS[k] != v}
     unknown = sorted(set(seg_labels) - set(SEG_LABELS))
     if wrong or unknown:
@@ -251,8 +256,15 @@ def load_bundle(ref: str | Path, *, checksums: bool = True, home: str | Path | N
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from exc
-    check_manifest(manifest, str(manifest_path))
-    verify_bundle(path, manifest, checksums)
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: a JSON {type(manifest).__name__}, not an object; not a spineseg bundle manifest")
+    try:
+        check_manifest(manifest, str(manifest_path))
+        verify_bundle(path, manifest, checksums)
+    except (AttributeError, TypeError, KeyError) as exc:  # a field of the wrong type or missing
+        raise BundleError(f"{manifest_path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:  # e.g. dataset.json unreadable
+        raise BundleError(f"{path}: cannot read bundle file ({exc})") from exc
     return ModelBundle(path.resolve(), manifest)
 
 

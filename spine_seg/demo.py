@@ -54,6 +54,9 @@ class DemoConfig:
     crop_px: int = 48
     device: str = "auto"
     threads: int | None = None  # torch threads (default: nnU-Net's nnUNet_def_n_proc for nnU-Net, torch's own for grading)
+    #: the segmentation: "shipped" (the base model inside the package; trained as below when this install has
+    #: none), a base model folder (``spineseg bundle build-base``), or None to train nnU-Net on the cohort
+    base_model: str | None = "shipped"
 
     def __post_init__(self) -> None:
         if self.studies < 6:
@@ -128,9 +131,7 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     from spine_seg.grading.train import TrainConfig, train_cv
     from spine_seg.pipeline import Predictor, predict_batch
     from spine_seg.segmentation import nnunet_env
-    from spine_seg.segmentation import train as seg_train
     from spine_seg.synthetic import CohortConfig, generate_cohort
-    from spine_seg_nnunet_tasks.registry import CONVERTERS
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -155,25 +156,15 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
 
     os.environ.setdefault(nnunet_env.HOME_VAR, str(out / "nnunet"))
     env = nnunet_env.apply()
-    t = stage("2/6 prepare", f"nnU-Net Dataset{DEMO_DATASET_ID} from the training studies' masks, CPU-budget plans")
-    CONVERTERS["synthetic"](cohort.out, env.raw, DEMO_DATASET_ID, sequences=("t2",), overwrite=True)
-    budget = "default" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu"
-    prepared = seg_train.plan_and_preprocess(DEMO_DATASET_ID, ("2d",), budget,
-                                             inplane_spacing_mm=cfg.seg_spacing_mm if budget == "cpu" else None)
-    seconds["prepare"] = time.perf_counter() - t
-    echo(f"   plans {prepared.plans}: patch {prepared.patch_size['2d']}, batch {prepared.batch_size['2d']}, "
-         f"{seconds['prepare']:.0f} s")
+    base = _base_model(cfg.base_model, echo)
+    if base is not None:
+        from spine_seg.segmentation import base_model as bm
 
-    t = stage("3/6 train-seg", f"nnU-Net 2d ({cfg.seg_trainer}), all training cases, {cfg.seg_minutes:g} min budget")
-
-    def seg_progress(r: seg_train.EpochReport) -> None:
-        echo("   " + r.line())
-
-    seg = seg_train.train(DEMO_DATASET_ID, "2d", "all", cfg.seg_trainer, cfg.device, epochs=1000, progress=seg_progress,
-                          validate=False, threads=cfg.threads, time_budget_s=cfg.seg_minutes * 60)
-    seconds["train_seg"] = time.perf_counter() - t
-    echo(f"   {seg.epochs} epochs in {seg.seconds:.0f} s (EMA pseudo-Dice {seg.ema_pseudo_dice:.3f})")
-
+        seg_folder, seg_folds = bm.nnunet_folder(base), bm.model_folds(base)
+        seg_epochs = [f.get("epochs") for f in bm.read_manifest(base).get("folds", [])]
+        echo(f"\n== 2-3/6 segmentation: the base model {base} (folds {', '.join(seg_folds)}; no nnU-Net training here)")
+    else:
+        seg_folder, seg_folds, seg_epochs = _train_segmentation(cohort, cfg, env, out, echo, seconds, stage)
     t = stage("4/6 train-cls", f"grading models, {cfg.grading_folds} folds × ≤ {cfg.grading_epochs} epochs, and the axial fallback")
     lite0 = lite0_weight_file() is not None
     backbone, weights = (LITE0_BACKBONE, "lite0") if lite0 else ("efficientnet_b0", "random")
@@ -192,10 +183,11 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     seconds["train_cls"] = time.perf_counter() - t
 
     t = stage("5/6 bundle + predict", "export the bundle, then predict the held-out studies")
-    bundle = export_bundle(out / "bundle", seg.result_folder, run_dir / "ensemble.json", folds=["all"], fallback=fb_path,
+    bundle = export_bundle(out / "bundle", seg_folder, run_dir / "ensemble.json", folds=seg_folds, fallback=fb_path,
                            name="spineseg-demo", overwrite=True,
                            training_data={"source": "spineseg synthetic cohort", "seed": cfg.seed,
-                                          "train_studies": len(cohort.train_ids), "segmentation_epochs": seg.epochs,
+                                          "train_studies": len(cohort.train_ids), "segmentation_epochs": seg_epochs,
+                                          "segmentation": str(base) if base is not None else "trained on the cohort",
                                           "grading_oof_score": (cv.oof_score or {}).get("score")})
     predictions = out / "predictions"
 
@@ -248,3 +240,46 @@ def _scores(r) -> dict[str, float]:
 
 
 __all__ = ["DEMO_DATASET_ID", "DemoConfig", "DemoResult", "landmark_errors", "run_demo"]
+
+
+def _base_model(choice: str | None, echo: Callable[[str], None]) -> Path | None:
+    """The base segmentation model the demo uses, or None to train nnU-Net on the cohort."""
+    from spine_seg.segmentation import base_model as bm
+
+    if choice is None:
+        return None
+    if choice == "shipped":
+        shipped = bm.shipped_base_model()
+        if shipped is None:
+            echo(f"   this install has no shipped base model ({bm.SHIPPED_DIR}): training nnU-Net on the cohort instead")
+        return shipped
+    return bm.require_base_model(choice)
+
+
+def _train_segmentation(cohort: Any, cfg: DemoConfig, env: Any, out: Path, echo: Callable[[str], None],
+                        seconds: dict[str, float], stage: Callable[[str, str], float]) -> tuple[Path, list[str], int]:
+    """Stages 2–3 without a base model: nnU-Net on the cohort's masks within the demo's budget."""
+    import torch
+
+    from spine_seg.segmentation import train as seg_train
+    from spine_seg_nnunet_tasks.registry import CONVERTERS
+
+    t = stage("2/6 prepare", f"nnU-Net Dataset{DEMO_DATASET_ID} from the training studies' masks, CPU-budget plans")
+    CONVERTERS["synthetic"](cohort.out, env.raw, DEMO_DATASET_ID, sequences=("t2",), overwrite=True)
+    budget = "default" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu"
+    prepared = seg_train.plan_and_preprocess(DEMO_DATASET_ID, ("2d",), budget,
+                                             inplane_spacing_mm=cfg.seg_spacing_mm if budget == "cpu" else None)
+    seconds["prepare"] = time.perf_counter() - t
+    echo(f"   plans {prepared.plans}: patch {prepared.patch_size['2d']}, batch {prepared.batch_size['2d']}, "
+         f"{seconds['prepare']:.0f} s")
+
+    t = stage("3/6 train-seg", f"nnU-Net 2d ({cfg.seg_trainer}), all training cases, {cfg.seg_minutes:g} min budget")
+
+    def seg_progress(r: seg_train.EpochReport) -> None:
+        echo("   " + r.line())
+
+    seg = seg_train.train(DEMO_DATASET_ID, "2d", "all", cfg.seg_trainer, cfg.device, epochs=1000, progress=seg_progress,
+                          validate=False, threads=cfg.threads, time_budget_s=cfg.seg_minutes * 60)
+    seconds["train_seg"] = time.perf_counter() - t
+    echo(f"   {seg.epochs} epochs in {seg.seconds:.0f} s (EMA pseudo-Dice {seg.ema_pseudo_dice:.3f})")
+    return seg.result_folder, ["all"], seg.epochs

@@ -124,3 +124,97 @@ def axis_codes(iop: ArrayLike) -> str:
         axis = int(np.argmax(np.abs(v)))
         out.append(letters[axis][0 if v[axis] > 0 else 1])
     return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plausibility of header geometry: refused at ingestion, so that a decimal slip or a NaN never reaches
+# resampling or the model (where it fails as "cannot convert float NaN to integer" or allocates without bound)
+
+#: Pixel spacing a clinical MR image can have: a 0.05 mm pixel would be a microscope, a 20 mm pixel a
+#: localiser at best. Outside this range the tag is a slip (75.8 for 0.758) or damage, not an image.
+SPACING_RANGE_MM: tuple[float, float] = (0.05, 20.0)
+#: ImageOrientationPatient holds two unit vectors at right angles; DS strings keep ~6 digits, so real
+#: headers are off by 1e-6..1e-4. Beyond 1e-2 (about 0.6°) the cosines are not an orientation.
+IOP_TOLERANCE = 1e-2
+#: Any |coordinate| beyond 1e5 mm (100 m) in ImagePositionPatient is damage, and would overflow later sums.
+POSITION_LIMIT_MM = 1e5
+
+
+def _fmt(values: ArrayLike) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in np.asarray(values, dtype=float).reshape(-1)) + "]"
+
+
+def spacing_problem(spacing_mm: ArrayLike) -> str | None:
+    """Why a PixelSpacing (or any voxel size) is not plausible, or None when it is."""
+    sp = np.asarray(spacing_mm, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(sp)):
+        return f"{_fmt(sp)}: not finite"
+    lo, hi = SPACING_RANGE_MM
+    if np.any(sp < lo) or np.any(sp > hi):
+        return f"{_fmt(sp)}: outside the plausible {lo:g}–{hi:g} mm"
+    return None
+
+
+def iop_problem(iop: ArrayLike) -> str | None:
+    """Why six direction cosines are not an orientation (unit, orthogonal, finite), or None when they are."""
+    v = np.asarray(iop, dtype=float).reshape(-1)
+    if v.size != 6:
+        return f"{_fmt(v)}: {v.size} values, 6 expected"
+    if not np.all(np.isfinite(v)):
+        return f"{_fmt(v)}: not finite"
+    row, col = v[:3], v[3:]
+    for name, vec in (("row", row), ("column", col)):
+        if abs(np.linalg.norm(vec) - 1.0) > IOP_TOLERANCE:
+            return f"{_fmt(v)}: {name} cosine has length {np.linalg.norm(vec):.4g}, not 1"
+    if abs(float(np.dot(row, col))) > IOP_TOLERANCE:
+        return f"{_fmt(v)}: row and column cosines not orthogonal (dot {float(np.dot(row, col)):.4g})"
+    return None
+
+
+def position_problem(ipp: ArrayLike) -> str | None:
+    """Why an ImagePositionPatient is not a position (not finite, absurdly far), or None."""
+    p = np.asarray(ipp, dtype=float).reshape(-1)
+    if p.size != 3:
+        return f"{_fmt(p)}: {p.size} values, 3 expected"
+    if not np.all(np.isfinite(p)):
+        return f"{_fmt(p)}: not finite"
+    if np.any(np.abs(p) > POSITION_LIMIT_MM):
+        return f"{_fmt(p)}: beyond ±{POSITION_LIMIT_MM:g} mm"
+    return None
+
+
+def resampled_shape(shape: Sequence[int], spacing_mm: Sequence[float], target_spacing_mm: Sequence[float]) -> tuple[int, ...]:
+    """The array shape after resampling ``shape`` (voxel size ``spacing_mm``) to ``target_spacing_mm``, axis by
+    axis in the same order; axes beyond ``target_spacing_mm``'s length are left as they are (nnU-Net's 2d
+    configurations resample only in-plane: pass the trailing axes' spacings)."""
+    shape = [int(s) for s in shape]
+    spacing = [float(s) for s in spacing_mm]
+    target = [float(t) for t in target_spacing_mm]
+    if len(target) > len(shape):
+        raise ValueError(f"target spacing {target} has more axes than shape {shape}")
+    offset = len(shape) - len(target)
+    out = list(shape)
+    for a, t in enumerate(target):
+        s = spacing[offset + a]
+        if not (np.isfinite(s) and np.isfinite(t) and s > 0 and t > 0):
+            raise ValueError(f"spacing {spacing} → {target}: not finite and positive")
+        out[offset + a] = max(1, int(round(shape[offset + a] * s / t)))
+    return tuple(out)
+
+
+def check_resample_budget(shape: Sequence[int], spacing_mm: Sequence[float], target_spacing_mm: Sequence[float],
+                          max_voxels: int, what: str = "stack") -> tuple[int, ...]:
+    """Refuse, before anything is allocated, a resampling whose result would exceed ``max_voxels`` voxels.
+
+    Why: a decimal slip in PixelSpacing (75.8 mm for 0.758) makes an upsampling to a model's 0.5 mm spacing
+    ask for terabytes, which hangs a machine rather than failing. Returns the resampled shape when it fits.
+    """
+    new = resampled_shape(shape, spacing_mm, target_spacing_mm)
+    n = int(np.prod([float(v) for v in new]))
+    if n > max_voxels:
+        raise ValueError(
+            f"{what}: resampling {tuple(int(s) for s in shape)} at {_fmt(spacing_mm)} mm to {_fmt(target_spacing_mm)} mm "
+            f"would make {tuple(new)} = {n:.3g} voxels, over the budget of {max_voxels:.3g} "
+            f"(check the spacing tags; raise SPINESEG_MAX_RESAMPLED_VOXELS if the study is really that large)"
+        )
+    return new

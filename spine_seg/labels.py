@@ -64,3 +64,35 @@ def spider_to_seg_lut() -> dict[int, int]:
         lut[SPIDER_VERTEBRA_NUMBER[name]] = SEG_LABELS[name]
         lut[spider_disc_label(name)] = SEG_DISC_OF_LEVEL[DISC_BELOW[name]]
     return lut
+
+
+#: The base model's labels: structures, not levels. A network that must tell L3 from L4 by their look fails
+#: on a partial field of view or a transitional spine; one that finds "a vertebral body", "a disc", "the
+#: sacrum" and "the canal" does not, and the landmark stage names the levels by counting (see
+#: :func:`spine_seg.segmentation.landmarks.seg_labels_from_base`). Vertebra means the vertebral body only:
+#: the real volumes we train on (VB2, MyoSegmenTUM) label bodies, not posterior elements.
+BASE_LABELS: dict[str, int] = {
+    "background": 0,
+    "vertebra": 1,
+    "sacrum": 2,
+    "disc": 3,
+    "spinal_canal": 4,
+}
+#: nnU-Net v2's ignore label for the base dataset (the highest value, as nnU-Net requires): voxels whose
+#: class the source does not know (the discs, canal and sacrum of a bodies-only real mask) add no loss.
+BASE_IGNORE = len(BASE_LABELS)
+
+#: The label maps a segmentation model may carry, by name (a bundle's manifest records which one).
+LABEL_SCHEMES: dict[str, dict[str, int]] = {"levels": SEG_LABELS, "base": BASE_LABELS}
+
+
+def label_scheme_of(labels: dict[str, int]) -> str:
+    """Which of :data:`LABEL_SCHEMES` a ``{name: value}`` map is (nnU-Net's ``ignore`` entry aside)."""
+    names = {k: v for k, v in labels.items() if k != "ignore"}
+    for scheme, table in LABEL_SCHEMES.items():
+        if names == table:
+            return scheme
+    # older bundles and partial datasets (MyoSegmenTUM: L1–L5 only) use a subset of the levels scheme
+    if all(SEG_LABELS.get(k) == v for k, v in names.items()):
+        return "levels"
+    raise ValueError(f"label map {names} matches no spineseg scheme; valid: {LABEL_SCHEMES}")

@@ -109,12 +109,9 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    try:
-        return pd.read_csv(
-            path, dtype={"row_id": str, "study_id": str}, keep_default_na=False, na_values=[""]
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[0]})") from exc
+    from spine_seg.textio import read_csv as read_any_csv  # encodings detected, errors name the file
+
+    return read_any_csv(path, dtype={"row_id": str, "study_id": str}, keep_default_na=False, na_values=[""])
 
 
 # ---------------------------------------------------------------------------------------------- labels

@@ -191,7 +191,9 @@ def test_batch_with_bad_studies_goes_on(tiny_bundle, predictor: Predictor, tmp_p
     assert set(errors.study) == {"notdicom", "mixed"} and set(errors.stage) == {"ingest"}
     assert (errors.submission_rows == "training prior").all()
     sub = pd.read_csv(res.submission)
-    assert check_submission(sub, [a, "notdicom", "mixed", b, b]) == []  # no_t2 and truncated are study b
+    # no_t2 and truncated both hold study b: each is predicted under its folder name (issue 11), none is lost
+    assert check_submission(sub, [a, "notdicom", "mixed", "no_t2", "truncated"]) == []
+    assert "StudyInstanceUID" in (status["no_t2"].note or "")
     doc = json.loads((out / "no_t2" / "result.json").read_text())
     assert doc["landmarks"] is None and doc["segmentation"] is None
     assert all(r["source"] == SOURCE_PRIOR for r in doc["rows"])

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from spine_seg import geometry
+from spine_seg import geometry, textio
 from spine_seg.constants import SeriesKind
 
 
@@ -32,19 +30,27 @@ class AcquisitionTags:
 def read_series_csv(path: str | Path) -> dict[tuple[str, str], SeriesKind]:
     """``study_id, series_id, series_description`` rows → {(study_id, series_id): kind}."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such series descriptions CSV")
     try:
-        df = pd.read_csv(path, dtype=str)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: cannot read series descriptions CSV: {exc}") from exc
+        df = textio.read_csv(path, dtype=str, keep_default_na=False)  # UTF-8 ±BOM, UTF-16, latin-1
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read series descriptions CSV: {exc}") from exc
+    df.columns = [str(c).strip() for c in df.columns]
     missing = {"study_id", "series_id", "series_description"} - set(df.columns)
     if missing:
-        raise ValueError(f"{path}: series descriptions CSV lacks columns {sorted(missing)}; has {list(df.columns)}")
+        raise ValueError(f"{path}: series descriptions CSV lacks columns {sorted(missing)}; has {list(df.columns)[:10]}")
+    if df.empty:
+        raise ValueError(f"{path}: series descriptions CSV has no rows")
     out: dict[tuple[str, str], SeriesKind] = {}
-    for row in df.itertuples(index=False):
+    for line, row in enumerate(df.itertuples(index=False), start=2):
+        study, series = str(row.study_id).strip(), str(row.series_id).strip()
+        if not study or not series:
+            raise ValueError(f"{path}: line {line}: empty study_id or series_id")
         try:
-            out[(str(row.study_id).strip(), str(row.series_id).strip())] = SeriesKind.parse(row.series_description)
+            out[(study, series)] = SeriesKind.parse(row.series_description)
         except ValueError as exc:
-            raise ValueError(f"{path}: study {row.study_id} series {row.series_id}: {exc}") from exc
+            raise ValueError(f"{path}: study {study} series {series}: {exc} (line {line})") from exc
     return out
 
 

@@ -19,6 +19,34 @@ _DECODER_HINT = (
 )
 
 
+def _decode(ds: pydicom.Dataset) -> np.ndarray:
+    """``ds.pixel_array``, trying GDCM last: on a damaged JPEG 2000 or JPEG-LS codestream GDCM aborts the whole
+    process (a C++ exception nothing in Python can catch), which would end a batch at one bad file. Where
+    another decoder is installed for the syntax it decides, and its refusal stands; GDCM decodes only syntaxes
+    nothing else can (JPEG Lossless)."""
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is None or not getattr(syntax, "is_compressed", False):
+        return ds.pixel_array
+    try:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        plugins = get_decoder(syntax).available_plugins
+    except (NotImplementedError, ValueError, ImportError):
+        return ds.pixel_array
+    safer = [p for p in plugins if p != "gdcm"]
+    if not safer:
+        return ds.pixel_array
+    errors = []
+    for plugin in safer:
+        try:
+            return ds.pixel_array_options(decoding_plugin=plugin) or ds.pixel_array
+        except (RuntimeError, ValueError, NotImplementedError) as exc:
+            errors.append(f"{plugin}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
+        finally:
+            ds.pixel_array_options(decoding_plugin="")
+    raise RuntimeError("; ".join(errors))
+
+
 def load_slice(info: SliceInfo) -> np.ndarray:
     """One slice as float32 [row, column] in rescaled units; MONOCHROME1 is inverted to read like MONOCHROME2."""
     try:
@@ -26,7 +54,7 @@ def load_slice(info: SliceInfo) -> np.ndarray:
     except (OSError, ValueError, EOFError) as exc:
         raise PixelDataError(f"{info.path}: unreadable file: {exc}") from exc
     try:
-        arr = ds.pixel_array
+        arr = _decode(ds)
     except (NotImplementedError, RuntimeError) as exc:
         syntax = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", "unknown transfer syntax")
         raise PixelDataError(f"{info.path}: cannot decode pixel data ({syntax}): {exc}; {_DECODER_HINT}") from exc

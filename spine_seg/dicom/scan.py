@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,8 +21,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from spine_seg.constants import SeriesKind
+from spine_seg.dicom import tags
+from spine_seg.dicom.discover import walk_files
 from spine_seg.dicom.kinds import AcquisitionTags, infer_kind, listed_kind, read_series_csv
 from spine_seg.dicom.model import NoImageSeriesError, Series, SkippedFile, SliceInfo, Stack, Study
 
@@ -31,6 +35,7 @@ _PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _PIXEL_TAG_BE = b"\x7f\xe0\x00\x10"
 _ITEM = 0xE000FFFE
 _SEQ_DELIM = 0xE0DDFFFE
+_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
 class _Skip(Exception):
@@ -43,15 +48,15 @@ class _Header:
     study_uid: str
     series_uid: str
     tags: AcquisitionTags
+    notes: tuple[str, ...] = ()  # header oddities that did not cost the slice (an InstanceNumber 'A1')
 
 
 def _float(ds: pydicom.Dataset, name: str) -> float | None:
-    value = ds.get(name)
-    if value is None or value == "":
-        return None
+    """An optional acquisition tag (EchoTime …) as a finite float; None when absent or unusable, since these
+    tags only add evidence for the series kind and a damaged one must not cost the slice."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        return tags.parse_optional_number(ds.get(name), name)
+    except tags.TagError:
         return None
 
 
@@ -67,8 +72,10 @@ def _check_pixel_data(fp, ds: pydicom.Dataset, size: int) -> None:
     (length,) = struct.unpack("<I" if little else ">I", fp.read(4))
     data_start = fp.tell()
     if length != 0xFFFFFFFF:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8 * frames
+        frames = tags.parse_int(ds.get("NumberOfFrames", 1) or 1, "NumberOfFrames", 1)
+        expected = (tags.parse_int(ds.Rows, "Rows", 1) * tags.parse_int(ds.Columns, "Columns", 1)
+                    * tags.parse_int(ds.get("SamplesPerPixel", 1), "SamplesPerPixel", 1, 4)
+                    * tags.parse_int(ds.BitsAllocated, "BitsAllocated", 1, 64) // 8 * frames)
         have = size - data_start
         if have < min(length, expected):
             raise _Skip(f"truncated pixel data: {have} of {min(length, expected)} bytes present")
@@ -90,62 +97,96 @@ def _check_pixel_data(fp, ds: pydicom.Dataset, size: int) -> None:
             raise _Skip(f"truncated encapsulated pixel data: fragment runs {pos - size} bytes past end of file")
 
 
+def _is_deflated(ds: pydicom.Dataset) -> bool:
+    return str(ds.file_meta.get("TransferSyntaxUID", "")) == DeflatedExplicitVRLittleEndian
+
+
+def _check_deflated_pixel_data(path: Path) -> None:
+    """Deflated Explicit VR Little Endian compresses the whole dataset, so the file offset of the pixel data
+    is unknown without inflating it: read it (rare, and such files are small) and check the length."""
+    with tags.lenient_reading():
+        ds = pydicom.dcmread(path)
+    if "PixelData" not in ds:
+        raise _Skip("no pixel data (not an image)")
+    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8
+    if len(ds.PixelData) < expected:
+        raise _Skip(f"truncated pixel data: {len(ds.PixelData)} of {expected} bytes present")
+
+
 def read_header(path: Path) -> _Header:
-    """Read one file's header (no pixels); raise _Skip with the reason if it is not a usable slice."""
+    """Read one file's header (no pixels); raise _Skip with the reason if it is not a usable slice.
+
+    Every geometry tag is checked here (:func:`spine_seg.dicom.tags.geometry_tags`): a damaged or implausible
+    value skips the file with one line naming the tag and the value, instead of failing deep in the model.
+    """
+    notes: list[str] = []
     try:
         size = path.stat().st_size
-        with open(path, "rb") as fp:
+        with open(path, "rb") as fp, tags.lenient_reading():
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             if "ImagePositionPatient" in ds and _has_geometry(ds):
-                _check_pixel_data(fp, ds, size)
+                if _is_deflated(ds):
+                    _check_deflated_pixel_data(path)
+                else:
+                    _check_pixel_data(fp, ds, size)
     except _Skip:
         raise
+    except tags.TagError as exc:
+        raise _Skip(f"invalid {exc}") from exc
     except InvalidDicomError as exc:
         raise _Skip(f"not DICOM ({exc})") from exc
-    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            struct.error, zlib.error) as exc:
         raise _Skip(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+    if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
+        raise _Skip("DICOMDIR (a media directory, not an image)")
     missing = [t for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns") if t not in ds]
     if missing:
         kind = "image" if "PixelData" in ds or "Rows" in ds else "non-image"
         raise _Skip(f"{kind} DICOM without patient geometry (missing {', '.join(missing)})")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise _Skip(f"multi-frame DICOM ({frames} frames) is not supported; export as single-frame slices")
-    try:
-        ipp = tuple(float(v) for v in ds.ImagePositionPatient)
-        iop = tuple(float(v) for v in ds.ImageOrientationPatient)
-        spacing = tuple(float(v) for v in ds.PixelSpacing)
-        if len(ipp) != 3 or len(iop) != 6 or len(spacing) != 2 or min(spacing) <= 0:
-            raise ValueError("wrong number of values")
-        if abs(np.linalg.norm(np.cross(iop[:3], iop[3:]))) < 1e-3:
-            raise ValueError("row and column cosines are parallel")
-    except (TypeError, ValueError) as exc:
-        raise _Skip(f"invalid geometry tags: {exc}") from exc
-    instance = ds.get("InstanceNumber")
-    info = SliceInfo(
-        path=path,
-        instance_number=int(instance) if instance not in (None, "") else -1,
-        ipp=ipp,  # type: ignore[arg-type]
-        iop=iop,  # type: ignore[arg-type]
-        pixel_spacing_mm=spacing,  # type: ignore[arg-type]
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
-        slice_thickness_mm=_float(ds, "SliceThickness"),
-        rescale_slope=_float(ds, "RescaleSlope") or 1.0,
-        rescale_intercept=_float(ds, "RescaleIntercept") or 0.0,
-        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
-        transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
-    )
-    tags = AcquisitionTags(
-        series_description=str(ds.get("SeriesDescription", "") or ""),
-        echo_time_ms=_float(ds, "EchoTime"),
-        repetition_time_ms=_float(ds, "RepetitionTime"),
-        inversion_time_ms=_float(ds, "InversionTime"),
-        scanning_sequence=str(ds.get("ScanningSequence", "") or ""),
-    )
-    study_uid = str(ds.get("StudyInstanceUID", "") or ds.get("PatientID", "") or path.parent.parent.name)
-    series_uid = str(ds.get("SeriesInstanceUID", "") or path.parent.name)
-    return _Header(info, study_uid, series_uid, tags)
+    with tags.lenient_reading():
+        try:
+            frames = tags.parse_int(ds.get("NumberOfFrames", 1) or 1, "NumberOfFrames", 1)
+            if frames > 1:
+                raise _Skip(f"multi-frame DICOM ({frames} frames) is not supported; export as single-frame slices")
+            ipp, iop, spacing, rows, columns = tags.geometry_tags(ds)
+            thickness = tags.parse_optional_number(ds.get("SliceThickness"), "SliceThickness")
+            slope = tags.parse_optional_number(ds.get("RescaleSlope"), "RescaleSlope")
+            intercept = tags.parse_optional_number(ds.get("RescaleIntercept"), "RescaleIntercept")
+        except tags.TagError as exc:
+            raise _Skip(f"invalid {exc}") from exc
+        if thickness is not None and thickness <= 0:
+            notes.append(f"SliceThickness = {thickness:g}: not positive; ignored")
+            thickness = None
+        raw_instance = ds.get("InstanceNumber")
+        instance = tags.parse_instance_number(raw_instance)
+        if instance is None and raw_instance not in (None, ""):
+            notes.append(f"{path.name}: InstanceNumber = {str(raw_instance)!r} is not an integer; "
+                         "slice kept and ordered by its position")
+        info = SliceInfo(
+            path=path,
+            instance_number=instance if instance is not None else -1,
+            ipp=ipp,
+            iop=iop,  # type: ignore[arg-type]
+            pixel_spacing_mm=spacing,
+            rows=rows,
+            columns=columns,
+            slice_thickness_mm=thickness,
+            rescale_slope=slope if slope else 1.0,
+            rescale_intercept=intercept or 0.0,
+            photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
+            transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
+        )
+        acq = AcquisitionTags(
+            series_description=str(ds.get("SeriesDescription", "") or ""),
+            echo_time_ms=_float(ds, "EchoTime"),
+            repetition_time_ms=_float(ds, "RepetitionTime"),
+            inversion_time_ms=_float(ds, "InversionTime"),
+            scanning_sequence=str(ds.get("ScanningSequence", "") or ""),
+        )
+        study_uid = str(ds.get("StudyInstanceUID", "") or ds.get("PatientID", "") or path.parent.parent.name)
+        series_uid = str(ds.get("SeriesInstanceUID", "") or path.parent.name)
+    return _Header(info, study_uid, series_uid, acq, tuple(notes))
 
 
 def _has_geometry(ds: pydicom.Dataset) -> bool:
@@ -242,7 +283,7 @@ def scan_folder(
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such file or folder")
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = list(walk_files(root))  # symlinked series folders followed, loops walked once
     table = read_series_csv(series_csv) if isinstance(series_csv, (str, Path)) else series_csv
     csv_name = Path(series_csv).name if isinstance(series_csv, (str, Path)) else "series descriptions"
 
@@ -278,8 +319,10 @@ def scan_folder(
             )
             if table and listed_kind(table, study_uid, series_id) is None:
                 kind_warnings = (*kind_warnings, f"series not listed in {csv_name}; kind inferred from headers")
+            notes = tuple(dict.fromkeys(n for h in hs for n in h.notes))
             series_list.append(
-                Series(study_uid, series_id, kind, evidence, stacks, hs[0].tags.series_description, (*warnings, *kind_warnings))
+                Series(study_uid, series_id, kind, evidence, stacks, hs[0].tags.series_description,
+                       (*warnings, *kind_warnings, *notes))
             )
         series_list.sort(key=lambda s: (list(SeriesKind).index(s.kind), s.series_id))
         study_root = Path(os.path.commonpath([h.info.path.parent for hs in by_study[study_uid].values() for h in hs]))

@@ -25,7 +25,7 @@ class LocalEngine:
             self.predictor = Predictor(job.bundle, job.device)
             self.load_seconds = self.predictor.load_seconds
         for task in tasks:
-            yield run_study(self.predictor, task, job.series_csv, report=job.report,
+            yield run_study(self.predictor, task, job.series_csv, report=job.report, run=job.run,
                             extra_outputs=job.extra_outputs, progress=progress)
 
 

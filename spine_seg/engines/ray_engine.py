@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from spine_seg.engines import MissingDependencyError, WorkerStartError
-from spine_seg.pipeline import BatchJob, Predictor, StudyOutcome, StudyRun, StudyTask, run_study
+from spine_seg.pipeline import BatchJob, Predictor, StudyRun, StudyTask, failed_run, fallback_rows, run_study
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class StudyWorker:
         name = task.folder.name
         if name in self.kill and (self.kill[name] or attempt == 0):
             os._exit(17)  # the test hook: die as a killed process does, without cleanup
-        return run_study(self.predictor, task, self.job.series_csv, report=self.job.report,
+        return run_study(self.predictor, task, self.job.series_csv, report=self.job.report, run=self.job.run,
                          extra_outputs=self.job.extra_outputs)
 
     def prior_rows(self, study: str):
@@ -240,22 +240,19 @@ class RayEngine:
             yield run
 
     def _failed(self, ray: Any, task: StudyTask, actor: Any, reason: str) -> StudyRun:
-        """A failed study's run: its errors.csv row and the training prior's rows (asked of a live worker;
-        1/3 each if even that fails, as the ensemble does without a prior)."""
-        name = task.folder.name
-        source = "training prior"
-        try:
-            rows = ray.get(actor.prior_rows.remote(name))
-        except ray.exceptions.RayError:
-            from spine_seg.grading.ensemble import submission_from_rows
+        """A failed study's run (:func:`~spine_seg.pipeline.failed_run`): its errors.csv row and the training
+        prior's rows, asked of a live worker (uniform thirds if even that fails, as for any failed study)."""
+        return failed_run(task, WORKER_STAGE, reason, *fallback_rows(_RemotePrior(ray, actor), task.folder.name))
 
-            rows, _ = submission_from_rows([name], None, None)
-            source = "uniform (no worker could give the training prior)"
-        log.warning("%s failed: %s", name, reason)
-        outcome = StudyOutcome(task.folder, name, "failed", WORKER_STAGE, reason)
-        error = {"study": name, "folder": str(task.folder), "stage": WORKER_STAGE, "error": reason,
-                 "submission_rows": source}
-        return StudyRun(outcome, rows, error)
+
+class _RemotePrior:
+    """A worker's :meth:`~spine_seg.pipeline.Predictor.prior_rows`, called from the driver."""
+
+    def __init__(self, ray: Any, actor: Any) -> None:
+        self.ray, self.actor = ray, actor
+
+    def prior_rows(self, study: str):
+        return self.ray.get(self.actor.prior_rows.remote(study))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -116,6 +116,15 @@ class TrainResult:
             d[k] = str(d[k])
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainResult:
+        """The inverse of :meth:`to_dict` (a fold trained in another process writes its record as JSON)."""
+        d = dict(d)
+        for k in ("result_folder", "fold_folder", "checkpoint"):
+            d[k] = Path(d[k])
+        d["history"] = tuple(EpochReport(**{**h, "pseudo_dice": tuple(h["pseudo_dice"])}) for h in d.get("history", ()))
+        return cls(**d)
+
 
 ProgressCallback = Callable[[EpochReport], None]
 
@@ -237,10 +246,12 @@ def plan_and_preprocess(
     verify: bool = True,
     verbose: bool = False,
     inplane_spacing_mm: float | None = None,
+    max_features: int | None = None,
 ) -> PreparedDataset:
     """nnU-Net fingerprint + planning + preprocessing of ``nnUNet_raw/DatasetNNN_*``, in-process.
 
-    ``budget="cpu"`` plans ``nnUNetPlans_CPUBudget`` (``inplane_spacing_mm`` overrides its 1.5 mm), ``"default"``
+    ``budget="cpu"`` plans ``nnUNetPlans_CPUBudget`` (``inplane_spacing_mm`` overrides its 1.5 mm, ``max_features``
+    its cap on the feature maps of the deepest stages: a smaller, faster network), ``"default"``
     nnU-Net's ``nnUNetPlans``. ``num_processes`` defaults to ``nnUNet_def_n_proc`` as set by :mod:`nnunet_env`.
     """
     configurations = tuple(configurations)
@@ -275,6 +286,10 @@ def plan_and_preprocess(
             if budget != "cpu":
                 raise ValueError("inplane_spacing_mm applies to budget='cpu' only")
             planner.inplane_spacing_mm = float(inplane_spacing_mm)
+        if max_features is not None:
+            if budget != "cpu":
+                raise ValueError("max_features applies to budget='cpu' only")
+            planner.UNet_max_features_2d = planner.UNet_max_features_3d = int(max_features)
         with _environ(da_for_planning):
             plans = planner.plan_experiment()
         missing = [c for c in configurations if c not in plans["configurations"]]

@@ -188,8 +188,14 @@ class Anatomy:
         return -0.85 * float(self.body_depth_mm[level_index + 2]) / 2 - 4.5
 
     # ---- tissue ------------------------------------------------------------------------------------
-    def tissue(self, xyz_lps_mm: np.ndarray, want_labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Tissue class (uint8) and SPIDER label (uint16, or None) at each point."""
+    def tissue(
+        self, xyz_lps_mm: np.ndarray, want_labels: bool = True, bodies_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Tissue class (uint8) and SPIDER label (uint16, or None) at each point.
+
+        ``bodies_only``: vertebra labels on the vertebral bodies alone (pedicles, laminae and spinous
+        processes unlabelled), as the real bodies-only masks (VB2, MyoSegmenTUM) draw them.
+        """
         s, v, w = self.frame_coords(xyz_lps_mm)
         shape = s.shape
         tis = np.full(shape, AIR, dtype=np.uint8)
@@ -216,13 +222,16 @@ class Anatomy:
         if idx.size:
             sub_t = tis.ravel()[idx]
             sub_l = np.zeros(idx.size, dtype=np.uint16) if lab is not None else None
-            self._paint_spine(s.ravel()[idx], v.ravel()[idx], w.ravel()[idx], sub_t, sub_l)
+            self._paint_spine(s.ravel()[idx], v.ravel()[idx], w.ravel()[idx], sub_t, sub_l, bodies_only)
             tis.ravel()[idx] = sub_t
             if lab is not None:
                 lab.ravel()[idx] = sub_l
         return tis, lab
 
-    def _paint_spine(self, s: np.ndarray, v: np.ndarray, w: np.ndarray, tis: np.ndarray, lab: np.ndarray | None) -> None:
+    def _paint_spine(
+        self, s: np.ndarray, v: np.ndarray, w: np.ndarray, tis: np.ndarray, lab: np.ndarray | None,
+        bodies_only: bool = False,
+    ) -> None:
         """Paint canal, vertebrae, discs and posterior elements onto 1-D point arrays, in place.
 
         Each structure is evaluated only on the band of points that can hold it (gathered by index), which
@@ -318,7 +327,7 @@ class Anatomy:
         # --- pedicles and articular pillars lateral to the canal, foramina between them ------------------------
         li = np.nonzero(in_spine & ~below & (aw > cw + 1) & (aw < cw + 13) & (v < -0.85 * a + 1) & (v > vc - ca - 4))[0]
         tis[li] = MARROW
-        if lab is not None:
+        if lab is not None and not bodies_only:
             own = in_body[li]
             lab[li[own]] = numbers[vert_index[li[own]]]
         ls_, lv_, lw_ = s[li], v[li], w[li]
@@ -351,7 +360,7 @@ class Anatomy:
         tis[pi[lamina & in_disc[pi]]] = LIGAMENT
         tis[pi[lamina & in_body[pi]]] = MARROW
         tis[pi[spinous]] = MARROW
-        if lab is not None:
+        if lab is not None and not bodies_only:
             bone = (lamina & in_body[pi]) | spinous
             lab[pi[bone]] = numbers[vert_index[pi[bone]]]
 

@@ -1,0 +1,737 @@
+"""Real-data landmark benchmark (issue #10, item 4): levels found, named right and their error in mm, on every
+real volume in the data folder, with the synthetic held-out figures beside them.
+
+Datasets (``--datasets``, default all four):
+
+- ``rsna``: study ``rsna2024/train_images/100206310``. The model segments its Sagittal T2 (series kinds from
+  ``train_series_descriptions.csv``). Truth: its five *spinal* keypoints on the Sagittal T2 against the
+  predicted **canal point** of each level; its ten *foraminal* keypoints on the Sagittal T1 against the
+  projected **foramen points** (``project.foramen_points``, what the crops use) and their T1 slice
+  (``project_landmarks``). Keypoints come from ``train_label_coordinates.fix01b.csv`` (instance number +
+  pixel x, y → LPS mm through the series' own DICOM geometry, ``Series.pixel_to_world``).
+- ``myosegmentum``: ``01.mat`` … ``20.mat`` (L1–L5 vertebral bodies), loaded and placed in patient space
+  exactly as ``nnunet_tasks/Dataset503_MyoSegmenTUM.py`` does (its ``load_mat``, ``to_sagittal_stack``,
+  ``affine``; 1 mm isotropic). ``19.mat`` is byte-identical to ``18.mat`` and is dropped, as the converter
+  drops it: 19 volumes.
+- ``vb2``: all 17 files (T11–L5 bodies), same axis convention and affine as MyoSegmenTUM with
+  :data:`VB2_SPACING_MM`. Its label numbers are **not** in anatomical order, and ``I`` may have one slice
+  fewer than ``GT``: ``GT`` is cut to ``I``'s slices.
+- ``synthetic``: ``--synthetic-studies`` studies generated with ``spine_seg.synthetic`` under seed
+  ``--synthetic-seed`` (default 9000: a seed range no training recipe of this project uses; the demo and
+  the other benchmarks use seeds < 3000), ``test_fraction=0`` so that every study has its true masks.
+  Truth: ``truth/<study>.json``, ``landmarks_lps_mm[level]["disc_centre"]`` (scored) and
+  ``["canal_centre"]`` (canal error, reported beside it).
+
+Truth for MyoSegmenTUM and VB2: the bodies are named by their **cranio-caudal order** (centroid height in
+LPS), never by their label numbers: the inferior-most body is L5 and the others count upwards (VB2: 7
+bodies T11…L5; MyoSegmenTUM: L1…L5). The truth disc point of a level is the **midpoint between the
+centroids of the two bodies** around it. Scored levels: l1_l2, l2_l3, l3_l4, l4_l5 (4 per volume;
+L5/S1 has no body below it). VB2's T11/T12 discs are truth points too (a prediction that lands on T12/L1
+is found *there*, i.e. named wrong), but are not scored levels.
+
+Definitions, per scored truth level (``score_points``):
+
+- **found**: some predicted level (whatever its name) lies within half a disc spacing of the truth point
+  (the spacing: median distance between consecutive truth points of that volume);
+- **named right**: found, and the nearest predicted level carries the truth level's name;
+- **error mm**: distance from the predicted point *named* like the truth level to the truth point (None when
+  the prediction has no level of that name). This is what a crop placed by name misses by, so a level named
+  one off counts ≈ one disc spacing. Points: the disc point for MyoSegmenTUM, VB2 and synthetic; the canal
+  point (vs the spinal keypoint) for RSNA; the foramen point (vs the foraminal keypoint) in RSNA's foramen
+  table;
+- **confidence**: the ``LevelLandmark.confidence`` of the level named like the truth level.
+
+Per volume and per dataset: found/total, named-right/total, median / p90 / max error (over the levels that
+have an error), the body Dice, seconds for segmentation and for landmarks. **Body Dice**: predicted
+vertebral-body voxels (labels named L1–L5, T11, T12 or "vertebra") against all GT bodies, both restricted to
+the cranio-caudal extent of the GT bodies (rows between the GT's first and last row along the array axis
+nearest to the patient's S–I axis), so that the unlabelled T10 or sacrum of the real volumes does not count.
+**Calibration**: of the predicted levels (with a scored name) whose confidence is ≥ 0.8, how many are named
+right (the nearest truth point, if within half a spacing, has that name).
+
+Model (``--model``): an nnU-Net trained-model folder (``Trainer__Plans__config`` with ``fold_*``). A volume
+listed in ``--folds-json`` (``{"vb2_02": 0, "myo_01": 3, …}``, case ids ``vb2_NN``, ``myo_NN``,
+``rsna_<study>``, ``synth_<study>``) is predicted by that fold's model only (the fold that held it out);
+the others by ``--default-fold`` (default: ``all`` when the folder has it, else every fold as an
+ensemble). The label map comes from the model's ``dataset.json``. ``--truth-masks`` scores the GT masks
+themselves instead of a model (a check of the scoring: bodies-only masks must give ≈ 0 mm disc error):
+RSNA then uses its spinal keypoints as landmarks (canal error 0 by construction; the foramen error is the
+projection's own).
+
+Run::
+
+    source .venv/bin/activate
+    OMP_NUM_THREADS=1 nnUNet_def_n_proc=1 python benchmarks/bench_real_landmarks.py --model RESULT_FOLDER \\
+        [--folds-json folds.json] [--default-fold all] [--datasets rsna,myosegmentum,vb2,synthetic] \\
+        [--limit N] [--out runs/bench_real_landmarks] [--device auto]
+    python benchmarks/bench_real_landmarks.py --truth-masks --datasets myosegmentum,vb2
+
+Writes ``results.json`` (every level of every volume) and ``results.md`` (the tables it prints) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # a shared 2-core machine: keep numpy/scipy on one core
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_seg_common import fmt, log, machine, md_table, write_json  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("SPINESEG_DATA", REPO.parent / "shared" / "data"))
+DATASETS: tuple[str, ...] = ("rsna", "myosegmentum", "vb2", "synthetic")
+RSNA_STUDY = "100206310"
+#: VB2's voxel size. The files store none; /work/shared/data/README.md: isotropic resampling, "about 1 mm:
+#: the field of view is about 38 cm" over 381 voxels. The bodies agree: consecutive body centroids lie
+#: 31–40 voxels apart, the adult lumbar pitch of ≈ 35–40 mm.
+VB2_SPACING_MM = 1.0
+#: Vertebra names from cranial to caudal, and the disc between each consecutive pair.
+BODY_ORDER: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+SCORED_LEVELS: tuple[str, ...] = ("l1_l2", "l2_l3", "l3_l4", "l4_l5")
+#: Label names counted as vertebral body in a model's label map (spineseg's L1–L5, VB2-like T11/T12, or a
+#: generic "vertebra"/"vertebrae"/"vertebral_body").
+BODY_NAME = re.compile(r"^(L[1-5]|T1[12]|vertebra|vertebrae|vertebral_body)$", re.IGNORECASE)
+CONFIDENT = 0.8
+SYNTHETIC_SEED = 9000
+
+
+#: Slab thickness (mm) in which the 1 mm isotropic real volumes are predicted (``--slab-mm``).
+SLAB_MM = 4.0
+
+
+def disc_name(upper: str, lower: str) -> str:
+    return f"{upper.lower()}_{lower.lower()}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# volumes and their truth
+
+
+@dataclass
+class Case:
+    """One volume to score: its image (or how to get it), its geometry and its truth."""
+
+    case_id: str
+    dataset: str
+    affine: np.ndarray  # (i, j, k, 1) → LPS mm of image and GT
+    image: np.ndarray | None = None  # float [k, j, i] for Myo/VB2; None: a DICOM stack (``stack``)
+    gt: np.ndarray | None = None  # GT labels [k, j, i], file values (VB2: not anatomical)
+    body_names: dict[int, str] = field(default_factory=dict)  # GT value → anatomical name (by order)
+    truth: dict[str, np.ndarray] = field(default_factory=dict)  # level → truth point (LPS mm)
+    scored: tuple[str, ...] = SCORED_LEVELS
+    stack: Any = None  # spine_seg Stack (RSNA, synthetic)
+    study: Any = None  # spine_seg Study (RSNA)
+    extra: dict[str, Any] = field(default_factory=dict)  # dataset-specific truth (RSNA foramina, synthetic canal)
+
+
+def names_by_order(gt: np.ndarray, affine: np.ndarray, names: Sequence[str] = BODY_ORDER) -> tuple[dict[int, str], dict[str, np.ndarray]]:
+    """Name each GT label by its centroid's height (LPS +z, superior): the inferior-most takes ``names[-1]``.
+
+    Label numbers are not trusted (VB2's are shuffled per file). Returns (value → name, name → centroid).
+    """
+    values = sorted(set(np.unique(gt).tolist()) - {0})
+    if len(values) > len(names):
+        raise ValueError(f"{len(values)} labelled bodies, more than the {len(names)} names {list(names)}")
+    cents = {}
+    for v in values:
+        kk, jj, ii = np.nonzero(gt == v)
+        cents[v] = (affine @ np.array([ii.mean(), jj.mean(), kk.mean(), 1.0]))[:3]
+    ordered = sorted(values, key=lambda v: -cents[v][2])  # superior first
+    chosen = names[len(names) - len(ordered):]
+    value_names = {v: n for v, n in zip(ordered, chosen, strict=True)}
+    return value_names, {value_names[v]: cents[v] for v in ordered}
+
+
+def disc_truth(centroids: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Disc point of each pair of consecutive named bodies: the midpoint of their centroids."""
+    present = [n for n in BODY_ORDER if n in centroids]
+    out = {}
+    for upper, lower in zip(present, present[1:], strict=False):
+        if BODY_ORDER.index(lower) == BODY_ORDER.index(upper) + 1:
+            out[disc_name(upper, lower)] = 0.5 * (np.asarray(centroids[upper]) + np.asarray(centroids[lower]))
+    return out
+
+
+def _mat_case(case_id: str, dataset: str, image: np.ndarray, gt: np.ndarray, spacing_mm: float, names: Sequence[str]) -> Case:
+    from spine_seg_nnunet_tasks.Dataset503_MyoSegmenTUM import affine, to_sagittal_stack
+
+    img_kji, gt_kji = to_sagittal_stack(image).astype(np.float32), to_sagittal_stack(gt)
+    aff = affine(img_kji.shape, spacing_mm)
+    value_names, cents = names_by_order(gt_kji, aff, names)
+    return Case(case_id, dataset, aff, img_kji, gt_kji, value_names, disc_truth(cents))
+
+
+def load_myosegmentum(folder: Path, limit: int | None = None) -> Iterator[Case]:
+    """MyoSegmenTUM volumes as the 503 converter reads them; content duplicates (19 = 18) dropped."""
+    import hashlib
+
+    from spine_seg_nnunet_tasks.Dataset503_MyoSegmenTUM import DEFAULT_SPACING_MM, load_mat
+
+    seen: dict[str, str] = {}
+    n = 0
+    for path in sorted(folder.glob("[0-9][0-9].mat")):
+        image, gt = load_mat(path)
+        digest = hashlib.sha256(image.tobytes() + gt.tobytes()).hexdigest()
+        if digest in seen:
+            log(f"myosegmentum: {path.name} is identical to {seen[digest]}: dropped, as the 503 converter drops it")
+            continue
+        seen[digest] = path.name
+        yield _mat_case(f"myo_{path.stem}", "myosegmentum", image, gt, DEFAULT_SPACING_MM, BODY_ORDER[2:])
+        n += 1
+        if limit is not None and n >= limit:
+            return
+
+
+def load_vb2_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(``I``, ``GT``) of a VB2 file on their common slices: ``I`` may hold one slice fewer along axis 2."""
+    import scipy.io
+
+    doc = scipy.io.loadmat(str(path))
+    image, gt = np.asarray(doc["I"]), np.asarray(doc["GT"])
+    if image.shape[:2] != gt.shape[:2] or abs(image.shape[2] - gt.shape[2]) > 1:
+        raise ValueError(f"{path}: I {image.shape} and GT {gt.shape} do not share a grid")
+    n = min(image.shape[2], gt.shape[2])
+    return image[:, :, :n], gt[:, :, :n]
+
+
+def load_vb2(folder: Path, limit: int | None = None) -> Iterator[Case]:
+    for i, path in enumerate(sorted(folder.glob("[0-9][0-9].mat"))):
+        if limit is not None and i >= limit:
+            return
+        image, gt = load_vb2_mat(path)
+        yield _mat_case(f"vb2_{path.stem}", "vb2", image, gt, VB2_SPACING_MM, BODY_ORDER)
+
+
+def load_rsna(root: Path, study_id: str = RSNA_STUDY) -> Case:
+    """The real study: Sagittal T2 stack to segment; spinal keypoints (T2) and foraminal keypoints (T1) in LPS."""
+    import pandas as pd
+
+    from spine_seg.constants import SeriesKind
+    from spine_seg.dicom import load_study
+
+    study = load_study(root / "train_images" / study_id, root / "train_series_descriptions.csv")
+    coords = pd.read_csv(root / "train_label_coordinates.fix01b.csv")
+    coords = coords[coords.study_id.astype(str) == study_id]
+    t2_ids = {s.series_id for s in study.series_of_kind(SeriesKind.SAGITTAL_T2)}
+    t1_ids = {s.series_id for s in study.series_of_kind(SeriesKind.SAGITTAL_T1)}
+    spinal: dict[str, np.ndarray] = {}
+    foramina: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in coords.itertuples():
+        sid = str(r.series_id)
+        if r.condition == "spinal_canal_stenosis" and sid in t2_ids:
+            spinal[r.level] = study.get_series(sid).pixel_to_world(int(r.instance_number), float(r.x), float(r.y))
+        elif r.condition.endswith("neural_foraminal_narrowing") and sid in t1_ids:
+            side = r.condition.split("_")[0]
+            foramina[(r.level, side)] = {
+                "xyz": study.get_series(sid).pixel_to_world(int(r.instance_number), float(r.x), float(r.y)),
+                "instance_number": int(r.instance_number),
+            }
+    (series,) = study.series_of_kind(SeriesKind.SAGITTAL_T2)[:1]
+    stack = max(series.stacks, key=lambda s: s.n_slices)
+    from spine_seg.constants import LEVELS
+
+    return Case(f"rsna_{study_id}", "rsna", np.asarray(stack.affine), truth=spinal, scored=tuple(LEVELS),
+                stack=stack, study=study, extra={"foramina": foramina})
+
+
+def synthetic_cohort(workdir: Path, n: int, seed: int) -> Path:
+    """Generate (or reuse, same configuration) the held-out synthetic cohort under ``workdir``."""
+    from dataclasses import asdict
+
+    from spine_seg.synthetic import CohortConfig, generate_cohort
+
+    cfg = CohortConfig(n_studies=n, seed=seed, test_fraction=0.0)
+    path = workdir / f"synthetic_seed{seed}_n{n}"
+    doc = path / "cohort.json"
+    if doc.is_file() and json.loads(doc.read_text(encoding="utf-8"))["config"] == asdict(cfg):
+        return path
+    t0 = time.perf_counter()
+    generate_cohort(path, cfg, overwrite=path.exists())
+    log(f"synthetic cohort {path}: {n} studies (seed {seed}) in {time.perf_counter() - t0:.0f} s")
+    return path
+
+
+def load_synthetic(cohort: Path, limit: int | None = None, need_masks: bool = True) -> Iterator[Case]:
+    import pandas as pd
+
+    from spine_seg.constants import LEVELS, SeriesKind
+    from spine_seg.dicom import load_study
+    from spine_seg.segmentation.landmarks import load_label_volume
+
+    overview = pd.read_csv(cohort / "spider" / "overview.csv", dtype=str)
+    t2_mask = {r.synthetic_study_id: r.new_file_name for r in overview.itertuples() if r.new_file_name.endswith("_t2")}
+    ids = json.loads((cohort / "cohort.json").read_text(encoding="utf-8"))["train_ids"]
+    for i, sid in enumerate(ids):
+        if limit is not None and i >= limit:
+            return
+        truth = json.loads((cohort / "truth" / f"{sid}.json").read_text(encoding="utf-8"))
+        lm = truth["landmarks_lps_mm"]
+        study = load_study(cohort / "train_images" / sid, cohort / "train_series_descriptions.csv")
+        (series,) = study.series_of_kind(SeriesKind.SAGITTAL_T2)[:1]
+        stack = max(series.stacks, key=lambda s: s.n_slices)
+        labels, affine = load_label_volume(cohort / "spider" / "masks" / f"{t2_mask[sid]}.mha", spider=True)
+        yield Case(f"synth_{sid}", "synthetic", affine, gt=labels,
+                   truth={lv: np.asarray(lm[lv]["disc_centre"], float) for lv in LEVELS}, scored=tuple(LEVELS),
+                   stack=stack, study=study,
+                   extra={"canal": {lv: np.asarray(lm[lv]["canal_centre"], float) for lv in LEVELS}})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# predictions
+
+
+def seg_label_names() -> dict[int, str]:
+    from spine_seg.labels import SEG_LABELS
+
+    return {v: n for n, v in SEG_LABELS.items()}
+
+
+#: Label values given to VB2's T11 and T12 bodies in ``--truth-masks`` mode: spineseg's map has no thoracic
+#: vertebrae, so they get names of their own (body voxels for the Dice; background for the landmark code).
+THORACIC_VALUES: dict[str, int] = {"T12": 13, "T11": 14}
+
+
+def truth_label_volume(case: Case) -> Any:
+    """The GT as a prediction (``--truth-masks``): spineseg's label map, bodies named by their order; VB2's
+    T11/T12 as extra labels (:data:`THORACIC_VALUES`), which the landmark code does not see, as it would not
+    see them from a spineseg model."""
+    from spine_seg.labels import SEG_LABELS
+    from spine_seg.segmentation.predict import LabelVolume
+
+    if case.dataset == "synthetic":
+        return LabelVolume(case.gt, case.affine, seg_label_names())
+    values = {**SEG_LABELS, **THORACIC_VALUES}
+    labels = np.zeros(case.gt.shape, dtype=np.uint8)
+    for value, name in case.body_names.items():
+        labels[case.gt == value] = values[name]
+    return LabelVolume(labels, case.affine, {**seg_label_names(), **{v: n for n, v in THORACIC_VALUES.items()}})
+
+
+def to_seg_labels(label_volume: Any) -> np.ndarray:
+    """A label volume in spineseg's values (by label *name*); names spineseg does not know become background.
+
+    Needed only while ``landmarks.landmarks_from_label_volume`` (which takes any label map) does not exist."""
+    from spine_seg.labels import SEG_LABELS
+
+    table = np.zeros(256, dtype=np.uint8)
+    for value, name in label_volume.label_names.items():
+        if name in SEG_LABELS:
+            table[int(value)] = SEG_LABELS[name]
+    return table[label_volume.labels]
+
+
+def landmarks_of(label_volume: Any) -> Any:
+    """Landmarks of a label volume: ``landmarks_from_label_volume`` when the library has it, else
+    ``landmarks_from_labels`` on the volume mapped to spineseg's label values."""
+    from spine_seg.segmentation import landmarks as lmod
+
+    generic: Callable[[Any], Any] | None = getattr(lmod, "landmarks_from_label_volume", None)
+    if generic is not None:
+        return generic(label_volume)
+    return lmod.landmarks_from_labels(to_seg_labels(label_volume), label_volume.affine)
+
+
+def body_mask(label_volume: Any) -> np.ndarray:
+    values = [v for v, n in label_volume.label_names.items() if BODY_NAME.match(str(n))]
+    return np.isin(label_volume.labels, values)
+
+
+def restricted_dice(pred: np.ndarray, ref: np.ndarray, affine: np.ndarray) -> float | None:
+    """Dice of two boolean masks over the rows the reference covers along the array axis nearest to S–I."""
+    from bench_seg_common import dice
+
+    if pred.shape != ref.shape or not ref.any():
+        return None
+    axis = 2 - int(np.argmax(np.abs(affine[2, :3])))  # affine column m ↔ array axis 2 - m
+    idx = np.nonzero(ref.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+    sl = [slice(None)] * 3
+    sl[axis] = slice(int(idx[0]), int(idx[-1]) + 1)
+    return dice(pred[tuple(sl)], ref[tuple(sl)])
+
+
+class ModelPool:
+    """Loads each fold's model once; picks the fold that held a case out (``--folds-json``) or the default."""
+
+    def __init__(self, folder: Path, folds: Mapping[str, int | str], default_fold: str, device: str) -> None:
+        self.folder, self.folds, self.device = Path(folder), dict(folds), device
+        if default_fold == "auto":
+            self.default: int | str | None = "all" if (self.folder / "fold_all").is_dir() else None
+        else:
+            self.default = None if default_fold == "ensemble" else default_fold
+        self._models: dict[str, Any] = {}
+
+    def fold_of(self, case_id: str) -> int | str | None:
+        return self.folds.get(case_id, self.default)
+
+    def model_for(self, case_id: str) -> tuple[Any, str]:
+        from spine_seg.segmentation.predict import SegmentationModel
+
+        fold = self.fold_of(case_id)
+        if case_id not in self.folds and case_id.startswith(("myo_", "vb2_")):
+            log(f"warning: {case_id} is not in --folds-json: predicted by fold {fold or 'ensemble'}; its score is "
+                "meaningless if the model trained on it")
+        key = "ensemble" if fold is None else str(fold)
+        if key not in self._models:
+            t0 = time.perf_counter()
+            self._models[key] = SegmentationModel.from_folder(self.folder, fold=fold, device=self.device)
+            log(f"loaded {self._models[key]!r} in {time.perf_counter() - t0:.1f} s")
+        return self._models[key], key
+
+
+def predict(case: Case, pool: ModelPool | None) -> tuple[Any, str, float]:
+    """(label volume, fold used, segmentation seconds) of a case; the GT itself under ``--truth-masks``."""
+    from spine_seg.segmentation.predict import LabelVolume
+
+    if pool is None:
+        return truth_label_volume(case), "truth", 0.0
+    model, fold = pool.model_for(case.case_id)
+    t0 = time.perf_counter()
+    if case.stack is not None:
+        lv = model.predict_stack(case.stack)
+    else:
+        spacing = tuple(float(s) for s in np.linalg.norm(case.affine[:3, :3], axis=0))
+        t = max(1, int(round(SLAB_MM / spacing[2])))
+        if t > 1 and case.image.shape[0] >= t:
+            # a clinical sagittal series integrates 3-5 mm per slice: average slabs of the 1 mm volume, predict
+            # those, and give each 1 mm slice its slab's labels (truth and Dice stay on the original grid)
+            n = case.image.shape[0] // t
+            slabs = case.image[: n * t].astype(np.float32).reshape(n, t, *case.image.shape[1:]).mean(axis=1)
+            pred = model.predict_array(slabs, (spacing[0], spacing[1], spacing[2] * t))
+            full = np.zeros(case.image.shape, dtype=pred.dtype)
+            full[: n * t] = np.repeat(pred, t, axis=0)
+            full[n * t:] = pred[-1]
+        else:
+            full = model.predict_array(case.image, spacing)
+        lv = LabelVolume(full, case.affine, model.label_names)
+    return lv, fold, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scoring
+
+
+def score_points(
+    predicted: Mapping[str, tuple[np.ndarray, float]],
+    truth: Mapping[str, np.ndarray],
+    scored: Iterable[str],
+) -> dict[str, Any]:
+    """Score predicted points (name → (xyz, confidence)) against truth points (name → xyz); see the module
+    docstring for found / named right / error / calibration. Returns ``{"levels": …, "predicted": …}``."""
+    names = list(truth)
+    pts = np.array([np.asarray(truth[n], float) for n in names])
+    gaps = [float(np.linalg.norm(a - b)) for a, b in zip(pts, pts[1:], strict=False)]
+    half = 0.5 * float(np.median(gaps)) if gaps else float("inf")
+    pred_names = list(predicted)
+    pred_pts = np.array([np.asarray(predicted[n][0], float) for n in pred_names]) if pred_names else np.zeros((0, 3))
+    levels = {}
+    for lv in scored:
+        if lv not in truth:
+            continue
+        t = np.asarray(truth[lv], float)
+        d = np.linalg.norm(pred_pts - t, axis=1) if len(pred_names) else np.zeros(0)
+        found = bool(len(d) and d.min() <= half)
+        nearest = pred_names[int(np.argmin(d))] if len(d) else None
+        same = predicted.get(lv)
+        levels[lv] = {
+            "found": found,
+            "named_right": bool(found and nearest == lv),
+            "nearest_predicted": nearest,
+            "nearest_mm": round(float(d.min()), 2) if len(d) else None,
+            "error_mm": None if same is None else round(float(np.linalg.norm(np.asarray(same[0], float) - t)), 2),
+            "confidence": None if same is None else round(float(same[1]), 3),
+            "truth_xyz_lps_mm": [round(float(v), 2) for v in t],
+            "predicted_xyz_lps_mm": None if same is None else [round(float(v), 2) for v in np.asarray(same[0], float)],
+        }
+    scored_set = set(scored)
+    preds = []
+    for n, (xyz, conf) in predicted.items():
+        if n not in scored_set:
+            continue
+        d = np.linalg.norm(pts - np.asarray(xyz, float), axis=1)
+        i = int(np.argmin(d))
+        preds.append({"level": n, "confidence": round(float(conf), 3),
+                      "right": bool(d[i] <= half and names[i] == n), "nearest_truth": names[i] if d[i] <= half else None})
+    return {"half_spacing_mm": round(half, 2), "levels": levels, "predicted": preds}
+
+
+def _stats(xs: Sequence[float]) -> dict[str, float | None]:
+    if not xs:
+        return {"median": None, "p90": None, "max": None}
+    return {"median": round(float(np.median(xs)), 2), "p90": round(float(np.percentile(xs, 90)), 2),
+            "max": round(float(np.max(xs)), 2)}
+
+
+def run_case(case: Case, pool: ModelPool | None) -> dict[str, Any]:
+    """Predict (or take the GT), find landmarks, score: one volume's record."""
+    if case.dataset == "rsna" and pool is None:
+        return score_prediction(case, None, "keypoints")
+    lv, fold, seg_s = predict(case, pool)
+    return score_prediction(case, lv, fold, seg_s)
+
+
+def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict[str, Any]:
+    """Landmarks of a label volume ``lv`` (a ``LabelVolume`` on the case's grid) scored against the case's
+    truth. ``lv=None`` (RSNA under ``--truth-masks``): the spinal keypoints themselves are the landmarks."""
+    from spine_seg.segmentation.landmarks import landmarks_from_points
+
+    rsna_truth = lv is None
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {"case_id": case.case_id, "dataset": case.dataset, "fold": fold,
+                           "shape_kji": list(case.stack.shape if lv is None else lv.shape)}
+    error = None
+    if rsna_truth:  # no mask: the keypoints themselves as landmarks (checks the scoring and projection path)
+        ls = landmarks_from_points(case.truth)
+    else:
+        try:
+            ls = landmarks_of(lv)
+        except (ValueError, KeyError, IndexError, np.linalg.LinAlgError) as exc:  # an unreadable mask: nothing found
+            ls, error = None, f"{type(exc).__name__}: {exc}"
+    lm_s = time.perf_counter() - t0
+    rec.update(seg_seconds=round(seg_s, 2), landmark_seconds=round(lm_s, 2), landmark_error=error)
+    levels = ls.levels if ls is not None else ()
+    use_canal = case.dataset == "rsna"
+    predicted = {lm.level: (lm.canal_xyz if use_canal else lm.disc_xyz, lm.confidence) for lm in levels}
+    rec["point"] = "canal vs spinal keypoint" if use_canal else "disc point vs truth disc"
+    rec.update(score_points(predicted, case.truth, case.scored))
+    if ls is not None:
+        rec.update(unsure=ls.unsure, anchor=ls.anchor, source=ls.source, warnings=list(ls.warnings),
+                   found_names=list(ls.found_levels))
+    if case.dataset == "synthetic":
+        canal = {lm.level: (lm.canal_xyz, lm.confidence) for lm in levels}
+        rec["canal"] = score_points(canal, case.extra["canal"], case.scored)["levels"]
+    if case.dataset == "rsna" and ls is not None:
+        rec["foramina"] = score_foramina(ls, case)
+    rec["body_dice"] = None if lv is None or case.gt is None else _round(case_dice(case, lv))
+    errs = [v["error_mm"] for v in rec["levels"].values() if v["error_mm"] is not None]
+    rec["summary"] = {
+        "total": len(rec["levels"]),
+        "found": sum(v["found"] for v in rec["levels"].values()),
+        "named_right": sum(v["named_right"] for v in rec["levels"].values()),
+        **{f"error_{k}_mm": v for k, v in _stats(errs).items()},
+    }
+    return rec
+
+
+def case_dice(case: Case, lv: Any) -> float | None:
+    """Body Dice of a prediction against the case's GT bodies (synthetic: L1–L5 of the true T2 mask, brought
+    onto the DICOM stack's grid, whose slice order may run the other way)."""
+    from spine_seg.labels import SEG_LABELS
+
+    if case.body_names:
+        gt_body = np.isin(case.gt, list(case.body_names))
+    else:
+        gt_body = np.isin(case.gt, [SEG_LABELS[n] for n in ("L1", "L2", "L3", "L4", "L5")])
+    if gt_body.shape == lv.shape and np.allclose(lv.affine, case.affine, atol=1e-2):
+        return restricted_dice(body_mask(lv), gt_body, case.affine)
+    from bench_seg_synthetic import aligned
+
+    ref = aligned(lv.labels, lv.affine, gt_body, case.affine)
+    return None if ref is None else restricted_dice(body_mask(lv), ref, lv.affine)
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def score_foramina(ls: Any, case: Case) -> list[dict[str, Any]]:
+    """RSNA: each foraminal keypoint against the projected foramen point of the level named like it."""
+    from spine_seg.segmentation.project import foramen_points, project_landmarks
+
+    proj = project_landmarks(ls, case.study)
+    out = []
+    for (level, side), kp in sorted(case.extra["foramina"].items()):
+        lm = ls.get(level)
+        rec: dict[str, Any] = {"level": level, "side": side, "annotated_instance": kp["instance_number"],
+                               "error_mm": None, "instance": None}
+        if lm is not None:
+            rec["error_mm"] = round(float(np.linalg.norm(foramen_points(lm)[side] - kp["xyz"])), 2)
+            p = proj.foramen(level, side)
+            rec["instance"] = None if p is None else p.instance_number
+        out.append(rec)
+    return out
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One dataset's totals over its volumes."""
+    lvls = [v for r in records for v in r["levels"].values()]
+    errs = [v["error_mm"] for v in lvls if v["error_mm"] is not None]
+    preds = [p for r in records for p in r["predicted"]]
+    conf = [p for p in preds if p["confidence"] >= CONFIDENT]
+    dices = [r["body_dice"] for r in records if r.get("body_dice") is not None]
+    out = {
+        "volumes": len(records),
+        "levels": len(lvls),
+        "found": sum(v["found"] for v in lvls),
+        "named_right": sum(v["named_right"] for v in lvls),
+        **{f"error_{k}_mm": v for k, v in _stats(errs).items()},
+        "body_dice_mean": round(float(np.mean(dices)), 4) if dices else None,
+        "seg_seconds_mean": round(float(np.mean([r["seg_seconds"] for r in records])), 2) if records else None,
+        "landmark_seconds_mean": round(float(np.mean([r["landmark_seconds"] for r in records])), 2) if records else None,
+        "confident_levels": len(conf),
+        "confident_named_right": sum(p["right"] for p in conf),
+    }
+    canal = [v["error_mm"] for r in records for v in r.get("canal", {}).values() if v["error_mm"] is not None]
+    if canal:
+        out["canal_error"] = _stats(canal)
+    foramina = [f["error_mm"] for r in records for f in r.get("foramina", []) if f["error_mm"] is not None]
+    if foramina:
+        fs = [f for r in records for f in r.get("foramina", [])]
+        out["foramen_error"] = _stats(foramina)
+        out["foramen_same_slice"] = sum(f["instance"] == f["annotated_instance"] for f in fs)
+        out["foramen_within_one_slice"] = sum(f["instance"] is not None and abs(f["instance"] - f["annotated_instance"]) <= 1 for f in fs)
+        out["foramina"] = len(fs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# report
+
+
+def _frac(a: int, b: int) -> str:
+    return f"{a}/{b}" if b else "—"
+
+
+def tables(doc: dict[str, Any]) -> str:
+    parts = []
+    rows = []
+    for name, s in doc["datasets"].items():
+        rows.append([name, s["volumes"], _frac(s["found"], s["levels"]), _frac(s["named_right"], s["levels"]),
+                     s["error_median_mm"], s["error_p90_mm"], s["error_max_mm"], s["body_dice_mean"],
+                     _frac(s["confident_named_right"], s["confident_levels"]), s["seg_seconds_mean"], s["landmark_seconds_mean"]])
+    parts.append(md_table(["dataset", "volumes", "found", "named right", "error median mm", "p90 mm", "max mm",
+                           "body Dice", f"conf ≥ {CONFIDENT}: named right", "seg s/vol", "landmarks s/vol"], rows, digits=2))
+    rows = []
+    for r in doc["volumes"]:
+        s = r["summary"]
+        rows.append([r["case_id"], r["fold"], _frac(s["found"], s["total"]), _frac(s["named_right"], s["total"]),
+                     s["error_median_mm"], s["error_max_mm"], r.get("body_dice"), r.get("anchor"), r.get("unsure"),
+                     r["seg_seconds"], r["landmark_seconds"]])
+    parts.append(md_table(["volume", "fold", "found", "named right", "error median mm", "max mm", "body Dice", "anchor",
+                           "unsure", "seg s", "landmarks s"], rows, digits=2))
+    rsna = [r for r in doc["volumes"] if r["dataset"] == "rsna"]
+    for r in rsna:
+        rows = []
+        foramina = {(f["level"], f["side"]): f for f in r.get("foramina", [])}
+        for lv, v in r["levels"].items():
+            lf, rf = foramina.get((lv, "left"), {}), foramina.get((lv, "right"), {})
+            rows.append([lv, v["found"], v["named_right"], v["error_mm"], v["confidence"],
+                         lf.get("error_mm"), f"{fmt(lf.get('instance'))} ({fmt(lf.get('annotated_instance'))})",
+                         rf.get("error_mm"), f"{fmt(rf.get('instance'))} ({fmt(rf.get('annotated_instance'))})"])
+        parts.append(f"RSNA {r['case_id']}:\n\n" + md_table(
+            ["level", "found", "named right", "canal vs spinal keypoint mm", "confidence", "left foramen mm",
+             "left T1 slice (annotated)", "right foramen mm", "right T1 slice (annotated)"], rows, digits=2))
+    real = [r for r in doc["volumes"] if r["dataset"] != "synthetic"]
+    if real:
+        s = summarise(real)
+        parts.append(f"all real volumes ({s['volumes']}; RSNA errors are canal points): found {_frac(s['found'], s['levels'])}, named right "
+                     f"{_frac(s['named_right'], s['levels'])}, error median {fmt(s['error_median_mm'], 2)} mm, p90 "
+                     f"{fmt(s['error_p90_mm'], 2)}, max {fmt(s['error_max_mm'], 2)}; calibration: of "
+                     f"{s['confident_levels']} levels with confidence ≥ {CONFIDENT}, {s['confident_named_right']} named right")
+    fs = doc["datasets"].get("rsna", {})
+    if "foramen_error" in fs:
+        fe = fs["foramen_error"]
+        parts.append(f"RSNA foramen points vs foraminal keypoints: median {fe['median']} mm, p90 {fe['p90']}, max "
+                     f"{fe['max']}; on the annotated T1 slice {fs['foramen_same_slice']}/{fs['foramina']}, within one "
+                     f"slice {fs['foramen_within_one_slice']}/{fs['foramina']}")
+    syn = doc["datasets"].get("synthetic", {}).get("canal_error")
+    if syn:
+        parts.append(f"synthetic canal point vs canal_centre: median {syn['median']} mm, p90 {syn['p90']}, max {syn['max']}")
+    return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def cases(datasets: Sequence[str], data: Path, limit: int | None, workdir: Path, synth_n: int, synth_seed: int) -> Iterator[Case]:
+    for name in datasets:
+        if name == "rsna":
+            yield load_rsna(data / "rsna2024")
+        elif name == "myosegmentum":
+            yield from load_myosegmentum(data / "myosegmentum", limit)
+        elif name == "vb2":
+            yield from load_vb2(data / "vb2", limit)
+        elif name == "synthetic":
+            n = synth_n if limit is None else min(synth_n, limit)
+            yield from load_synthetic(synthetic_cohort(workdir, n, synth_seed))
+
+
+def run(datasets: Sequence[str], data: Path, pool: ModelPool | None, limit: int | None = None,
+        workdir: Path = REPO / "runs" / "bench_real_landmarks", synth_n: int = 10,
+        synth_seed: int = SYNTHETIC_SEED) -> dict[str, Any]:
+    """Score every case of ``datasets``; returns the results document (volumes + per-dataset summaries)."""
+    records = []
+    for case in cases(datasets, data, limit, workdir, synth_n, synth_seed):
+        rec = run_case(case, pool)
+        s = rec["summary"]
+        log(f"{case.case_id} (fold {rec['fold']}): found {s['found']}/{s['total']}, named right {s['named_right']}, "
+            f"median {fmt(s['error_median_mm'], 2)} mm, max {fmt(s['error_max_mm'], 2)} mm, Dice {fmt(rec['body_dice'])}, "
+            f"{rec['seg_seconds']} + {rec['landmark_seconds']} s")
+        records.append(rec)
+    by = {name: summarise([r for r in records if r["dataset"] == name]) for name in datasets
+          if any(r["dataset"] == name for r in records)}
+    return {"volumes": records, "datasets": by}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", type=Path, help="nnU-Net trained-model folder (Trainer__Plans__config with fold_*)")
+    src.add_argument("--truth-masks", action="store_true", help="score the GT masks themselves (checks the scoring)")
+    ap.add_argument("--folds-json", type=Path, help='{"vb2_02": 0, "myo_01": 3, ...}: the fold that held each case out')
+    ap.add_argument("--default-fold", default="auto",
+                    help="fold for cases not in --folds-json: a fold, 'ensemble' (every fold) or 'auto' (all if present, else ensemble)")
+    ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of %(default)s")
+    ap.add_argument("--limit", type=int, help="at most N volumes per dataset")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_real_landmarks", help="results folder")
+    ap.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench_real_landmarks",
+                    help="where the synthetic cohort is generated (reused)")
+    ap.add_argument("--synthetic-studies", type=int, default=10)
+    ap.add_argument("--synthetic-seed", type=int, default=SYNTHETIC_SEED)
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--slab-mm", type=float, default=4.0,
+                    help="MyoSegmenTUM/VB2 (1 mm isotropic) are predicted as slabs this thick, like a clinical sagittal "
+                         "series; 1 keeps the thin slices (default: %(default)s)")
+    args = ap.parse_args(argv)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise SystemExit(f"--datasets: unknown {unknown}; valid: {list(DATASETS)}")
+    folds = {}
+    if args.folds_json is not None:
+        folds = json.loads(args.folds_json.read_text(encoding="utf-8"))
+        if not isinstance(folds, dict):
+            raise SystemExit(f"{args.folds_json}: expected a JSON object {{case_id: fold}}")
+    global SLAB_MM
+    SLAB_MM = float(args.slab_mm)
+    pool = None if args.truth_masks else ModelPool(args.model, folds, args.default_fold, args.device)
+    t0 = time.perf_counter()
+    doc = {"benchmark": "bench_real_landmarks", "machine": machine(),
+           "args": {k: (None if v is None else str(v)) for k, v in vars(args).items()}, "folds": folds}
+    doc.update(run(datasets, args.data, pool, args.limit, args.workdir, args.synthetic_studies, args.synthetic_seed))
+    unused = sorted(set(folds) - {r["case_id"] for r in doc["volumes"]})
+    if unused and args.limit is None:
+        log(f"warning: --folds-json names cases not scored here: {unused}")
+    doc["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    text = tables(doc)
+    write_json(args.out / "results.json", doc)
+    (args.out / "results.md").write_text(text + "\n", encoding="utf-8")
+    print()
+    print(text)
+    print(f"\nresults: {args.out}/results.json, results.md  (wall {doc['wall_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Structure labels (the base model's vertebra / sacrum / disc / canal) → level labels, by counting.
+
+The base model does not name levels: a network that must tell L3 from L4 by their look fails on a partial
+field of view or a transitional spine. Names come from order instead: disc components are sorted along the
+spine axis and counted up from the lowest one (the lumbosacral disc when the sacrum lies under it), each
+vertebral body takes the name of the level between the discs around it. The result is a spineseg level
+label volume (:data:`spine_seg.labels.SEG_LABELS`), which :func:`landmarks_from_labels` then anchors on the
+sacrum again and scores; these provisional names matter only when there is no sacrum, and then the landmark
+set is ``unsure``.
+
+:func:`landmarks_from_label_volume` takes a label volume in either scheme and returns its landmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import ndimage
+
+from spine_seg.constants import LEVELS
+from spine_seg.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
+
+#: Disc fragments closer than this fraction of the typical disc spacing along the axis are one disc.
+FRAGMENT_FRACTION = 0.35
+#: A component smaller than this many mm³ is noise.
+MIN_STRUCTURE_MM3 = 150.0
+#: Confidence ceiling of a level whose counting anchor is in doubt.
+UNSURE_CONFIDENCE_CAP = 0.5
+#: Vertebral bodies of the level scheme, cranial to caudal.
+_BODIES = ("L1", "L2", "L3", "L4", "L5")
+
+
+def _centroids(mask: np.ndarray, affine: np.ndarray, min_voxels: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Component map, each kept component's voxel indices, and their LPS centroids."""
+    cc, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    keep, centroids = [], []
+    for index, box in enumerate(ndimage.find_objects(cc), start=1):
+        if box is None:
+            continue
+        local = np.nonzero(cc[box] == index)
+        if len(local[0]) < min_voxels:
+            continue
+        kji = np.stack([local[d] + box[d].start for d in range(3)], axis=1)
+        keep.append((index, kji))
+        ijk = kji[:, ::-1].astype(float)
+        centroids.append((ijk @ affine[:3, :3].T + affine[:3, 3]).mean(axis=0))
+    return cc, [k for k in keep], np.array(centroids).reshape(-1, 3)
+
+
+def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
+    """A base-scheme label volume ``[k, j, i]`` → spineseg level labels, named by counting (module docstring)."""
+    return relabel_base(labels, affine)[0]
+
+
+def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list[str]]:
+    """:func:`seg_labels_from_base` and the doubts it met on the way (each makes the names unsure)."""
+    doubts: list[str] = []
+    labels = np.asarray(labels)
+    affine = np.asarray(affine, dtype=float)
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    min_voxels = MIN_STRUCTURE_MM3 / max(voxel_mm3, 1e-6)
+    out = np.zeros(labels.shape, dtype=np.uint8)
+    out[labels == BASE_LABELS["sacrum"]] = SEG_LABELS["sacrum"]
+    out[labels == BASE_LABELS["spinal_canal"]] = SEG_LABELS["spinal_canal"]
+    _, discs, disc_xyz = _centroids(labels == BASE_LABELS["disc"], affine, min_voxels)
+    _, bodies, body_xyz = _centroids(labels == BASE_LABELS["vertebra"], affine, min_voxels)
+    if not discs and not bodies:
+        return out, doubts
+    points = disc_xyz if len(disc_xyz) >= 2 else np.concatenate([disc_xyz, body_xyz])
+    axis = _axis(points)
+    sacrum = labels == BASE_LABELS["sacrum"]
+    sacrum_t = None
+    if sacrum.any():
+        kji = np.argwhere(sacrum)
+        sacrum_xyz = kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+        sacrum_t = float(np.percentile(sacrum_xyz @ axis, 95))  # its upper end
+    if discs:
+        t = disc_xyz @ axis
+        order = np.argsort(t)  # caudal first
+        positions = _merge_fragments(t[order])
+        # the lowest disc is L5/S1; a disc under the sacrum's top is a fragment of the sacrum, not a level
+        if sacrum_t is not None:
+            valid = t[order] > sacrum_t - 10.0
+            if not valid.all():
+                # an S1/S2 remnant disc, or L5 segmented as sacrum over a real L5/S1: the anchor is in doubt
+                doubts.append(f"{int((~valid).sum())} disc component(s) below the sacrum's upper end: the sacrum may be "
+                              "a mislabelled L5 (or a sacral remnant disc); level names unsure")
+            order, positions = order[valid], _merge_fragments(t[order][valid])
+        for rank, idx in zip(positions, order, strict=True):
+            li = len(LEVELS) - 1 - rank
+            if 0 <= li < len(LEVELS):
+                _, kji = discs[idx]
+                out[kji[:, 0], kji[:, 1], kji[:, 2]] = SEG_DISC_OF_LEVEL[LEVELS[li]]
+        disc_t = np.array(sorted({float(np.mean(t[order][positions == p])) for p in np.unique(positions)})) if len(order) else np.array([])
+    else:
+        disc_t = np.array([])
+    if bodies:
+        bt = body_xyz @ axis
+        for (_, kji), tb in zip(bodies, bt, strict=True):
+            if sacrum_t is not None and tb < sacrum_t:
+                continue
+            if len(disc_t):
+                below = int(np.sum(disc_t < tb))  # discs under this body: 1 → L5, 2 → L4, …
+                name_index = len(_BODIES) - below
+            else:
+                name_index = len(_BODIES) - 1 - int(np.sum(bt < tb))
+            if 0 <= name_index < len(_BODIES):
+                out[kji[:, 0], kji[:, 1], kji[:, 2]] = SEG_LABELS[_BODIES[name_index]]
+    return out, doubts
+
+
+def _axis(points: np.ndarray) -> np.ndarray:
+    """The spine's direction through ``points``, pointing to the head (+z in LPS); z itself with < 2 points."""
+    if len(points) >= 2:
+        centred = points - points.mean(axis=0)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        if s[0] >= 10.0:
+            a = vt[0]
+            return a if a[2] >= 0 else -a
+    return np.array([0.0, 0.0, 1.0])
+
+
+def _merge_fragments(t_sorted: np.ndarray) -> np.ndarray:
+    """Rank of each (sorted) disc position, with fragments closer than a fraction of the spacing merged."""
+    if len(t_sorted) == 0:
+        return np.zeros(0, dtype=int)
+    gaps = np.diff(t_sorted)
+    typical = float(np.median(gaps[gaps > 15.0])) if np.any(gaps > 15.0) else 36.0
+    ranks = [0]
+    for g in gaps:
+        ranks.append(ranks[-1] + (0 if g < FRAGMENT_FRACTION * typical else 1))
+    return np.array(ranks)
+
+
+def landmarks_from_label_volume(label_volume, **options):
+    """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` in any spineseg label scheme."""
+    from spine_seg.segmentation.landmarks import landmarks_from_labels
+
+    labels, affine = label_volume.labels, label_volume.affine
+    names: Mapping[int, str] = getattr(label_volume, "label_names", {}) or {}
+    doubts: list[str] = []
+    if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
+        labels, doubts = relabel_base(labels, affine)
+    landmarks = landmarks_from_labels(labels, affine, **options)
+    if doubts and landmarks.levels:
+        levels = tuple(replace(lm, confidence=min(lm.confidence, UNSURE_CONFIDENCE_CAP),
+                               reasons=(*lm.reasons, "counting anchor in doubt")) for lm in landmarks.levels)
+        landmarks = replace(landmarks, levels=levels, unsure=True, warnings=(*landmarks.warnings, *doubts))
+    return landmarks

@@ -1,0 +1,180 @@
+"""Base model: bodies-only masks in the structure scheme, the SpineBase/VB2 converters, the recipe's export
+and the errors that name the build command (spine_seg.segmentation.base_model, nnunet_tasks 506/510)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spine_seg.labels import BASE_IGNORE, BASE_LABELS, SEG_LABELS, label_scheme_of
+from spine_seg.segmentation import base_model as bm
+from spine_seg_nnunet_tasks.common import bodies_to_base_labels, thick_slices
+from spine_seg_nnunet_tasks.Dataset506_VB2 import base_case, load_vb2, ordered_bodies
+from spine_seg_nnunet_tasks.Dataset510_SpineBase import convert_spine_base, real_folds
+
+V, D = BASE_LABELS["vertebra"], BASE_LABELS["disc"]
+
+
+def _two_bodies(shape=(20, 120, 80)) -> list[np.ndarray]:
+    """Two box bodies 10 voxels apart along j (feet), with a concave lower endplate on the upper one."""
+    a, b = np.zeros(shape, bool), np.zeros(shape, bool)
+    a[5:15, 20:50, 20:50] = True
+    a[5:15, 48:50, 30:40] = False  # concave endplate: the disc is taller in the middle
+    b[5:15, 60:90, 20:50] = True
+    return [a, b]
+
+
+def test_pseudo_disc_fills_the_space_between_facing_endplates():
+    labels = bodies_to_base_labels(_two_bodies(), 1.0)
+    assert (labels[5:15, 50:60, 20:50] == D).all()
+    assert (labels[5:15, 48:50, 30:40] == D).all()  # follows the concavity
+    assert (labels[:, 20:50][:, :, 20:50][5:15] == V).sum() > 0
+    # rim around the disc, the column above the top body and below the lowest, the canal band: ignored
+    assert labels[10, 55, 19] == BASE_IGNORE or labels[10, 55, 18] == BASE_IGNORE
+    assert labels[10, 5, 30] == BASE_IGNORE and labels[10, 110, 30] == BASE_IGNORE
+    assert labels[10, 40, 60] == BASE_IGNORE  # behind the bodies near the midline: canal, unknown
+    assert labels[10, 40, 5] == 0  # in front of the bodies: background
+
+
+def test_bodies_far_apart_get_no_disc():
+    a, b = _two_bodies()
+    b = np.roll(b, 30, axis=1)  # 40 mm gap: a missing body, not a disc
+    labels = bodies_to_base_labels([a, b], 1.0)
+    assert not (labels == D).any()
+
+
+def test_thick_slices_average_the_image_and_keep_the_middle_labels():
+    img = np.arange(12, dtype=float)[:, None, None] * np.ones((12, 2, 2))
+    lab = np.arange(12, dtype=np.uint8)[:, None, None] * np.ones((12, 2, 2), np.uint8)
+    ti, tl = thick_slices(img, lab, 4, 1)
+    assert ti.shape == (2, 2, 2) and ti[0, 0, 0] == pytest.approx(2.5) and tl[0, 0, 0] == 3
+    with pytest.raises(ValueError, match="thickness"):
+        thick_slices(img, lab, 0)
+
+
+def test_label_schemes_are_told_apart():
+    assert label_scheme_of({**BASE_LABELS, "ignore": BASE_IGNORE}) == "base"
+    assert label_scheme_of(dict(SEG_LABELS)) == "levels"
+    assert label_scheme_of({"background": 0, "L1": 1}) == "levels"
+    with pytest.raises(ValueError, match="valid"):
+        label_scheme_of({"background": 0, "kidney": 1})
+
+
+def test_real_folds_alternate_within_each_source():
+    folds = real_folds(["vb2_02", "vb2_04", "vb2_05", "myo_01", "myo_02"], 2)
+    assert folds == {"vb2_02": 0, "vb2_04": 1, "vb2_05": 0, "myo_01": 0, "myo_02": 1}
+
+
+@pytest.mark.real_data
+def test_vb2_bodies_named_by_height_not_by_label(shared_data: Path):
+    image, gt = load_vb2(shared_data / "vb2" / "13.mat")
+    assert image.shape[2] == gt.shape[2]
+    bodies = ordered_bodies(gt)
+    rows = [np.nonzero(gt == v)[0].mean() for _, v in bodies]
+    assert [n for n, _ in bodies] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    assert rows == sorted(rows)
+    img, lab = base_case(image, gt, bodies, 4)
+    assert img.dtype == np.uint8 and img.shape == lab.shape and img.shape[0] == image.shape[2] // 4
+    counts = np.bincount(lab.ravel(), minlength=BASE_IGNORE + 1)
+    assert counts[V] > 0 and counts[D] > 0 and counts[BASE_IGNORE] > 0
+    assert counts[BASE_LABELS["sacrum"]] == 0 and counts[BASE_LABELS["spinal_canal"]] == 0
+
+
+@pytest.mark.real_data
+def test_spine_base_dataset_mixes_phantoms_and_real_volumes(tmp_path: Path, shared_data: Path):
+    data = tmp_path / "data"
+    (data / "vb2").mkdir(parents=True)
+    (data / "myosegmentum").mkdir()
+    for name in ("02.mat", "04.mat"):
+        (data / "vb2" / name).symlink_to(shared_data / "vb2" / name)
+    (data / "myosegmentum" / "01.mat").symlink_to(shared_data / "myosegmentum" / "01.mat")
+    out = convert_spine_base(data, tmp_path / "raw", n_synthetic=2)
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["labels"] == {**BASE_LABELS, "ignore": BASE_IGNORE}
+    assert ds["numTraining"] == 5 and ds["overwrite_image_reader_writer"] == "NibabelIO"
+    splits = json.loads((out / "splits_final.json").read_text())
+    folds = json.loads((out / "real_folds.json").read_text())
+    assert folds == {"vb2_02": 0, "vb2_04": 1, "myo_01": 0}
+    for f, split in enumerate(splits):
+        assert not set(split["train"]) & set(split["val"])
+        held = {c for c, k in folds.items() if k == f}
+        assert held <= set(split["val"]) and not held & set(split["train"])
+        assert {"synth_0000", "synth_0001"} <= set(split["train"]) | set(split["val"])
+
+
+def _fake_result_folder(root: Path) -> Path:
+    folder = root / "nnUNetTrainerAdam1en3__nnUNetPlans_CPUBudget__2d"
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "plans.json").write_text("{}")
+    (folder / "dataset.json").write_text(json.dumps({"labels": {**BASE_LABELS, "ignore": BASE_IGNORE}}))
+    torch.save({"network_weights": {"w": torch.ones(3, 3), "n": torch.tensor(2)}, "optimizer_state": {"big": torch.ones(100)},
+                "trainer_name": "nnUNetTrainerAdam1en3"}, folder / "fold_0" / "checkpoint_final.pth")
+    return folder
+
+
+def test_export_keeps_float16_weights_and_drops_the_optimizer(tmp_path: Path):
+    out = bm.export_weights(_fake_result_folder(tmp_path / "res"), tmp_path / "model", ["0"])
+    ckpt = torch.load(out / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    assert "optimizer_state" not in ckpt and ckpt["trainer_name"] == "nnUNetTrainerAdam1en3"
+    assert ckpt["network_weights"]["w"].dtype == torch.float16 and ckpt["network_weights"]["n"].dtype == torch.int64
+    with pytest.raises(FileNotFoundError, match="fold 1"):
+        bm.export_weights(_fake_result_folder(tmp_path / "res2"), tmp_path / "model2", ["1"])
+
+
+def test_base_model_folder_and_its_errors(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="spineseg bundle build-base"):
+        bm.require_base_model(tmp_path)
+    folder = _fake_result_folder(tmp_path)
+    (tmp_path / bm.MANIFEST_NAME).write_text(json.dumps({"folder": folder.name}))
+    assert bm.require_base_model(tmp_path) == tmp_path
+    assert bm.model_folds(tmp_path) == ["0"] and bm.nnunet_folder(tmp_path) == folder
+
+
+def test_build_base_refuses_a_used_folder_and_a_bad_budget(tmp_path: Path):
+    (tmp_path / "x").write_text("")
+    with pytest.raises(FileExistsError, match="not empty"):
+        bm.build_base(tmp_path, None)
+    with pytest.raises(ValueError, match="budget"):
+        bm.build_base(tmp_path / "new", None, budget_min=0)
+
+
+def test_bundles_accept_the_structure_scheme_only_whole():
+    from spine_seg.bundle import BundleError, check_manifest
+    from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+
+    def manifest(labels: dict) -> dict:
+        return {"format": "spineseg-bundle", "format_version": 1,
+                "labels": {"conditions": list(CONDITIONS), "levels": list(LEVELS), "severities": list(SEVERITIES)},
+                "segmentation": {"labels": labels}, "grading": {"ensemble": "grading/ensemble.json"}}
+
+    check_manifest(manifest({**BASE_LABELS, "ignore": BASE_IGNORE}), "m")
+    with pytest.raises(BundleError, match="unknown names"):
+        check_manifest(manifest({**BASE_LABELS, "kidney": 9}), "m")
+
+
+def test_cli_build_base_checks_its_options_before_work(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from spine_seg_cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["bundle", "build-base", "--out", str(tmp_path / "m"), "--folds", "2"])
+    assert res.exit_code == 2 and "valid: 0, 1, all" in res.output
+    res = runner.invoke(app, ["bundle", "build-base", "--out", str(tmp_path / "m"), "--data", str(tmp_path)])
+    assert res.exit_code == 2 and "vb2" in res.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_predict_without_model_names_the_commands_that_build_one(tmp_path: Path, synthetic_study: Path):
+    from typer.testing import CliRunner
+
+    from spine_seg_cli.main import app
+
+    res = CliRunner().invoke(app, ["predict", str(synthetic_study), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "spineseg demo" in res.output and "spineseg bundle build-base" in res.output
+    assert not (tmp_path / "out").exists()

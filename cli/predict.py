@@ -2,7 +2,8 @@
 
 Logic: :mod:`spine_seg.pipeline` (predict), :mod:`spine_seg.bundle` (bundles), :mod:`spine_seg.demo`.
 Exit codes of ``predict``: 0 every study done, 1 some study failed (see errors.csv; the others are written),
-2 the command could not start (bad INPUT, bad bundle, bad option).
+2 the command could not start (bad INPUT, bad bundle, bad option, Ray missing or unreachable, workers that
+cannot load the bundle). The engines (``--engine local|ray``) are :mod:`spine_seg.engines`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _check_device(device: str) -> str:
 
 def predict(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A study folder (<study>/<series>/*.dcm) or a folder of them (test_images/).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz, dicom/.")],
     model: Annotated[Optional[str], typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle.")] = None,
     series_csv: Annotated[
         Optional[Path], typer.Option("--series-csv", help="series_descriptions CSV (study_id, series_id, series_description).")
@@ -42,11 +43,23 @@ def predict(
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.png (faster).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over studies and stages (stderr).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the batch summary as JSON.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local: this process; ray: Ray actors, models loaded once "
+                                                         "per worker (pip install 'spineseg[distributed]').")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join: auto (this node's) or "
+                                                   "ray://HOST:PORT; default: start a local one.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Ray workers (default: one per CPU of the cluster, "
+                                                   "or per GPU share).")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option("--gpus-per-worker", help="GPU share of each Ray worker "
+                                                             "(default 1 when the cluster has GPUs, else 0; 0.5: two per GPU).")] = None,
+    dicom_out: Annotated[bool, typer.Option("--dicom-out/--no-dicom-out", help="Also write <study>/dicom/seg.dcm "
+                                            "(DICOM SEG) and sr.dcm (Comprehensive 3D SR).")] = True,
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
     from spine_seg.bundle import BundleError, load_bundle
     from spine_seg.dicom import read_series_csv
+    from spine_seg.engines import make_engine
     from spine_seg.pipeline import (
+        ENGINE_START_ERRORS,
         OutputWriteError,
         Predictor,
         check_output_folder,
@@ -63,12 +76,24 @@ def predict(
             read_series_csv(series_csv)
         folders = discover_studies(input_path)
         check_output_folder(out)
+        batch_engine = make_engine(engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+        if batch_engine is not None:
+            from spine_seg.engines.ray_engine import require_ray
+
+            require_ray()
+        extra_outputs = None
+        if dicom_out:
+            from spine_seg.dicom_out import _require_highdicom, write_dicom_outputs
+
+            _require_highdicom()
+            extra_outputs = write_dicom_outputs
         if model is None:
             raise ValueError(NO_MODEL_MESSAGE)
         bundle = load_bundle(model)
         prepare_output_folder(out)
-        predictor = Predictor(bundle, device)
-    except (*USER_ERRORS, BundleError) as exc:
+        # the local engine loads the models here (exit 2 if they cannot load); Ray workers load their own
+        predictor = Predictor(bundle, device) if batch_engine is None else None
+    except (*USER_ERRORS, *ENGINE_START_ERRORS, BundleError) as exc:
         raise fail(exc) from exc
 
     from tqdm import tqdm
@@ -82,8 +107,9 @@ def predict(
 
     try:
         result = predict_batch(input_path, bundle, out, series_csv=series_csv, device=device, resume=not no_resume,
-                               report=not no_report, progress=on_progress, predictor=predictor)
-    except USER_ERRORS as exc:
+                               report=not no_report, progress=on_progress, predictor=predictor,
+                               extra_outputs=extra_outputs, engine=batch_engine)
+    except (*USER_ERRORS, *ENGINE_START_ERRORS) as exc:  # before the first study (the engine could not start)
         raise fail(exc) from exc
     except OutputWriteError as exc:
         raise fail(exc, code=1) from exc
@@ -104,7 +130,7 @@ def predict(
         for o in result.failed:
             typer.echo(f"  failed {o.study} ({o.stage}): {o.error}", err=True)
         if result.errors:
-            typer.echo(f"errors: {result.errors} (their rows in submission.csv: the training prior)", err=True)
+            typer.echo(f"errors: {result.errors} (where their rows in submission.csv came from: its submission_rows column)", err=True)
     if result.failed:
         raise typer.Exit(code=1)
 

@@ -32,6 +32,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       "${pip[@]}" "${spec[@]}"
     fi
   fi
-  "${pip[@]}" -e "$root[test,pretrained]"
+  "${pip[@]}" -e "$root[test,pretrained,distributed]"
   echo "$want" > "$stamp"
 fi

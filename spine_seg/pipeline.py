@@ -21,7 +21,9 @@ Batch (``predict_batch``): a folder of study folders (the competition's ``test_i
 folder. Every file is written atomically (temporary file + rename), ``result.json`` last, so a study whose
 ``result.json`` exists is finished and a re-run skips it (resume). A study that fails is written to
 ``errors.csv`` with its stage and reason; its rows in ``submission.csv`` come from the prior, so the
-submission stays complete, and the batch goes on.
+submission stays complete, and the batch goes on. Where the studies run is the engine's choice
+(``spine_seg.engines``: this process, or Ray workers); each study is :func:`run_study` either way, and
+discovery, resume, ``submission.csv`` and ``errors.csv`` stay in ``predict_batch``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -48,6 +50,8 @@ from spine_seg.bundle import ModelBundle, load_bundle, package_versions
 from spine_seg.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SIDES, SeriesKind, row_id
 from spine_seg.dicom import DicomError, Series, Study, load_study, read_series_csv
 from spine_seg.dicom.discover import find_study_folders
+from spine_seg.dicom_out import DICOM_DIR, SEG_FILE, SR_FILE
+from spine_seg.engines import MissingDependencyError, WorkerStartError
 from spine_seg.result import (
     SOURCE_FALLBACK,
     SOURCE_MODEL,
@@ -347,9 +351,18 @@ def predict_study(path: str | Path, bundle: ModelBundle | str | Path, *, series_
 # writing (atomically: spine_seg.atomic)
 
 
+#: Writes further per-study files (e.g. :func:`spine_seg.dicom_out.write_dicom_outputs`): called with the result,
+#: its folder and the ingested study before ``result.json``; returns {output name: path}. A module-level function,
+#: so that a Ray worker can receive it pickled.
+ExtraOutputs = Callable[[StudyResult, Path, Study | None], Mapping[str, Path]]
+
+
 def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | None = None,
-                        report: bool = True, run: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """``segmentation.nii.gz``, ``report.png`` and, last, ``result.json`` (its presence marks the study done).
+                        report: bool = True, run: Mapping[str, Any] | None = None,
+                        extra_outputs: ExtraOutputs | None = None) -> dict[str, Path]:
+    """``segmentation.nii.gz``, ``report.png``, what ``extra_outputs`` writes and, last, ``result.json`` (its
+    presence marks the study done). A report or extra output that fails is a warning, not a failed study,
+    unless the output folder itself fails (full, read-only: the OSError propagates and the study is not done).
 
     ``run``: the batch's resume key (bundle fingerprint and options), stored in ``result.json`` so that a
     re-run reuses the result only when it would have been made the same way.
@@ -370,9 +383,18 @@ def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | Non
                 raise  # the output folder itself fails (full, read-only): the study is not done
             extra_warnings.append(f"report.png not written: {type(exc).__name__}: {exc}")
             log.warning("%s: report.png not written: %s", result.study_id, exc)
+    if extra_outputs is not None:
+        try:
+            written.update(extra_outputs(result, study_dir, study))
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, DicomError) as exc:
+            if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+                raise  # as for report.png: the output folder itself fails
+            extra_warnings.append(f"{getattr(extra_outputs, '__name__', 'extra outputs')} failed: {type(exc).__name__}: {exc}")
+            log.warning("%s: extra outputs not written: %s", result.study_id, exc)
     doc = result.to_dict()
     doc["warnings"] += extra_warnings
-    doc["outputs"] = {k: p.name for k, p in written.items()}
+    doc["outputs"] = {k: p.relative_to(study_dir).as_posix() if p.is_relative_to(study_dir) else p.name
+                      for k, p in written.items()}
     if run is not None:
         doc["run"] = dict(run)
     written["result"] = atomic_write_text(study_dir / RESULT_JSON, textio.dumps(doc, indent=1))
@@ -458,13 +480,15 @@ def _reserve_space(out: Path, n_studies: int) -> Path | None:
 
 
 def _remove_stale_temporaries(study_dir: Path) -> None:
-    """Hidden temporaries (``.result.json.<pid>-<hex>.json`` …) that a killed run left in a study's output folder:
-    spineseg owns that folder, and a study about to be predicted again has no writer in flight there."""
-    if not study_dir.is_dir():
-        return
-    for p in study_dir.iterdir():
-        if p.name.startswith(".") and p.is_file() and any(p.name.startswith(f".{n}.") for n in _OUTPUT_NAMES):
-            p.unlink(missing_ok=True)
+    """Hidden temporaries (``.result.json.<pid>-<hex>.json`` …, ``dicom/.seg.dcm.…``) that a killed run left in a
+    study's output folder: spineseg owns that folder, and a study about to be predicted again has no writer in
+    flight there."""
+    for folder, names in ((study_dir, _OUTPUT_NAMES), (study_dir / DICOM_DIR, (SEG_FILE, SR_FILE))):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if p.name.startswith(".") and p.is_file() and any(p.name.startswith(f".{n}.") for n in names):
+                p.unlink(missing_ok=True)
 
 
 def bundle_fingerprint(bundle: Any) -> str:
@@ -548,20 +572,150 @@ def _finished(study_dir: Path, key: Mapping[str, Any] | None = None) -> tuple[di
     return doc, None
 
 
-def _fallback_rows(pred: Any, name: str) -> tuple[pd.DataFrame, str]:
-    """A failed study's rows: the bundle's training prior, or uniform thirds if even that fails."""
-    try:
-        return pred.prior_rows(name), "training prior"
-    except Exception as exc:  # noqa: BLE001 - the batch must still write a complete submission
-        log.warning("%s: training prior unavailable (%s): uniform rows", name, exc)
-        from spine_seg.metric import uniform_submission
+def fallback_rows(pred: Any, name: str) -> tuple[pd.DataFrame, str]:
+    """A failed study's rows and where they came from: the training prior of ``pred`` (anything with
+    ``prior_rows``: a :class:`Predictor`, a Ray worker's proxy), or uniform thirds if even that fails or
+    there is none."""
+    if pred is not None:
+        try:
+            return pred.prior_rows(name), "training prior"
+        except Exception as exc:  # noqa: BLE001 - the batch must still write a complete submission
+            log.warning("%s: training prior unavailable (%s): uniform rows", name, exc)
+    from spine_seg.metric import uniform_submission
 
-        return uniform_submission([name]), "uniform"
+    return uniform_submission([name]), "uniform"
+
+
+@dataclass(frozen=True)
+class StudyTask:
+    """One study of a batch still to predict: its place in INPUT (``index``), folder and output folder;
+    ``rename``: its StudyInstanceUID is also in another folder, so its rows go under the folder name;
+    ``note``: what the driver has to say about it (an earlier result not reused, the duplicate UID)."""
+
+    index: int
+    folder: Path
+    study_dir: Path
+    rename: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class StudyRun:
+    """What predicting one study gives the batch: its outcome, its 25 rows (the prior's when it failed) and,
+    when it failed, its ``errors.csv`` row. Plain data, so that a Ray worker can send it to the driver."""
+
+    outcome: StudyOutcome
+    rows: pd.DataFrame
+    error: Mapping[str, str] | None = None
+
+
+def failed_run(task: StudyTask, stage: str, error: str, rows: pd.DataFrame, source: str,
+               seconds: float = 0.0) -> StudyRun:
+    """A failed study's run: its ``errors.csv`` row (stage, reason, where its rows came from) and those rows.
+    The one place every engine (and the batch itself) turns a failure into its outcome."""
+    name = task.folder.name
+    log.warning("%s failed in %s: %s", name, stage, error)
+    outcome = StudyOutcome(task.folder, name, "failed", stage, error, seconds, note=task.note)
+    return StudyRun(outcome, rows, {"study": name, "folder": str(task.folder), "stage": stage, "error": error,
+                                    "submission_rows": source})
+
+
+def run_study(pred: Predictor, task: StudyTask, series_csv: str | Path | None = None, *, report: bool = True,
+              run: Mapping[str, Any] | None = None, extra_outputs: ExtraOutputs | None = None,
+              progress: Callable[[int, str, str], None] | None = None) -> StudyRun:
+    """Predict one study and write its files (the unit of work of every engine: local loop or Ray worker).
+
+    Never raises for the study's own failures: any exception (a :class:`StageError`, damaged DICOM, an OSError
+    of its output folder, a bug) becomes a failed run with the training prior's rows, or the predicted rows
+    when only writing its files failed. ``run``: the batch's resume key, stored in ``result.json``.
+    """
+    name = task.folder.name
+    try:
+        _remove_stale_temporaries(task.study_dir)
+    except OSError as exc:  # harmless leftovers; writing will say whether the folder is usable
+        log.warning("%s: stale temporaries not removed: %s", name, exc)
+    ts = time.perf_counter()
+    stage = "ingest"
+    result: StudyResult | None = None
+
+    def on_stage(label: str, st: str) -> None:
+        nonlocal stage
+        stage = st
+        if progress is not None:
+            progress(task.index, label, st)
+
+    try:
+        study = None
+        if task.rename:
+            study = dataclasses.replace(load_study(task.folder, series_csv), study_id=name)
+        result, study = pred.predict_with_study(task.folder, series_csv, progress=on_stage, study=study)
+        on_stage(name, "write")
+        try:
+            write_study_outputs(result, task.study_dir, study, report=report, run=run, extra_outputs=extra_outputs)
+        except OSError as exc:
+            raise StageError("write", f"{task.study_dir}: {type(exc).__name__}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - the batch never dies: a study's failure is its errors.csv row
+        st = exc.stage if isinstance(exc, StageError) else stage
+        msg = str(exc) if isinstance(exc, StageError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, (StageError, DicomError, OSError, ValueError)):
+            log.debug("%s: unexpected failure", name, exc_info=True)
+        if st == "write" and result is not None:
+            rows, source = result.submission, "predicted (outputs not written)"
+        else:
+            rows, source = fallback_rows(pred, name)
+        return failed_run(task, st, msg, rows, source, time.perf_counter() - ts)
+    outcome = StudyOutcome(task.folder, name, "done", seconds=time.perf_counter() - ts,
+                           fallbacks=len(result.fallbacks), note=task.note)
+    return StudyRun(outcome, result.submission)
+
+
+class BatchEngine(Protocol):
+    """Runs a batch's pending studies somewhere (``spine_seg.engines``: in this process, or on Ray workers)."""
+
+    load_seconds: float
+
+    def run(self, tasks: Sequence[StudyTask], job: BatchJob,
+            progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+        """Yield one :class:`StudyRun` per task, in any order, as each finishes (each from :func:`run_study`,
+        or :func:`failed_run` where the engine itself lost the study). Raise before the first one for what
+        stops the batch from starting (:data:`ENGINE_START_ERRORS`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What every worker needs to predict a study the way ``predict_batch`` was asked to."""
+
+    bundle: ModelBundle | str | Path
+    device: str = "auto"
+    series_csv: str | Path | None = None
+    report: bool = True
+    extra_outputs: ExtraOutputs | None = None
+    run: Mapping[str, Any] | None = None  # the resume key every worker stores in result.json
+
+
+#: Raised by an engine before its first study, these mean the batch could not start (``predict`` exits 2);
+#: anything else an engine raises costs only the studies it had not finished (stage ``engine``).
+ENGINE_START_ERRORS: tuple[type[BaseException], ...] = (WorkerStartError, MissingDependencyError, ConnectionError,
+                                                         ValueError)
+#: Stage in errors.csv of studies an engine lost when it failed as a whole.
+ENGINE_STAGE = "engine"
+
+
+def _batch_bundle(bundle: ModelBundle | str | Path | None, predictor: Predictor | None,
+                  engine: BatchEngine | None) -> ModelBundle:
+    """The batch's bundle (for the resume key): the predictor's (given, or the engine's own), else loaded."""
+    for pred in (predictor, getattr(engine, "predictor", None)):
+        if pred is not None:
+            return pred.bundle
+    if bundle is None:
+        raise ValueError("predict_batch: no bundle and no predictor")
+    return bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
 
 
 def predict_batch(
     input_path: str | Path,
-    bundle: ModelBundle | str | Path,
+    bundle: ModelBundle | str | Path | None,
     out: str | Path,
     *,
     series_csv: str | Path | None = None,
@@ -570,14 +724,21 @@ def predict_batch(
     report: bool = True,
     progress: Callable[[int, int, str, str], None] | None = None,
     predictor: Predictor | None = None,
+    extra_outputs: ExtraOutputs | None = None,
+    engine: BatchEngine | None = None,
 ) -> BatchResult:
     """Predict every study under ``input_path`` into ``out`` (see the module doc for the files).
 
     ``progress(i, n, study, stage)`` is called as each stage starts (stage ``done``/``failed``/``resumed``
     when a study ends). Raises only before the first study, for problems with the input as a whole, the
-    output folder (:class:`OutputFolderError`) or the bundle; every failure of one study, its output folder's
-    OSErrors included, becomes its row in ``errors.csv`` and the batch goes on. :class:`OutputWriteError` if
-    the final CSVs cannot be written.
+    output folder (:class:`OutputFolderError`), the bundle or the engine's start (:data:`ENGINE_START_ERRORS`);
+    every failure of one study, its output folder's OSErrors included, becomes its row in ``errors.csv`` and
+    the batch goes on. :class:`OutputWriteError` if the final CSVs cannot be written.
+
+    ``engine``: where the pending studies run (default: one after the other in this process, with
+    ``predictor``); discovery, resume (with the bundle fingerprint), ``submission.csv`` and ``errors.csv``
+    stay here either way. ``extra_outputs``: further per-study files (DICOM SEG/SR:
+    :func:`spine_seg.dicom_out.write_dicom_outputs`).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -588,18 +749,33 @@ def predict_batch(
     prepare_output_folder(out)
     reserve = _reserve_space(out, len(folders))
     try:
-        pred = predictor or Predictor(bundle, device)
-        key = run_key(pred.bundle, series_csv)
+        the_bundle = _batch_bundle(bundle, predictor, engine)
+        pred = None if engine is not None else (predictor or Predictor(the_bundle, device))
+        key = run_key(the_bundle, series_csv)
         duplicated = {f for fs in found.duplicates.values() for f in fs}
         outcomes: list[StudyOutcome] = []
         rows: dict[str, pd.DataFrame] = {}
         errors: list[dict[str, str]] = []
         n = len(folders)
+        order = {folder: i for i, folder in enumerate(folders)}
 
         def report_progress(i: int, study: str, stage: str) -> None:
             if progress is not None:
                 progress(i, n, study, stage)
 
+        def record(run: StudyRun) -> None:
+            i = order[run.outcome.folder]
+            rows[run.outcome.study] = run.rows
+            outcomes.append(run.outcome)
+            if run.error is not None:
+                errors.append(dict(run.error))
+                try:
+                    _write_errors(out, errors)  # so far: kept if the batch is killed
+                except OSError as werr:
+                    log.warning("%s: not written yet (%s); retried at the end", out / ERRORS_CSV, werr)
+            report_progress(i, run.outcome.study, run.outcome.status)
+
+        pending: list[StudyTask] = []
         for i, folder in enumerate(folders):
             name = folder.name
             study_dir = out / name
@@ -618,63 +794,45 @@ def predict_batch(
                 uid = found.study_uids.get(folder, "")
                 note = (f"{note}; " if note else "") + (
                     f"StudyInstanceUID {uid} is also in another folder: rows under the folder name {name}")
-            _remove_stale_temporaries(study_dir)
-            ts = time.perf_counter()
-            stage = "ingest"
-            result: StudyResult | None = None
+            task = StudyTask(i, folder, study_dir, rename=folder in duplicated, note=note)
+            if pred is not None:
+                record(run_study(pred, task, series_csv, report=report, run=key, extra_outputs=extra_outputs,
+                                 progress=report_progress))
+            else:
+                pending.append(task)
+        if engine is not None and pending:
+            job = BatchJob(the_bundle, device, series_csv, report, extra_outputs, key)
+            finished: set[Path] = set()
+            lost: Exception | None = None
             try:
-                study = None
-                if folder in duplicated:
-                    study = dataclasses.replace(load_study(folder, series_csv), study_id=name)
-
-                def on_stage(s: str, st: str, i: int = i) -> None:
-                    nonlocal stage
-                    stage = st
-                    report_progress(i, s, st)
-
-                result, study = pred.predict_with_study(folder, series_csv, progress=on_stage, study=study)
-                stage = "write"
-                report_progress(i, name, "write")
-                try:
-                    write_study_outputs(result, study_dir, study, report=report, run=key)
-                except OSError as exc:
-                    raise StageError("write", f"{study_dir}: {type(exc).__name__}: {exc.strerror or exc}") from exc
-            except Exception as exc:  # noqa: BLE001 - the batch never dies: a study's failure is its errors.csv row
-                st = exc.stage if isinstance(exc, StageError) else stage
-                msg = str(exc) if isinstance(exc, StageError) else f"{type(exc).__name__}: {exc}"
-                if not isinstance(exc, (StageError, DicomError, OSError, ValueError)):
-                    log.debug("%s: unexpected failure", name, exc_info=True)
-                if st == "write" and result is not None:
-                    rows[name], source = result.submission, "predicted (outputs not written)"
-                else:
-                    rows[name], source = _fallback_rows(pred, name)
-                errors.append({"study": name, "folder": str(folder), "stage": st, "error": msg,
-                               "submission_rows": source})
-                outcomes.append(StudyOutcome(folder, name, "failed", st, msg, time.perf_counter() - ts, note=note))
-                log.warning("%s failed in %s: %s", name, st, msg)
-                report_progress(i, name, "failed")
-                try:
-                    _write_errors(out, errors)  # so far: kept if the batch is killed
-                except OSError as werr:
-                    log.warning("%s: not written yet (%s); retried at the end", out / ERRORS_CSV, werr)
-                continue
-            rows[name] = result.submission
-            outcomes.append(StudyOutcome(folder, name, "done", seconds=time.perf_counter() - ts,
-                                         fallbacks=len(result.fallbacks), note=note))
-            report_progress(i, name, "done")
+                for run in engine.run(pending, job, report_progress):
+                    record(run)
+                    finished.add(run.outcome.folder)
+            except Exception as exc:  # noqa: BLE001 - the batch never dies once it has started
+                if not finished and isinstance(exc, ENGINE_START_ERRORS):
+                    raise  # the engine could not start: the batch's problem (exit 2), not every study's
+                lost = exc
+                log.warning("the %s engine failed: %s: %s", type(engine).__name__, type(exc).__name__, exc)
+            for task in pending:  # studies the engine lost: errors.csv rows, uniform rows in the submission
+                if task.folder not in finished:
+                    why = (f"the engine failed before this study finished: {type(lost).__name__}: {lost}"
+                           if lost is not None else "the engine returned no result for it")
+                    record(failed_run(task, ENGINE_STAGE, why, *fallback_rows(None, task.folder.name)))
     finally:
         if reserve is not None:
             reserve.unlink(missing_ok=True)
+    outcomes.sort(key=lambda o: order[o.folder])  # input order, whichever order an engine finished them in
 
     submission = pd.concat([rows[o.study] for o in outcomes if o.study in rows], ignore_index=True)
     submission = submission.drop_duplicates("row_id", keep="last")
     try:
         sub_path = atomic_write(out / SUBMISSION_CSV, lambda p: submission.to_csv(p, index=False, float_format="%.6f"))
-        err_path = _write_errors(out, errors)
+        err_path = _write_errors(out, sorted(errors, key=lambda e: order.get(Path(e["folder"]), n)))
     except OSError as exc:
         raise OutputWriteError(f"{out}: cannot write {SUBMISSION_CSV} / {ERRORS_CSV}: {exc.strerror or exc}; "
                                "per-study results written so far are kept, run again to assemble them") from exc
-    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, pred.load_seconds,
+    load_seconds = engine.load_seconds if engine is not None else pred.load_seconds  # type: ignore[union-attr]
+    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, load_seconds,
                        found.warnings)
 
 
@@ -720,22 +878,32 @@ __all__ = [
     "STAGES",
     "SUBARTICULAR_OFFSET_MM",
     "SUBMISSION_CSV",
+    "BatchEngine",
+    "BatchJob",
     "BatchResult",
+    "ENGINE_START_ERRORS",
+    "ENGINE_STAGE",
+    "ExtraOutputs",
     "OutputFolderError",
     "OutputWriteError",
     "bundle_fingerprint",
     "check_output_folder",
+    "failed_run",
+    "fallback_rows",
     "prepare_output_folder",
     "run_key",
     "Predictor",
     "StageError",
     "StudyOutcome",
+    "StudyRun",
+    "StudyTask",
     "atomic_write",
     "atomic_write_text",
     "check_submission",
     "discover_studies",
     "predict_batch",
     "predict_study",
+    "run_study",
     "spinal_point",
     "subarticular_points",
     "write_study_outputs",

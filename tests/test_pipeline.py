@@ -99,7 +99,8 @@ def test_predict_cli_end_to_end(tiny_bundle, tmp_path: Path):
         assert set(doc["probabilities"]) == set(LEVELS) and set(doc["probabilities"]["l4_l5"]) == set(CONDITIONS)
         assert all(r["source"] in ("model", "axial_fallback", "prior") for r in doc["rows"])
         assert set(doc["timings_s"]) >= {"ingest", "segment", "landmarks", "project", "grade"}
-        assert doc["outputs"] == {"segmentation": "segmentation.nii.gz", "report": "report.png"}
+        assert doc["outputs"] == {"segmentation": "segmentation.nii.gz", "report": "report.png",
+                                  "dicom_seg": "dicom/seg.dcm", "dicom_sr": "dicom/sr.dcm"}  # --dicom-out by default
         img = sitk.ReadImage(str(d / "segmentation.nii.gz"))
         stack = load_study(tiny_bundle.cohort / "test_images" / sid).get_series(doc["segmentation"]["series_id"]).stacks[0]
         assert sitk.GetArrayFromImage(img).shape == stack.shape

@@ -1,0 +1,49 @@
+"""Choosing an engine: names, options that need Ray, and Ray missing (runs without Ray installed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spine_seg.engines import make_engine
+from spine_seg.engines.ray_engine import RAY_INSTALL_COMMAND
+from spine_seg_cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def batch(tmp_path) -> Path:
+    from conftest import make_study
+
+    return make_study(tmp_path / "in").parent
+
+
+def test_ray_missing_exits_2_with_the_install_command(batch, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError, as where it is not installed
+    src = batch
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    res = runner.invoke(app, ["predict", str(src), "--model", "no-such-bundle", "--out", str(tmp_path),
+                              "--engine", "ray"])
+    assert res.exit_code == 2
+    assert RAY_INSTALL_COMMAND in res.output
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("extra", [["--workers", "2"], ["--address", "auto"], ["--gpus-per-worker", "1"]])
+def test_ray_options_need_the_ray_engine(batch, tmp_path, extra):
+    src = batch
+    res = runner.invoke(app, ["predict", str(src), "--model", "no-such-bundle", "--out", str(tmp_path), *extra])
+    assert res.exit_code == 2 and "only with --engine ray" in res.output
+
+
+def test_make_engine():
+    assert make_engine("local") is None
+    with pytest.raises(ValueError, match="unknown value"):
+        make_engine("spark")
+    with pytest.raises(ValueError, match="--workers: only with --engine ray"):
+        make_engine("local", workers=2)

@@ -77,7 +77,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,14 +333,10 @@ def to_seg_labels(label_volume: Any) -> np.ndarray:
 
 
 def landmarks_of(label_volume: Any) -> Any:
-    """Landmarks of a label volume: ``landmarks_from_label_volume`` when the library has it, else
-    ``landmarks_from_labels`` on the volume mapped to spineseg's label values."""
-    from spine_seg.segmentation import landmarks as lmod
+    """Landmarks of a label volume in any spineseg label scheme (levels, or the base model's structures)."""
+    from spine_seg.segmentation.structures import landmarks_from_label_volume
 
-    generic: Callable[[Any], Any] | None = getattr(lmod, "landmarks_from_label_volume", None)
-    if generic is not None:
-        return generic(label_volume)
-    return lmod.landmarks_from_labels(to_seg_labels(label_volume), label_volume.affine)
+    return landmarks_from_label_volume(label_volume)
 
 
 def body_mask(label_volume: Any) -> np.ndarray:

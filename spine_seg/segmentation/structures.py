@@ -27,6 +27,13 @@ from spine_seg.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_s
 FRAGMENT_FRACTION = 0.35
 #: A component smaller than this many mm³ is noise.
 MIN_STRUCTURE_MM3 = 150.0
+#: The smallest sacrum that anchors the count: the upper sacrum in a sagittal field of view is several cm³
+#: even in a thin slab of slices; less is specks inside L5 or noise.
+MIN_SACRUM_MM3 = 1500.0
+#: Discs smaller than this fraction of the typical (median of the five largest) are slivers, not levels.
+SMALL_DISC_FRACTION = 0.25
+#: A disc inside the sacrum smaller than this fraction of a lumbar disc is an S1/S2 remnant, not a level.
+REMNANT_FRACTION = 0.6
 #: Confidence ceiling of a level whose counting anchor is in doubt.
 UNSURE_CONFIDENCE_CAP = 0.5
 #: Vertebral bodies of the level scheme, cranial to caudal.
@@ -56,60 +63,96 @@ def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
 
 
 def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list[str]]:
-    """:func:`seg_labels_from_base` and the doubts it met on the way (each makes the names unsure)."""
+    """:func:`seg_labels_from_base` and the doubts it met on the way (each makes the names unsure).
+
+    Bodies are named by where their voxels lie along the spine axis between the discs, not by connected
+    component: in a thick-slice prediction neighbouring bodies often touch through a thin bridge.
+    """
     doubts: list[str] = []
     labels = np.asarray(labels)
     affine = np.asarray(affine, dtype=float)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     min_voxels = MIN_STRUCTURE_MM3 / max(voxel_mm3, 1e-6)
     out = np.zeros(labels.shape, dtype=np.uint8)
-    out[labels == BASE_LABELS["sacrum"]] = SEG_LABELS["sacrum"]
     out[labels == BASE_LABELS["spinal_canal"]] = SEG_LABELS["spinal_canal"]
     _, discs, disc_xyz = _centroids(labels == BASE_LABELS["disc"], affine, min_voxels)
-    _, bodies, body_xyz = _centroids(labels == BASE_LABELS["vertebra"], affine, min_voxels)
-    if not discs and not bodies:
+    if discs:
+        # lateral slivers and specks would each count as a level: keep discs of a quarter of the typical size
+        sizes = np.array([len(kji) for _, kji in discs])
+        keep = sizes >= SMALL_DISC_FRACTION * float(np.median(np.sort(sizes)[::-1][:5]))
+        discs = [d for d, k in zip(discs, keep, strict=True) if k]
+        disc_xyz = disc_xyz[keep]
+    body_kji = np.argwhere(labels == BASE_LABELS["vertebra"])
+    body_xyz = body_kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+    if not discs and not len(body_kji):
         return out, doubts
-    points = disc_xyz if len(disc_xyz) >= 2 else np.concatenate([disc_xyz, body_xyz])
-    axis = _axis(points)
-    sacrum = labels == BASE_LABELS["sacrum"]
-    sacrum_t = None
-    if sacrum.any():
-        kji = np.argwhere(sacrum)
-        sacrum_xyz = kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
-        sacrum_t = float(np.percentile(sacrum_xyz @ axis, 95))  # its upper end
+    axis = _axis(disc_xyz if len(disc_xyz) >= 2 else body_xyz)
+    disc_mid_t = float(np.median(disc_xyz @ axis)) if len(disc_xyz) else None
+    sacrum_t = _usable_sacrum(labels, affine, voxel_mm3, axis, out, doubts, disc_mid_t)
+    disc_t = np.array([])
     if discs:
         t = disc_xyz @ axis
         order = np.argsort(t)  # caudal first
-        positions = _merge_fragments(t[order])
-        # the lowest disc is L5/S1; a disc under the sacrum's top is a fragment of the sacrum, not a level
         if sacrum_t is not None:
-            valid = t[order] > sacrum_t - 10.0
-            if not valid.all():
-                # an S1/S2 remnant disc, or L5 segmented as sacrum over a real L5/S1: the anchor is in doubt
-                doubts.append(f"{int((~valid).sum())} disc component(s) below the sacrum's upper end: the sacrum may be "
-                              "a mislabelled L5 (or a sacral remnant disc); level names unsure")
-            order, positions = order[valid], _merge_fragments(t[order][valid])
+            below = t[order] < sacrum_t - 10.0
+            if below.any():
+                typical = float(np.median([len(discs[i][1]) for i in order[~below]])) if (~below).any() else 0.0
+                under = sum(len(discs[i][1]) for i in order[below])
+                if under >= REMNANT_FRACTION * typical:
+                    doubts.append("a full-size disc below the sacrum's upper end: the sacrum may be a mislabelled L5; "
+                                  "level names unsure")
+            order = order[~below]  # a thin S1/S2 remnant disc inside the sacrum is not a level
+        positions = _merge_fragments(t[order])
         for rank, idx in zip(positions, order, strict=True):
             li = len(LEVELS) - 1 - rank
             if 0 <= li < len(LEVELS):
                 _, kji = discs[idx]
                 out[kji[:, 0], kji[:, 1], kji[:, 2]] = SEG_DISC_OF_LEVEL[LEVELS[li]]
-        disc_t = np.array(sorted({float(np.mean(t[order][positions == p])) for p in np.unique(positions)})) if len(order) else np.array([])
-    else:
-        disc_t = np.array([])
-    if bodies:
-        bt = body_xyz @ axis
-        for (_, kji), tb in zip(bodies, bt, strict=True):
-            if sacrum_t is not None and tb < sacrum_t:
-                continue
-            if len(disc_t):
-                below = int(np.sum(disc_t < tb))  # discs under this body: 1 → L5, 2 → L4, …
-                name_index = len(_BODIES) - below
-            else:
-                name_index = len(_BODIES) - 1 - int(np.sum(bt < tb))
-            if 0 <= name_index < len(_BODIES):
-                out[kji[:, 0], kji[:, 1], kji[:, 2]] = SEG_LABELS[_BODIES[name_index]]
+        if len(order):
+            ts = t[order]
+            disc_t = np.array([float(np.mean(ts[positions == p])) for p in np.unique(positions)])
+    if len(body_kji):
+        tb = body_xyz @ axis
+        keep = np.ones(len(tb), dtype=bool) if sacrum_t is None else tb > sacrum_t
+        if len(disc_t):
+            below = np.searchsorted(np.sort(disc_t), tb)  # discs under each voxel: 1 → L5, 2 → L4, …
+            name_index = len(_BODIES) - below
+        else:
+            name_index = np.full(len(tb), -1)
+        for i, name in enumerate(_BODIES):
+            sel = keep & (name_index == i)
+            k, j, ii = body_kji[sel].T
+            out[k, j, ii] = SEG_LABELS[name]
     return out, doubts
+
+
+def _usable_sacrum(labels: np.ndarray, affine: np.ndarray, voxel_mm3: float, axis: np.ndarray, out: np.ndarray,
+                   doubts: list[str], disc_mid_t: float | None) -> float | None:
+    """The upper end (along ``axis``) of the sacrum if one can anchor the count (written into ``out``), else None.
+
+    The sacrum is the largest sacrum component caudal to the middle disc (a "sacrum" at the cranial edge of
+    the field of view is a mislabelled vertebra) and must hold MIN_SACRUM_MM3; specks are noise."""
+    mask = labels == BASE_LABELS["sacrum"]
+    if not mask.any():
+        return None
+    cc, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
+    best, best_size = 0, 0
+    for index, box in enumerate(ndimage.find_objects(cc), start=1):
+        if box is None or sizes[index - 1] <= best_size:
+            continue
+        kji = np.argwhere(cc[box] == index) + [b.start for b in box]
+        t = float(np.mean((kji[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]) @ axis))
+        if disc_mid_t is None or t < disc_mid_t:
+            best, best_size = index, int(sizes[index - 1])
+    if best == 0 or best_size * voxel_mm3 < MIN_SACRUM_MM3:
+        doubts.append(f"no sacrum of at least {MIN_SACRUM_MM3 / 1000:.1f} cm³ under the discs: not used as the anchor")
+        return None
+    part = cc == best
+    out[part] = SEG_LABELS["sacrum"]
+    kji = np.argwhere(part)
+    xyz = kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+    return float(np.percentile(xyz @ axis, 95))
 
 
 def _axis(points: np.ndarray) -> np.ndarray:

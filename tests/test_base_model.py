@@ -178,3 +178,45 @@ def test_predict_without_model_names_the_commands_that_build_one(tmp_path: Path,
     assert res.exit_code == 2
     assert "spineseg demo" in res.output and "spineseg bundle build-base" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_shipped_base_model_is_complete_and_small():
+    base = bm.shipped_base_model()
+    assert base is not None, "spine_seg/models/base_seg is missing from this install"
+    manifest = bm.read_manifest(base)
+    assert manifest["label_scheme"] == "base" and bm.model_folds(base) == ["0", "1"]
+    assert manifest["recipe"]["command"].startswith("spineseg bundle build-base")
+    assert set(manifest["data"]["cases"]) == {"synthetic", "vb2", "myosegmentum"}
+    assert all(f["epochs"] >= 1 and f["iterations"] >= 250 for f in manifest["folds"])
+    size = sum(p.stat().st_size for p in base.rglob("*") if p.is_file())
+    assert size < 25 * 2**20
+    ds = json.loads((bm.nnunet_folder(base) / "dataset.json").read_text())
+    assert label_scheme_of(ds["labels"]) == "base"
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_shipped_base_model_names_the_real_study_levels(real_study_dir: Path, shared_data: Path):
+    """RSNA 100206310 was never trained on: every level named right and sure, canal points on the keypoints."""
+    import pandas as pd
+
+    from spine_seg.constants import LEVELS
+    from spine_seg.dicom import load_study
+    from spine_seg.pipeline import _segmentation_stack
+    from spine_seg.segmentation.predict import SegmentationModel
+    from spine_seg.segmentation.structures import landmarks_from_label_volume
+
+    base = bm.shipped_base_model()
+    model = SegmentationModel.from_folder(bm.nnunet_folder(base), fold=bm.model_folds(base), device="cpu")
+    study = load_study(real_study_dir, shared_data / "rsna2024" / "train_series_descriptions.csv")
+    series, stack = _segmentation_stack(study)
+    ls = landmarks_from_label_volume(model.predict_stack(stack))
+    assert ls.found_levels == LEVELS and ls.anchor == "sacrum" and not ls.unsure
+    kp = pd.read_csv(shared_data / "rsna2024" / "train_label_coordinates.fix01b.csv")
+    kp = kp[(kp.study_id == int(study.study_id)) & (kp.condition == "spinal_canal_stenosis")]
+    errors = []
+    for row in kp.itertuples():
+        truth = series.pixel_to_world(instance_number=int(row.instance_number), x_px=float(row.x), y_px=float(row.y))
+        errors.append(float(np.linalg.norm(ls[row.level].canal_xyz - truth)))
+        assert ls[row.level].confidence >= 0.5
+    assert len(errors) == 5 and np.median(errors) <= 4.0 and max(errors) <= 8.0

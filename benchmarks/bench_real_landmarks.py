@@ -322,7 +322,7 @@ def truth_label_volume(case: Case) -> Any:
 def to_seg_labels(label_volume: Any) -> np.ndarray:
     """A label volume in spineseg's values (by label *name*); names spineseg does not know become background.
 
-    Needed only while ``landmarks.landmarks_from_label_volume`` (which takes any label map) does not exist."""
+    Used for level-scheme models and the truth masks (:func:`landmarks_of`)."""
     from spine_seg.labels import SEG_LABELS
 
     table = np.zeros(256, dtype=np.uint8)
@@ -333,10 +333,20 @@ def to_seg_labels(label_volume: Any) -> np.ndarray:
 
 
 def landmarks_of(label_volume: Any) -> Any:
-    """Landmarks of a label volume in any spineseg label scheme (levels, or the base model's structures)."""
+    """Landmarks of a label volume: the base model's structure labels are named by counting
+    (``landmarks_from_label_volume``); anything else is mapped to spineseg's level values by label name (the
+    truth masks carry VB2's T11/T12 as extra values, which the landmark code must not see)."""
+    from spine_seg.labels import label_scheme_of
+    from spine_seg.segmentation.landmarks import landmarks_from_labels
     from spine_seg.segmentation.structures import landmarks_from_label_volume
 
-    return landmarks_from_label_volume(label_volume)
+    try:
+        scheme = label_scheme_of({str(n): int(v) for v, n in label_volume.label_names.items()})
+    except ValueError:
+        scheme = "other"
+    if scheme == "base":
+        return landmarks_from_label_volume(label_volume)
+    return landmarks_from_labels(to_seg_labels(label_volume), label_volume.affine)
 
 
 def body_mask(label_volume: Any) -> np.ndarray:

@@ -16,7 +16,7 @@ spineseg="$root/.venv/bin/spineseg"
 data=${SPINESEG_DATA:-$root/../shared/data}
 real="$data/rsna2024/train_images/100206310"
 if [ -d "$real" ]; then
-  echo; echo "== the real RSNA study 100206310 with the demo bundle (trained on synthetic data only: expect fallbacks)"
+  echo; echo "== the real RSNA study 100206310 with the demo bundle (base segmentation model; grading trained on synthetic data only)"
   "$spineseg" predict "$real" --model "$out/bundle" --out "$out/real" \
     --series-csv "$data/rsna2024/train_series_descriptions.csv" --no-progress --no-resume
   echo "Look at: $out/real/100206310/report.png"

@@ -82,7 +82,12 @@ def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list
         keep = sizes >= SMALL_DISC_FRACTION * float(np.median(np.sort(sizes)[::-1][:5]))
         discs = [d for d, k in zip(discs, keep, strict=True) if k]
         disc_xyz = disc_xyz[keep]
-    body_kji = np.argwhere(labels == BASE_LABELS["vertebra"])
+    body = labels == BASE_LABELS["vertebra"]
+    cc, n = ndimage.label(body, structure=np.ones((3, 3, 3), dtype=bool))
+    if n:  # specks smaller than a structure would each become a "small component" warning downstream
+        sizes = np.bincount(cc.ravel(), minlength=n + 1)
+        body = (sizes >= min_voxels)[cc] & body
+    body_kji = np.argwhere(body)
     body_xyz = body_kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
     if not discs and not len(body_kji):
         return out, doubts

@@ -72,8 +72,9 @@ LICENCE = "MyoSegmenTUM spine public reference database (cite Burian et al. 2019
 _FILE = re.compile(r"^(\d+)\.mat$")
 
 
-def load_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(``I``, ``GT``) of one file; an error names the file and what is missing."""
+def read_mat_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(``I``, ``GT``) of one MATLAB file as stored (MyoSegmenTUM and VB2 share the layout); an error names the
+    file and what is missing."""
     path = Path(path)
     try:
         doc = scipy.io.loadmat(str(path))
@@ -82,7 +83,12 @@ def load_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [k for k in ("I", "GT") if k not in doc]
     if missing:
         raise ValueError(f"{path}: no {missing} in the file; has {[k for k in doc if not k.startswith('__')]}")
-    image, gt = np.asarray(doc["I"]), np.asarray(doc["GT"])
+    return np.asarray(doc["I"]), np.asarray(doc["GT"])
+
+
+def load_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(``I``, ``GT``) of one file, which must share one 3-D grid."""
+    image, gt = read_mat_arrays(path)
     if image.ndim != 3 or image.shape != gt.shape:
         raise ValueError(f"{path}: I {image.shape} and GT {gt.shape} must be the same 3-D shape")
     return image, gt

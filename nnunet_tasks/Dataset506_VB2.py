@@ -37,7 +37,7 @@ from .common import (
     write_dataset_json,
     write_splits,
 )
-from .Dataset503_MyoSegmenTUM import to_sagittal_stack
+from .Dataset503_MyoSegmenTUM import read_mat_arrays, to_sagittal_stack
 
 DATASET_ID = 506
 DATASET_NAME = "VB2"
@@ -56,17 +56,7 @@ _FILE = re.compile(r"^(\d+)\.mat$")
 
 def load_vb2(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(image, GT) of one file in the file's axes, cut to their common slices along axis 2."""
-    import scipy.io
-
-    path = Path(path)
-    try:
-        doc = scipy.io.loadmat(str(path))
-    except (OSError, ValueError, NotImplementedError) as exc:
-        raise ValueError(f"{path}: cannot read MATLAB file: {exc}") from exc
-    missing = [k for k in ("I", "GT") if k not in doc]
-    if missing:
-        raise ValueError(f"{path}: no {missing} in the file")
-    image, gt = np.asarray(doc["I"]), np.asarray(doc["GT"])
+    image, gt = read_mat_arrays(path)
     if image.ndim != 3 or gt.ndim != 3 or image.shape[:2] != gt.shape[:2] or abs(image.shape[2] - gt.shape[2]) > 1:
         raise ValueError(f"{path}: I {image.shape} and GT {gt.shape} do not share a grid (one slice apart at most)")
     n = min(image.shape[2], gt.shape[2])

@@ -76,7 +76,7 @@ def base_labels_from_spider(spider: np.ndarray) -> np.ndarray:
 
 def _varied_anatomy(rng: np.random.Generator) -> tuple[Anatomy, dict]:
     """A phantom anatomy with wider variation than the cohort's, and the variants it carries."""
-    from spine_seg.synthetic.cohort import sample_anatomy
+    from spine_seg.synthetic.cohort import _rotation, sample_anatomy
 
     sev = rng.choice(3, size=(5, 5), p=[0.75, 0.17, 0.08])
     anat = sample_anatomy(rng, sev)
@@ -102,14 +102,6 @@ def _varied_anatomy(rng: np.random.Generator) -> tuple[Anatomy, dict]:
         disc_degeneration=degeneration,
     )
     return anat, {"collapsed_discs": sorted(set(collapsed)), "body_scale": round(float(size), 3)}
-
-
-def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    ax, ay, az = np.radians(rng.uniform(-max_deg, max_deg, 3))
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 class _Warp:
@@ -194,6 +186,8 @@ def randomised_case(seed: int, *, spacing_mm: float | None = None) -> Randomised
     else:
         s_top = float(rng.uniform(np.mean(anat.body_range("L2")), b[0] - 2))
         s_bottom = float(rng.uniform(anat.s_sacrum_top - 85, np.mean(anat.body_range("L4"))))
+    from spine_seg.synthetic.cohort import _rotation
+
     tilt = _rotation(rng, 12.0)
     row = tilt @ anat.rotation @ np.array([0.0, 1.0, 0.0])  # along a row: posterior
     col = tilt @ anat.rotation @ np.array([0.0, 0.0, -1.0])  # down a column: feet

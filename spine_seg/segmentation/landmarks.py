@@ -61,6 +61,8 @@ LOWER_VERTEBRA: dict[str, str] = dict(zip(LEVELS, VERTEBRA_NAMES[1:], strict=Tru
 #: Disc-to-disc distance assumed when the mask has too few discs to measure it (adult lumbar spine:
 #: about 30–40 mm between neighbouring disc centres).
 PRIOR_DISC_SPACING_MM = 36.0
+#: Components closer than this fraction of the typical spacing along the spine are fragments of one structure.
+FRAGMENT_FRACTION = 0.35
 #: Lateral distance of the neural foramen from the midline when the mask cannot measure it. Lumbar
 #: foramina lie just lateral to the pedicles, about 15–22 mm from the midline; the ten annotated foramina
 #: of study 100206310 lie 13–22 mm (mean 16.6 mm) from its spinal keypoints, the phantom's 16–18.5 mm.
@@ -583,7 +585,7 @@ def _order_discs(
     spacing = _typical_spacing([d for d in raw if d > 12.0])
     runs: list[list[_Component]] = [[discs[0]]]
     for comp in discs[1:]:
-        if abs(float(np.dot(_merge(runs[-1]).centroid - comp.centroid, axis))) < 0.35 * spacing:
+        if abs(float(np.dot(_merge(runs[-1]).centroid - comp.centroid, axis))) < FRAGMENT_FRACTION * spacing:
             runs[-1].append(comp)
         else:
             runs.append([comp])
@@ -1042,7 +1044,7 @@ def _order_bodies(bodies: list[_Body], axis: np.ndarray, warnings: list[str]) ->
     kept = [bodies[0]]
     for body in bodies[1:]:
         prev = kept[-1]
-        if abs(float(np.dot(prev.centroid - body.centroid, axis))) < 0.35 * spacing:
+        if abs(float(np.dot(prev.centroid - body.centroid, axis))) < FRAGMENT_FRACTION * spacing:
             big, small = (prev, body) if prev.comp.n >= body.comp.n else (body, prev)
             warnings.append(
                 f"{prev.name} and {body.name} lie at one height along the spine: kept {big.name} (larger), dropped {small.name}"

@@ -22,9 +22,8 @@ from scipy import ndimage
 
 from spine_seg.constants import LEVELS
 from spine_seg.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
+from spine_seg.segmentation.landmarks import FRAGMENT_FRACTION, _typical_spacing, landmarks_from_labels
 
-#: Disc fragments closer than this fraction of the typical disc spacing along the axis are one disc.
-FRAGMENT_FRACTION = 0.35
 #: A component smaller than this many mm³ is noise.
 MIN_STRUCTURE_MM3 = 150.0
 #: The smallest sacrum that anchors the count: the upper sacrum in a sagittal field of view is several cm³
@@ -42,7 +41,7 @@ _BODIES = ("L1", "L2", "L3", "L4", "L5")
 
 def _centroids(mask: np.ndarray, affine: np.ndarray, min_voxels: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Component map, each kept component's voxel indices, and their LPS centroids."""
-    cc, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    cc, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     keep, centroids = [], []
     for index, box in enumerate(ndimage.find_objects(cc), start=1):
         if box is None:
@@ -54,7 +53,7 @@ def _centroids(mask: np.ndarray, affine: np.ndarray, min_voxels: float) -> tuple
         keep.append((index, kji))
         ijk = kji[:, ::-1].astype(float)
         centroids.append((ijk @ affine[:3, :3].T + affine[:3, 3]).mean(axis=0))
-    return cc, [k for k in keep], np.array(centroids).reshape(-1, 3)
+    return cc, keep, np.array(centroids).reshape(-1, 3)
 
 
 def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
@@ -172,11 +171,12 @@ def _axis(points: np.ndarray) -> np.ndarray:
 
 
 def _merge_fragments(t_sorted: np.ndarray) -> np.ndarray:
-    """Rank of each (sorted) disc position, with fragments closer than a fraction of the spacing merged."""
+    """Rank of each (sorted) disc position, with fragments closer than a fraction of the spacing merged (the
+    landmark stage's own rule and typical spacing, so both stages see the same discs)."""
     if len(t_sorted) == 0:
         return np.zeros(0, dtype=int)
     gaps = np.diff(t_sorted)
-    typical = float(np.median(gaps[gaps > 15.0])) if np.any(gaps > 15.0) else 36.0
+    typical = _typical_spacing([float(g) for g in gaps if g > 12.0])
     ranks = [0]
     for g in gaps:
         ranks.append(ranks[-1] + (0 if g < FRAGMENT_FRACTION * typical else 1))
@@ -185,8 +185,6 @@ def _merge_fragments(t_sorted: np.ndarray) -> np.ndarray:
 
 def landmarks_from_label_volume(label_volume, **options):
     """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` in any spineseg label scheme."""
-    from spine_seg.segmentation.landmarks import landmarks_from_labels
-
     labels, affine = label_volume.labels, label_volume.affine
     names: Mapping[int, str] = getattr(label_volume, "label_names", {}) or {}
     doubts: list[str] = []

@@ -36,6 +36,9 @@ BASE_INPLANE_SPACING_MM = 1.25
 #: Feature maps of the deepest stages: 128 instead of the CPU planner's 256 keeps the float16 weights under
 #: 25 MB (they ship inside the package) and makes a CPU iteration faster.
 BASE_MAX_FEATURES = 128
+#: Training iterations per epoch of the base trainer (nnUNetTrainer sets 250 in its __init__; the AdamW
+#: variant keeps it), recorded so a budgeted result states what it bought.
+ITERATIONS_PER_EPOCH = 250
 MANIFEST_NAME = "base_model.json"
 #: Where the package keeps the shipped base model (a folder holding MANIFEST_NAME and the nnU-Net folder).
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models" / "base_seg"
@@ -172,7 +175,7 @@ def build_base(
             "skipped": conversion.get("skipped", []),
         },
         "folds": [
-            {"fold": str(r.fold), "epochs": r.epochs, "iterations": r.epochs * _iterations_per_epoch(r),
+            {"fold": str(r.fold), "epochs": r.epochs, "iterations": r.epochs * ITERATIONS_PER_EPOCH,
              "train_seconds": r.seconds, "device": r.device,
              "final_train_loss": r.history[-1].train_loss if r.history else None,
              "ema_pseudo_dice": r.ema_pseudo_dice, "validation_dice": r.final_dice,
@@ -212,16 +215,6 @@ def _train_in_processes(folds: Sequence[str], trainer: str, device: str, max_epo
             raise FileNotFoundError(f"no {TRAIN_RECORD} for fold {fold} under {env.results}")
         results.append(TrainResult.from_dict(json.loads(records[-1].read_text(encoding="utf-8"))))
     return results
-
-
-def _iterations_per_epoch(result: Any) -> int:
-    from spine_seg.segmentation.train import find_trainer_class
-
-    try:
-        cls = find_trainer_class(result.trainer)
-    except ValueError:
-        return 250
-    return int(getattr(cls, "num_iterations_per_epoch", 250))
 
 
 def read_manifest(base_dir: str | Path) -> dict[str, Any]:

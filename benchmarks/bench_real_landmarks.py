@@ -396,12 +396,31 @@ class ModelPool:
         return self._models[key], key
 
 
+#: ``--reuse-predictions DIR``: raw label volumes are kept there and reused, so that a change to the naming
+#: stage is re-scored in seconds instead of re-running the network (the key names the model folder and fold).
+PREDICTION_CACHE: Path | None = None
+
+
+def _cache_path(case: Case, pool: ModelPool) -> Path | None:
+    if PREDICTION_CACHE is None:
+        return None
+    key = f"{pool.folder.resolve()}|{pool.fold_of(case.case_id)}|{SLAB_MM}"
+    import hashlib
+
+    return PREDICTION_CACHE / f"{case.case_id}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+
+
 def predict(case: Case, pool: ModelPool | None) -> tuple[Any, str, float]:
     """(label volume, fold used, segmentation seconds) of a case; the GT itself under ``--truth-masks``."""
     from spine_seg.segmentation.predict import LabelVolume
 
     if pool is None:
         return truth_label_volume(case), "truth", 0.0
+    cached = _cache_path(case, pool)
+    if cached is not None and cached.is_file():
+        with np.load(cached, allow_pickle=False) as z:
+            names = {int(k): str(v) for k, v in zip(z["name_ids"], z["names"], strict=True)}
+            return LabelVolume(z["labels"], z["affine"], names), str(z["fold"]), float(z["seg_seconds"])
     model, fold = pool.model_for(case.case_id)
     t0 = time.perf_counter()
     if case.stack is not None:
@@ -421,7 +440,14 @@ def predict(case: Case, pool: ModelPool | None) -> tuple[Any, str, float]:
         else:
             full = model.predict_array(case.image, spacing)
         lv = LabelVolume(full, case.affine, model.label_names)
-    return lv, fold, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        names = dict(lv.label_names or {})
+        np.savez_compressed(cached, labels=np.asarray(lv.labels, dtype=np.uint8), affine=np.asarray(lv.affine),
+                            name_ids=np.array(list(names), dtype=int), names=np.array(list(names.values())),
+                            fold=fold, seg_seconds=seconds)
+    return lv, fold, seconds
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -710,7 +736,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--slab-mm", type=float, default=4.0,
                     help="MyoSegmenTUM/VB2 (1 mm isotropic) are predicted as slabs this thick, like a clinical sagittal "
                          "series; 1 keeps the thin slices (default: %(default)s)")
+    ap.add_argument("--reuse-predictions", type=Path, metavar="DIR",
+                    help="keep each volume's raw segmentation in DIR and reuse it on the next run (re-scores a change "
+                         "to the naming stage without the network; the segmentation seconds are the first run's)")
     args = ap.parse_args(argv)
+    global PREDICTION_CACHE
+    PREDICTION_CACHE = args.reuse_predictions
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:

@@ -63,6 +63,11 @@ def load_vb2(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return image[:, :, :n], gt[:, :, :n]
 
 
+#: Under VB2's and MyoSegmenTUM's lowest body (L5) lies the L5/S1 disc: this upper band of it is labelled disc
+#: (:func:`.common.bodies_to_base_labels`); thinner than any real disc, so it never reaches the sacrum.
+L5_S1_BAND_MM = 2.0
+
+
 def ordered_bodies(gt: np.ndarray, names: tuple[str, ...] = VB2_BODIES) -> list[tuple[str, int]]:
     """(name, GT value) of each body, head to feet by centroid row; the lowest gets the last name."""
     values = [int(v) for v in np.unique(gt) if v != 0]
@@ -82,7 +87,7 @@ def base_case(image_file: np.ndarray, gt_file: np.ndarray, bodies: list[tuple[st
     img = to_sagittal_stack(image_file)
     gt = to_sagittal_stack(gt_file)
     masks = [gt == v for _, v in bodies]
-    labels = bodies_to_base_labels(masks, SPACING_MM)
+    labels = bodies_to_base_labels(masks, SPACING_MM, disc_below_lowest_mm=L5_S1_BAND_MM)
     if crop:
         i_idx = np.nonzero((gt > 0).any(axis=(0, 1)))[0]
         lo, hi = max(0, int(i_idx.min() - 70 / SPACING_MM)), min(img.shape[2], int(i_idx.max() + 100 / SPACING_MM) + 1)

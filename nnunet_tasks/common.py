@@ -443,6 +443,7 @@ def bodies_to_base_labels(
     rim_mm: float = 2.0,
     canal_band_mm: float = 35.0,
     canal_halfwidth_mm: float = 22.0,
+    disc_below_lowest_mm: float = 0.0,
 ) -> np.ndarray:
     """Vertebral-body masks (``[k, j, i]``, ``j`` towards the feet, ``i`` posterior; ordered head to feet) →
     :data:`spine_seg.labels.BASE_LABELS` with nnU-Net's ignore label where the source does not know.
@@ -457,7 +458,12 @@ def bodies_to_base_labels(
     * **ignored**: a band ``canal_band_mm`` deep behind the bodies and discs, ``canal_halfwidth_mm`` either
       side of the midline (canal, cauda, posterior elements), and the spinal column above the highest and
       below the lowest labelled body (unlabelled vertebrae, discs and the sacrum);
-    * everything else is background (anterior soft tissue, psoas, vessels, the far lateral slices).
+    * everything else is background (anterior soft tissue, psoas, vessels, the far lateral slices);
+    * with ``disc_below_lowest_mm`` > 0 (the lowest body is L5, so the L5/S1 disc lies under it: VB2,
+      MyoSegmenTUM), that many mm under the lowest body's lower endplate are disc too, in the columns under
+      its inner part and only where the field of view goes on below. The L5/S1 disc is the one most often
+      thin and dark; missed, the count from the sacrum starts a level high. Its lower end is unknown, so
+      only the upper band is labelled and the rest stays ignored.
     """
     from scipy import ndimage
 
@@ -481,6 +487,8 @@ def bodies_to_base_labels(
         gap = l_top - u_bottom
         ok = has_u & has_l & (gap > 1) & (gap * spacing_mm <= max_disc_mm)
         disc |= ok[:, None, :] & (jj > u_bottom[:, None, :]) & (jj < l_top[:, None, :])
+    if disc_below_lowest_mm > 0:
+        disc |= _band_below(bodies[-1], disc_below_lowest_mm, spacing_mm)
     disc &= ~body_any
     out[disc] = BASE_LABELS["disc"]
     ignore = np.zeros(shape, dtype=bool)
@@ -520,6 +528,21 @@ def bodies_to_base_labels(
     ignore[ks, j_bottom + 1:, is_] = True
     out[ignore & (out == 0)] = BASE_IGNORE
     return out
+
+
+def _band_below(body: np.ndarray, band_mm: float, spacing_mm: float) -> np.ndarray:
+    """The ``band_mm`` rows under a body's lower endplate (``j`` towards the feet), in the (k, i) columns of
+    its inner part (2 mm in from its outline), where the image goes on at least 10 mm further down."""
+    from scipy import ndimage
+
+    n_j = body.shape[1]
+    has = body.any(axis=1)
+    inner = ndimage.binary_erosion(has, iterations=max(1, int(round(2.0 / spacing_mm))))
+    bottom = n_j - 1 - np.argmax(body[:, ::-1, :], axis=1)
+    rows = max(1, int(round(band_mm / spacing_mm)))
+    inner &= bottom + rows + int(round(10.0 / spacing_mm)) < n_j
+    jj = np.arange(n_j)[None, :, None]
+    return inner[:, None, :] & (jj > bottom[:, None, :]) & (jj <= bottom[:, None, :] + rows)
 
 
 def thick_slices(image: np.ndarray, labels: np.ndarray, thickness: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:

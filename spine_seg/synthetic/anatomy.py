@@ -64,6 +64,13 @@ class Anatomy:
     subarticular_narrowing: np.ndarray  # [side(left,right), LEVELS]
     disc_degeneration: np.ndarray  # per LEVELS, 0..1: darkens the nucleus on T2
     texture_phase: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    #: Remnant discs between the fused sacral segments: (mm below the S1 endplate, thickness mm, tissue).
+    #: On a young spine's T2 the S1/S2 remnant is a bright line that looks like a lumbar disc; a network that
+    #: has only seen a solid sacrum calls S1 a vertebra and counts the levels one off. They stay "sacrum".
+    sacral_remnants: tuple[tuple[float, float, int], ...] = ()
+    #: How far below its endplate the sacrum keeps its full depth before tapering (mm): a real S1 body is
+    #: about as deep as L5.
+    sacral_taper_start_mm: float = 0.0
 
     # ---- frame -------------------------------------------------------------------------------------
     @property
@@ -313,12 +320,16 @@ class Anatomy:
         nuc = disc & ((((vv + 0.1 * va) / (0.55 * va)) ** 2 + (vw / (0.55 * vb)) ** 2) <= 1) & (np.abs(disc_pos - 0.5) < 0.32)
         tis[vi[nuc]] = NUCLEUS
         along = np.float32(self.s_sacrum_top) - vs
-        taper = np.clip(1 - along / 110.0, 0.25, 1)
+        taper = np.clip(1 - np.maximum(along - np.float32(self.sacral_taper_start_mm), 0) / 110.0, 0.25, 1)
         sa = va * taper
         sq = (vv / sa) ** 2 + (vw / (vb * 1.25 * taper)) ** 2
         sac = below[vi] & (along < 100) & (sq <= 1) & (vv >= -0.85 * sa)
         tis[vi[sac]] = MARROW
         tis[vi[sac & ((sq > (1 - 2.0 / sa) ** 2) | (along < 1.2))]] = CORTEX
+        for depth, thick, remnant_tissue in self.sacral_remnants:
+            off = np.abs(along - np.float32(depth))
+            tis[vi[sac & (np.abs(off - np.float32(thick / 2)) < 1.0)]] = CORTEX  # the fused segments' endplates
+            tis[vi[sac & (off < np.float32(thick / 2)) & (sq <= 0.8)]] = remnant_tissue
         if lab is not None:
             lab[vi[body]] = numbers[vown[body]]
             lab[vi[disc]] = disc_numbers[vown[disc]]

@@ -42,6 +42,10 @@ from spine_seg.synthetic.anatomy import (
 )
 from spine_seg.synthetic.render import CONTRAST
 
+#: How often each level (LEVELS order) is the one collapsed: real degeneration gathers at the lower levels,
+#: and a dark thin L5/S1 disc next to a bright S1/S2 remnant is what makes counting go wrong.
+COLLAPSE_LEVEL_P = (0.1, 0.1, 0.15, 0.3, 0.35)
+
 #: How the intensities of a case were drawn (recorded in its metadata).
 CONTRAST_MODES = ("random", "realistic")
 
@@ -86,7 +90,7 @@ def _varied_anatomy(rng: np.random.Generator) -> tuple[Anatomy, dict]:
     degeneration = anat.disc_degeneration.copy()
     collapsed: list[str] = []
     for _ in range(int(rng.choice([0, 0, 1, 1, 2]))):
-        li = int(rng.integers(0, len(LEVELS)))
+        li = int(rng.choice(len(LEVELS), p=COLLAPSE_LEVEL_P))  # degeneration is commonest at L4/L5 and L5/S1
         discs[li + 2] *= rng.uniform(0.3, 0.55)
         degeneration[li] = 1.0
         collapsed.append(LEVELS[li])
@@ -100,8 +104,26 @@ def _varied_anatomy(rng: np.random.Generator) -> tuple[Anatomy, dict]:
         body_depth_mm=anat.body_depth_mm * size * rng.uniform(0.9, 1.1),
         body_width_mm=anat.body_width_mm * size * rng.uniform(0.9, 1.1),
         disc_degeneration=degeneration,
+        sacral_remnants=_sacral_remnants(rng, size),
+        sacral_taper_start_mm=float(rng.uniform(10.0, 30.0)),
     )
-    return anat, {"collapsed_discs": sorted(set(collapsed)), "body_scale": round(float(size), 3)}
+    return anat, {"collapsed_discs": sorted(set(collapsed)), "body_scale": round(float(size), 3),
+                  "sacral_remnants": len(anat.sacral_remnants)}
+
+
+def _sacral_remnants(rng: np.random.Generator, size: float) -> tuple[tuple[float, float, int], ...]:
+    """Remnant discs at S1/S2, S2/S3 and S3/S4 (most adults show at least S1/S2 on T2): (depth below the S1
+    endplate, thickness, tissue). Bright (nucleus-like) or dark, thin; the segments shorten caudally."""
+    if rng.random() < 0.15:  # a sacrum without visible remnants still occurs
+        return ()
+    out = []
+    depth = 0.0
+    for k, (lo, hi) in enumerate(((25.0, 33.0), (19.0, 26.0), (15.0, 21.0))):
+        depth += float(rng.uniform(lo, hi)) * size
+        thick = float(rng.uniform(1.5, 5.0) if k == 0 else rng.uniform(1.0, 3.0))
+        tissue = NUCLEUS if rng.random() < (0.6 if k == 0 else 0.35) else ANNULUS
+        out.append((round(depth, 2), round(thick, 2), int(tissue)))
+    return tuple(out)
 
 
 class _Warp:

@@ -69,3 +69,75 @@ def test_extra_thoracic_disc_is_not_named_lumbar(cohort: Path):
     values = set(np.unique(relabelled).tolist())
     assert values <= set(SEG_LABELS.values())
     assert {SEG_LABELS[f"disc_{lv}"] for lv in LEVELS} <= values
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reconcile_sagittal: a second sagittal series checks the names
+
+
+def _set(names: list[str], z0: float, unsure: bool, conf: float = 1.0, spacing: float = 36.0):
+    """Discs stacked along z (head up), the first name at z0, each next one a spacing lower."""
+    from spine_seg.segmentation.landmarks import LandmarkSet, LevelLandmark
+
+    levels = tuple(LevelLandmark(level=n, xyz_lps_mm=(0.0, 0.0, z0 - i * spacing), normal_lps=(0.0, 0.0, 1.0),
+                                 canal_xyz_lps_mm=(0.0, 20.0, z0 - i * spacing), canal_source="canal_label",
+                                 confidence=conf, reasons=() if conf == 1 else ("counting anchor in doubt",))
+                   for i, n in enumerate(names))
+    return LandmarkSet(levels=levels, missing=(), warnings=(), unsure=unsure, anchor="labels" if unsure else "sacrum",
+                       disc_spacing_mm=spacing)
+
+
+def test_reconcile_agreeing_series_change_nothing():
+    from spine_seg.segmentation.structures import reconcile_sagittal
+
+    t2 = _set(["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)
+    t1 = _set(["l2_l3", "l3_l4", "l4_l5", "l5_s1"], -34.0, unsure=False)  # 2 mm apart: same discs
+    assert reconcile_sagittal(t2, t1) is t2
+
+
+def test_reconcile_disagreeing_anchors_make_names_unsure():
+    from spine_seg.segmentation.structures import DISAGREEMENT_CONFIDENCE_CAP, reconcile_sagittal
+
+    t2 = _set(["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)
+    t1 = _set(["l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)  # the T1 calls the top disc L2/L3
+    out = reconcile_sagittal(t2, t1)
+    assert out.unsure and out.found_levels == t2.found_levels
+    assert all(lm.confidence == DISAGREEMENT_CONFIDENCE_CAP for lm in out.levels)
+    assert any("1 level lower" in w for w in out.warnings)
+
+
+def test_reconcile_names_an_unanchored_series_from_the_other():
+    from spine_seg.segmentation.structures import BORROWED_CONFIDENCE_FACTOR, reconcile_sagittal
+
+    # the T2 missed the sacrum and counted its lowest disc as L5/S1; the T1's sacrum says it is L4/L5
+    t2 = _set(["l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=True, conf=0.5)
+    t1 = _set(["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], 3.0, unsure=False, conf=0.95)
+    out = reconcile_sagittal(t2, t1)
+    assert not out.unsure and out.anchor == "sacrum (Sagittal T1)"
+    assert out.found_levels == ("l1_l2", "l2_l3", "l3_l4", "l4_l5")
+    assert out.missing_levels == ("l5_s1",)
+    assert [lm.xyz_lps_mm for lm in out.levels] == [lm.xyz_lps_mm for lm in t2.levels]  # positions stay the T2's
+    assert all(lm.confidence == pytest.approx(BORROWED_CONFIDENCE_FACTOR * 0.95) for lm in out.levels)
+    assert all("counting anchor in doubt" not in lm.reasons for lm in out.levels)
+
+
+def test_reconcile_keeps_the_primary_when_the_other_is_unsure_or_elsewhere():
+    from spine_seg.segmentation.structures import reconcile_sagittal
+
+    t2 = _set(["l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=True, conf=0.5)
+    t1 = _set(["l2_l3", "l3_l4", "l4_l5"], 0.0, unsure=True, conf=0.5)
+    out = reconcile_sagittal(t2, t1)
+    assert out.levels == t2.levels and out.unsure
+    far = _set(["l3_l4", "l4_l5"], 500.0, unsure=False)
+    out = reconcile_sagittal(t2, far)
+    assert out.levels == t2.levels and any("not cross-checked" in w for w in out.warnings)
+
+
+def test_reconcile_ignores_a_weakly_anchored_other_series():
+    from spine_seg.segmentation.structures import reconcile_sagittal
+
+    t2 = _set(["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)
+    weak = _set(["l2_l3", "l3_l4", "l4_l5"], 0.0, unsure=False, conf=0.5)  # anchored, but not confidently
+    assert reconcile_sagittal(t2, weak) is t2
+    few = _set(["l2_l3", "l3_l4"], 0.0, unsure=False)  # two discs are too few to name a spine
+    assert reconcile_sagittal(t2, few) is t2

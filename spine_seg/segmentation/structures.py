@@ -22,7 +22,14 @@ from scipy import ndimage
 
 from spine_seg.constants import LEVELS
 from spine_seg.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
-from spine_seg.segmentation.landmarks import FRAGMENT_FRACTION, _typical_spacing, landmarks_from_labels
+from spine_seg.segmentation.landmarks import (
+    FRAGMENT_FRACTION,
+    LandmarkSet,
+    LevelLandmark,
+    MissingLevel,
+    _typical_spacing,
+    landmarks_from_labels,
+)
 
 #: A component smaller than this many mm³ is noise.
 MIN_STRUCTURE_MM3 = 150.0
@@ -196,3 +203,94 @@ def landmarks_from_label_volume(label_volume, **options):
                                reasons=(*lm.reasons, "counting anchor in doubt")) for lm in landmarks.levels)
         landmarks = replace(landmarks, levels=levels, unsure=True, warnings=(*landmarks.warnings, *doubts))
     return landmarks
+
+
+#: Confidence ceiling when the two sagittal series name the same discs differently.
+DISAGREEMENT_CONFIDENCE_CAP = 0.4
+#: A level named only through the other series' anchor keeps at most this much of that series' confidence.
+BORROWED_CONFIDENCE_FACTOR = 0.9
+
+
+#: What makes a series' names evidence (:func:`reconcile_sagittal`).
+MIN_ANCHORED_LEVELS = 3
+ANCHORED_CONFIDENCE = 0.8
+
+
+def _anchored(landmarks: LandmarkSet) -> bool:
+    confidences = [lm.confidence for lm in landmarks.levels]
+    return (not landmarks.unsure and len(confidences) >= MIN_ANCHORED_LEVELS
+            and float(np.median(confidences)) >= ANCHORED_CONFIDENCE)
+
+
+def reconcile_sagittal(primary: LandmarkSet, other: LandmarkSet, other_name: str = "Sagittal T1") -> LandmarkSet:
+    """The primary series' landmarks, their names checked against a second sagittal series of the same study.
+
+    Both series see the same discs in patient space, so each primary disc is matched to the other series'
+    nearest disc (within half a disc spacing) and the name offset between the two is read off. Then:
+
+    * both anchored on a sacrum and agreeing: unchanged (the names had two independent anchors);
+    * both anchored and disagreeing: one of the two sacra is wrong and nothing says which, so the names are
+      unsure and every confidence is capped at :data:`DISAGREEMENT_CONFIDENCE_CAP`;
+    * the primary unsure (no sacrum), the other anchored: the primary's discs take the other's names, with
+      the other's confidence (times :data:`BORROWED_CONFIDENCE_FACTOR`), and are no longer unsure — a T2 that
+      missed the sacrum is named by a T1 that found it;
+    * otherwise (the other series not anchored, or no disc matched): unchanged, with a warning saying why.
+
+    A series counts as anchored when its names are not unsure, it found at least :data:`MIN_ANCHORED_LEVELS`
+    levels and their median confidence is at least :data:`ANCHORED_CONFIDENCE`: a T1 segmentation that found
+    three scattered discs with a sacrum speck is no evidence against a T2 that found five.
+
+    Positions are always the primary's: only names and confidences change.
+    """
+    if not primary.levels or not other.levels:
+        return primary
+    spacing = primary.disc_spacing_mm or other.disc_spacing_mm or 35.0
+    other_xyz = np.array([lm.disc_xyz for lm in other.levels])
+    offsets: list[int] = []
+    matched: dict[str, LevelLandmark] = {}
+    for lm in primary.levels:
+        d = np.linalg.norm(other_xyz - lm.disc_xyz, axis=1)
+        i = int(np.argmin(d))
+        if d[i] <= 0.5 * spacing:
+            offsets.append(LEVELS.index(other.levels[i].level) - LEVELS.index(lm.level))
+            matched[lm.level] = other.levels[i]
+    if not offsets:
+        return replace(primary, warnings=(*primary.warnings, f"{other_name}: no disc lies near the primary series' discs; "
+                                          "names not cross-checked"))
+    values, counts = np.unique(offsets, return_counts=True)
+    offset = int(values[np.argmax(counts)])
+    split = len(values) > 1
+    if not _anchored(other):
+        if not _anchored(primary):
+            return replace(primary, warnings=(*primary.warnings, f"{other_name}: no confident sacrum anchor there either"))
+        return primary
+    if _anchored(primary):
+        if offset == 0 and not split:
+            return primary
+        how = f"{abs(offset)} level{'s' if abs(offset) > 1 else ''} {'lower' if offset > 0 else 'higher'}" if offset else \
+            "some discs differently"
+        levels = tuple(replace(lm, confidence=min(lm.confidence, DISAGREEMENT_CONFIDENCE_CAP),
+                               reasons=(*lm.reasons, f"{other_name} names this disc differently")) for lm in primary.levels)
+        return replace(primary, levels=levels, unsure=True,
+                       warnings=(*primary.warnings, f"{other_name} names the discs {how} than this series: one of the "
+                                 "two sacrum anchors is wrong; level names unsure"))
+    renamed: list[LevelLandmark] = []
+    for lm in primary.levels:
+        index = LEVELS.index(lm.level) + offset
+        if not 0 <= index < len(LEVELS):
+            continue
+        source = matched.get(lm.level)
+        conf = BORROWED_CONFIDENCE_FACTOR * (source.confidence if source is not None
+                                             else min(o.confidence for o in other.levels))
+        if split:
+            conf = min(conf, UNSURE_CONFIDENCE_CAP)
+        renamed.append(replace(lm, level=LEVELS[index], confidence=float(np.clip(conf, 0.0, 1.0)),
+                               reasons=tuple(r for r in lm.reasons if "anchor" not in r and "mask's labels" not in r)
+                               + (f"named from the {other_name}'s sacrum anchor",)))
+    names = {lm.level for lm in renamed}
+    missing = tuple(MissingLevel(lv, f"not found on this series (names from the {other_name})") for lv in LEVELS
+                    if lv not in names)
+    return replace(primary, levels=tuple(sorted(renamed, key=lambda lm: LEVELS.index(lm.level))), missing=missing,
+                   unsure=split, anchor=f"sacrum ({other_name})",
+                   warnings=(*primary.warnings, f"no sacrum anchor on this series: levels named from the {other_name}, "
+                             f"shifted by {offset}"))

@@ -78,6 +78,9 @@ STAGES: tuple[str, ...] = ("ingest", "segment", "landmarks", "project", "crop", 
 RESULT_JSON = "result.json"
 REPORT_PNG = "report.png"
 SEGMENTATION_NII = "segmentation.nii.gz"
+#: When the Sagittal T1 is segmented too, to check the T2's level names: ``always``; ``unsure`` (only when the
+#: T2's names are unsure); ``never``; ``auto``: always on CUDA, where it costs a second, else when unsure.
+CROSS_CHECK_CHOICES: tuple[str, ...] = ("auto", "always", "unsure", "never")
 SUBMISSION_CSV = "submission.csv"
 ERRORS_CSV = "errors.csv"
 ERROR_COLUMNS: tuple[str, ...] = ("study", "folder", "stage", "error", "submission_rows")
@@ -181,9 +184,12 @@ def check_segmentation_budget(seg_model: Any, stack: Any) -> None:
 class Predictor:
     """A bundle's models loaded once, applied to many studies (``predict_study`` wraps one call)."""
 
-    def __init__(self, bundle: ModelBundle | str | Path, device: str = "auto"):
+    def __init__(self, bundle: ModelBundle | str | Path, device: str = "auto", cross_check: str = "auto"):
+        if cross_check not in CROSS_CHECK_CHOICES:
+            raise ValueError(f"unknown cross_check {cross_check!r}; valid: {list(CROSS_CHECK_CHOICES)}")
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
         self.device = device
+        self.cross_check = cross_check
         t0 = time.perf_counter()
         self.seg_model = self.bundle.segmentation_model(device)
         self.ensemble = self.bundle.ensemble(device)
@@ -195,6 +201,25 @@ class Predictor:
         )
         self.load_seconds = time.perf_counter() - t0
         self.versions = {**package_versions(), "bundle_spineseg": str(self.bundle.manifest.get("versions", {}).get("spineseg"))}
+
+    def _cross_checked(self, landmarks: LandmarkSet, study: Study) -> LandmarkSet:
+        """The Sagittal T2's level names checked against the Sagittal T1's (``cross_check``, see
+        :data:`CROSS_CHECK_CHOICES`): a second segmentation, so on a CPU by default only when the T2's names are
+        unsure (a T2 that missed the sacrum, named from a T1 that found it)."""
+        mode = self.cross_check
+        if mode == "auto":
+            mode = "always" if str(getattr(self.seg_model, "device", "")).startswith("cuda") else "unsure"
+        if not landmarks.levels or mode == "never" or (mode == "unsure" and not landmarks.unsure):
+            return landmarks
+        t1 = [s for s in study.series_of_kind(SeriesKind.SAGITTAL_T1) if s.stacks]
+        if not t1:
+            return landmarks
+        from spine_seg.segmentation.structures import landmarks_from_label_volume, reconcile_sagittal
+
+        stack = max(max(t1, key=lambda s: s.n_slices).stacks, key=lambda st: st.n_slices)
+        check_segmentation_budget(self.seg_model, stack)
+        other = landmarks_from_label_volume(self.seg_model.predict_stack(stack))
+        return reconcile_sagittal(landmarks, other, "Sagittal T1")
 
     def prior_rows(self, study_id: str) -> pd.DataFrame:
         """The bundle's training prior as 25 rows: the documented answer where nothing better exists."""
@@ -245,6 +270,7 @@ class Predictor:
                 from spine_seg.segmentation.structures import landmarks_from_label_volume
 
                 landmarks = landmarks_from_label_volume(label_volume)
+                landmarks = self._cross_checked(landmarks, study)
                 warnings += list(landmarks.warnings)
                 if not landmarks.levels:
                     reason = landmarks.missing[0].reason if landmarks.missing else "no disc"

@@ -279,3 +279,47 @@ def test_python_api(tiny_bundle):
                                      series_csv=_series_csv(tiny_bundle, "test"), device="cpu")
     assert isinstance(result, spine_seg.StudyResult) and result.study_id == tiny_bundle.test_ids[0]
     assert len(result.submission) == 25 and result.grade("spinal_canal_stenosis", "l4_l5") in ("normal_mild", "moderate", "severe")
+
+
+class SacrumBlindT2Segmenter(TrueMaskSegmenter):
+    """The true mask, but the first stack segmented (the Sagittal T2) has lost its sacrum: its level names
+    are unsure, as on a real T2 where the network missed the sacrum."""
+
+    def __init__(self, cohort: Path):
+        super().__init__(cohort)
+        self.calls = 0
+
+    def predict_stack(self, stack: Stack) -> LabelVolume:
+        lv = super().predict_stack(stack)
+        self.calls += 1
+        if self.calls > 1:
+            return lv
+        labels = np.asarray(lv.labels).copy()
+        labels[labels == SEG_LABELS["sacrum"]] = 0
+        return LabelVolume(labels, lv.affine, SEG_NAMES)
+
+
+def test_unsure_t2_names_are_cross_checked_on_the_t1(tiny_bundle, predictor: Predictor):
+    sid = tiny_bundle.train_ids[0]
+    folder = tiny_bundle.cohort / "train_images" / sid
+    saved, saved_mode = predictor.seg_model, predictor.cross_check
+    try:
+        predictor.cross_check = "never"
+        predictor.seg_model = SacrumBlindT2Segmenter(tiny_bundle.cohort)
+        alone = predictor.predict(folder, _series_csv(tiny_bundle))
+        assert alone.landmarks.unsure and predictor.seg_model.calls == 1
+        predictor.cross_check = "unsure"
+        predictor.seg_model = SacrumBlindT2Segmenter(tiny_bundle.cohort)
+        checked = predictor.predict(folder, _series_csv(tiny_bundle))
+    finally:
+        predictor.seg_model, predictor.cross_check = saved, saved_mode
+    assert predictor is not None and checked.landmarks is not None
+    lms = checked.landmarks
+    assert not lms.unsure and lms.anchor == "sacrum (Sagittal T1)" and lms.found_levels == LEVELS
+    assert [lm.xyz_lps_mm for lm in lms.levels] == [lm.xyz_lps_mm for lm in alone.landmarks.levels]
+    assert all(lm.confidence >= 0.8 for lm in lms.levels)
+
+
+def test_unknown_cross_check_lists_the_choices(tiny_bundle):
+    with pytest.raises(ValueError, match="valid: \\['auto', 'always', 'unsure', 'never'\\]"):
+        Predictor(tiny_bundle.bundle, device="cpu", cross_check="sometimes")

@@ -105,7 +105,12 @@ def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list
         t = disc_xyz @ axis
         order = np.argsort(t)  # caudal first
         if sacrum_t is not None:
-            below = t[order] < sacrum_t - 10.0
+            sacrum_xyz = _xyz(np.argwhere(out == SEG_LABELS["sacrum"]), affine)
+            # a disc is inside the sacrum (an S1/S2 remnant) when it lies below the sacrum's upper end and has
+            # sacrum, not vertebra, right above it: a sacrum label that bleeds up behind L5 must not swallow
+            # the real L5/S1 disc in front of it
+            below = np.array([t[i] < sacrum_t - 10.0 and _above(disc_xyz[i], axis, sacrum_xyz) > _above(disc_xyz[i], axis, body_xyz)
+                              for i in order], dtype=bool)
             if below.any():
                 typical = float(np.median([len(discs[i][1]) for i in order[~below]])) if (~below).any() else 0.0
                 under = sum(len(discs[i][1]) for i in order[below])
@@ -164,6 +169,22 @@ def _usable_sacrum(labels: np.ndarray, affine: np.ndarray, voxel_mm3: float, axi
     kji = np.argwhere(part)
     xyz = kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
     return float(np.percentile(xyz @ axis, 95))
+
+
+def _xyz(kji: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _above(centre: np.ndarray, axis: np.ndarray, points: np.ndarray, *, reach_mm: float = 15.0,
+           radius_mm: float = 15.0) -> int:
+    """How many of ``points`` lie within ``reach_mm`` above ``centre`` along ``axis`` and within ``radius_mm``
+    of the axis line through it: what sits on top of a disc."""
+    if len(points) == 0:
+        return 0
+    d = points - centre
+    along = d @ axis
+    side = np.linalg.norm(d - np.outer(along, axis), axis=1)
+    return int(np.count_nonzero((along > 0) & (along <= reach_mm) & (side <= radius_mm)))
 
 
 def _axis(points: np.ndarray) -> np.ndarray:

@@ -211,6 +211,26 @@ def _merge_fragments(t_sorted: np.ndarray) -> np.ndarray:
     return np.array(ranks)
 
 
+#: A lowest disc tilted this much less than the most tilted disc above it has passed the lumbosacral junction.
+JUNCTION_TURN_DEG = 12.0
+
+
+def _junction_doubts(landmarks: LandmarkSet) -> list[str]:
+    """Lordosis tilts each lumbar disc more than the one above it, up to L5/S1; the sacrum then curves the
+    other way. A lowest "L5/S1" tilted clearly less than a disc above it is therefore more likely a remnant
+    disc inside the sacrum (S1 taken for L5), and the count from it is in doubt."""
+    levels = sorted(landmarks.levels, key=lambda lm: LEVELS.index(lm.level))
+    if len(levels) < 4:
+        return []
+    ref = levels[0].normal + levels[1].normal
+    ref = ref / max(float(np.linalg.norm(ref)), 1e-9)
+    tilt = [float(np.degrees(np.arccos(np.clip(abs(lm.normal @ ref), 0.0, 1.0)))) for lm in levels]
+    if max(tilt[:-1]) - tilt[-1] > JUNCTION_TURN_DEG:
+        return [f"the lowest disc ({levels[-1].level}) is tilted {max(tilt[:-1]) - tilt[-1]:.0f}° less than one above "
+                "it, as a remnant disc inside the sacrum would be: level names unsure"]
+    return []
+
+
 def landmarks_from_label_volume(label_volume, **options):
     """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` in any spineseg label scheme."""
     labels, affine = label_volume.labels, label_volume.affine
@@ -219,6 +239,8 @@ def landmarks_from_label_volume(label_volume, **options):
     if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
         labels, doubts = relabel_base(labels, affine)
     landmarks = landmarks_from_labels(labels, affine, **options)
+    if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
+        doubts += _junction_doubts(landmarks)
     if doubts and landmarks.levels:
         levels = tuple(replace(lm, confidence=min(lm.confidence, UNSURE_CONFIDENCE_CAP),
                                reasons=(*lm.reasons, "counting anchor in doubt")) for lm in landmarks.levels)

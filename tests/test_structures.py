@@ -141,3 +141,64 @@ def test_reconcile_ignores_a_weakly_anchored_other_series():
     assert reconcile_sagittal(t2, weak) is t2
     few = _set(["l2_l3", "l3_l4"], 0.0, unsure=False)  # two discs are too few to name a spine
     assert reconcile_sagittal(t2, few) is t2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# counting on hand-built structure volumes
+
+
+def _column(sacrum_bleed_mm: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Five 25 mm bodies and five 10 mm discs above a 40 mm sacrum, 1 mm voxels: ``[k, j, i]`` with k → L,
+    j → feet, i → posterior. ``sacrum_bleed_mm``: the sacrum label also covers the back of L5 that far up."""
+    labels = np.zeros((20, 220, 70), dtype=np.uint8)
+    j = 5
+    for _ in range(5):
+        labels[:, j:j + 25, 20:55] = BASE_LABELS["vertebra"]
+        labels[:, j + 25:j + 35, 20:55] = BASE_LABELS["disc"]
+        j += 35
+    labels[:, j:j + 40, 20:55] = BASE_LABELS["sacrum"]
+    if sacrum_bleed_mm:
+        labels[:, j - 10 - sacrum_bleed_mm:j, 47:55] = BASE_LABELS["sacrum"]  # up behind the L5/S1 disc and L5
+    affine = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    return labels, affine
+
+
+def test_counting_names_the_disc_above_the_sacrum_l5_s1():
+    from spine_seg.labels import SEG_DISC_OF_LEVEL
+    from spine_seg.segmentation.structures import relabel_base
+
+    labels, affine = _column()
+    out, doubts = relabel_base(labels, affine)
+    assert not doubts
+    for n, level in enumerate(LEVELS):
+        j = 5 + 35 * n + 30
+        assert out[10, j, 37] == SEG_DISC_OF_LEVEL[level]
+
+
+def test_a_sacrum_label_bleeding_up_behind_l5_does_not_swallow_l5_s1():
+    from spine_seg.labels import SEG_DISC_OF_LEVEL
+    from spine_seg.segmentation.structures import relabel_base
+
+    labels, affine = _column(sacrum_bleed_mm=20)  # one component: its upper end is now inside L5
+    out, doubts = relabel_base(labels, affine)
+    assert out[10, 5 + 35 * 4 + 30, 37] == SEG_DISC_OF_LEVEL["l5_s1"]  # vertebra, not sacrum, sits on it
+    assert out[10, 5 + 30, 37] == SEG_DISC_OF_LEVEL["l1_l2"] and not doubts
+
+
+def _tilted(tilts_deg: list[float]):
+    from spine_seg.segmentation.landmarks import LandmarkSet, LevelLandmark
+
+    levels = []
+    for n, (level, a) in enumerate(zip(LEVELS, tilts_deg, strict=False)):
+        r = np.radians(a)
+        levels.append(LevelLandmark(level=level, xyz_lps_mm=(0.0, 0.0, -36.0 * n), normal_lps=(0.0, -np.sin(r), np.cos(r)),
+                                    canal_xyz_lps_mm=(0.0, 20.0, -36.0 * n), canal_source="canal_label"))
+    return LandmarkSet(levels=tuple(levels), missing=(), warnings=(), unsure=False, anchor="sacrum", disc_spacing_mm=36.0)
+
+
+def test_a_lowest_disc_that_turns_back_from_the_lordosis_is_doubted():
+    from spine_seg.segmentation.structures import _junction_doubts
+
+    assert _junction_doubts(_tilted([0, 2, 10, 20, 35])) == []  # lordosis down to L5/S1
+    assert _junction_doubts(_tilted([0, 2, 12, 30, 10]))  # the lowest turns back 20°: a sacral remnant
+    assert _junction_doubts(_tilted([0, 2, 12])) == []  # too few discs to read a curve

@@ -108,8 +108,8 @@ def convert(data: Path, env) -> dict:
 def evaluate(model, raw_folder: Path) -> dict:
     import SimpleITK as sitk
 
-    from spine_seg.labels import SEG_LABELS
-    from spine_seg.segmentation.landmarks import affine_from_sitk
+    from spine_seg.core.geometry import affine_from_sitk
+    from spine_seg.core.labels import SEG_LABELS
 
     values = {n: SEG_LABELS[n] for n in VERTEBRAE}
     per_case = []

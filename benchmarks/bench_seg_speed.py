@@ -63,9 +63,9 @@ def worker(args: argparse.Namespace) -> None:
     nnunet_env.apply(require=())
     import torch
 
-    from spine_seg.constants import SeriesKind
+    from spine_seg.core.constants import SeriesKind
     from spine_seg.dicom import load_study
-    from spine_seg.segmentation.landmarks import landmarks_from_labels
+    from spine_seg.landmarks import landmarks_from_labels
     from spine_seg.segmentation.predict import SegmentationModel
 
     torch.set_num_threads(args.threads)

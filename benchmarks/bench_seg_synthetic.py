@@ -85,7 +85,7 @@ def cohort(path: Path, cfg) -> Path:
 
 def level_metrics(ls, truth: dict) -> dict:
     """Per-level comparison of a LandmarkSet with the truth, as tests/test_landmarks.py compares them."""
-    from spine_seg.constants import LEVELS
+    from spine_seg.core.constants import LEVELS
 
     def disc_truth(level: str) -> np.ndarray:
         return np.asarray(truth["landmarks_lps_mm"][level]["disc_centre"], dtype=float)
@@ -155,9 +155,9 @@ def mean_dice(pred: np.ndarray, ref: np.ndarray) -> tuple[float | None, dict[int
 def evaluate(model, heldout: Path) -> dict:
     import pandas as pd
 
-    from spine_seg.constants import SeriesKind
+    from spine_seg.core.constants import SeriesKind
     from spine_seg.dicom import load_study
-    from spine_seg.segmentation.landmarks import landmarks_from_labels, load_label_volume
+    from spine_seg.landmarks import landmarks_from_labels, load_label_volume
 
     overview = pd.read_csv(heldout / "spider" / "overview.csv", dtype=str)
     t2_mask = {r.synthetic_study_id: r.new_file_name for r in overview.itertuples() if r.new_file_name.endswith("_t2")}

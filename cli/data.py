@@ -80,7 +80,7 @@ def fetch(
     name: Annotated[str, typer.Argument(help="Dataset name (see `spineseg data list`).")],
     dest: Annotated[
         Optional[Path],
-        typer.Option("--dest", help="Target folder. Default: $SPINESEG_HOME/data/NAME (./spineseg_home/data/NAME)."),
+        typer.Option("--dest", help="Target folder. Default: $SPINESEG_HOME/data/NAME (~/.spineseg/data/NAME)."),
     ] = None,
     url: Annotated[
         Optional[str],

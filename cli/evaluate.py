@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from spine_seg import metric, textio
+from spine_seg import metric
+from spine_seg.core import textio
 from spine_seg_cli.common import USER_ERRORS, fail
 
 

@@ -11,16 +11,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg.constants import CONDITION_GROUPS
+from spine_seg.core.choices import check_option
+from spine_seg.core.constants import CONDITION_GROUPS
 from spine_seg_cli.common import USER_ERRORS, fail
 
 CONDITION_CHOICES: tuple[str, ...] = (*CONDITION_GROUPS, "all")
 
 
 def _choice(value: str, valid: tuple[str, ...], flag: str) -> str:
-    if value not in valid:
-        raise ValueError(f"{flag}: unknown value {value!r}; valid: {list(valid)}")
-    return value
+    return check_option(flag, value, valid)
 
 
 def train_cls(

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg import __version__, api, textio
+from spine_seg import __version__, api
+from spine_seg.core import textio
 from spine_seg_cli.common import USER_ERRORS, fail
 
 app = typer.Typer(

@@ -14,15 +14,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg import textio
+from spine_seg.core import textio
+from spine_seg.core.choices import Device, check_option
 from spine_seg_cli.common import USER_ERRORS, fail
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def _check_device(device: str) -> str:
-    if device not in DEVICE_CHOICES:
-        raise ValueError(f"--device: unknown value {device!r}; valid: {list(DEVICE_CHOICES)}")
+    check_option("--device", device, Device)
     if device == "cuda":
         import torch
 

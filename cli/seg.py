@@ -12,12 +12,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from spine_seg.core.choices import Budget, check_choice, values
 from spine_seg.segmentation import nnunet_env
 from spine_seg.segmentation import train as seg_train
 from spine_seg_cli.common import USER_ERRORS, fail
 
 SEG_ERRORS = (*USER_ERRORS, nnunet_env.NnunetEnvError)
-BUDGET_CHOICES = ("auto", "cpu", "default")
+BUDGET_CHOICES: tuple[str, ...] = values(Budget)
 
 
 def _converters() -> dict:
@@ -27,8 +28,7 @@ def _converters() -> dict:
 
 
 def _budget(budget: str) -> str:
-    if budget not in BUDGET_CHOICES:
-        raise ValueError(f"unknown budget {budget!r}; valid: {', '.join(BUDGET_CHOICES)}")
+    check_choice("budget", budget, BUDGET_CHOICES)
     if budget != "auto":
         return budget
     import torch
@@ -59,7 +59,7 @@ def prepare(
     configurations = tuple(config or ("2d",))
     try:
         for c in configurations:
-            seg_train.check_choice("configuration", c, seg_train.CONFIGURATIONS)
+            check_choice("configuration", c, seg_train.CONFIGURATIONS)
         chosen_budget = _budget(budget)
         env = nnunet_env.apply()
         if skip_convert:

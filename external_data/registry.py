@@ -24,19 +24,20 @@ import http.client
 import json
 import os
 import re
-import stat
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from spine_seg.core import archives, home
+from spine_seg.core.checksums import CHUNK_BYTES, sha256_file
+from spine_seg.core.errors import UserError
 
 __all__ = [
     "BASE_URL_ENV",
@@ -67,11 +68,9 @@ __all__ = [
 #: Environment variable naming a mirror: each registered file is fetched from ``<base>/<filename>``.
 BASE_URL_ENV = "SPINESEG_FETCH_BASE_URL"
 #: Environment variable for the folder that holds fetched datasets by default (``<home>/data/<name>``).
-HOME_ENV = "SPINESEG_HOME"
+HOME_ENV = home.HOME_VAR
 REGISTRY_FILE = "registry.json"
-CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 30.0
-ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 ACCESS_KINDS = ("direct", "kaggle")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -85,7 +84,7 @@ Log = Callable[[str], None]
 # --------------------------------------------------------------------------------------------- errors
 
 
-class ExternalDataError(Exception):
+class ExternalDataError(UserError):
     """Base of every error this module raises on purpose, so callers can catch them as one."""
 
 
@@ -109,7 +108,7 @@ class ChecksumMismatch(DownloadError):
     """A downloaded file's sha256 differs from the recorded one (the file is discarded)."""
 
 
-class UnsafeArchiveError(DownloadError):
+class UnsafeArchiveError(DownloadError, archives.UnsafeArchiveError):
     """An archive member would land outside the destination (absolute path, ``..``) or is a link."""
 
 
@@ -251,7 +250,7 @@ def _checksum(value: Any, where: str) -> str | None:
 
 def _relative(path: Any, where: str) -> str:
     """Layout paths must stay inside the dataset folder; the same rule as for archive members."""
-    if not isinstance(path, str) or not path or _escapes(path):
+    if not isinstance(path, str) or not path or archives.escapes(path):
         raise RegistryError(f"{where}: {path!r} must be a relative path without '..'")
     return path
 
@@ -385,15 +384,6 @@ class VerifyReport:
         }
 
 
-def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES) -> str:
-    """Hex sha256 of a file, read in chunks so multi-gigabyte files need no memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_bytes):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _as_dataset(name_or_dataset: str | Dataset, registry: Registry | None) -> Dataset:
     if isinstance(name_or_dataset, Dataset):
         return name_or_dataset
@@ -460,79 +450,27 @@ def verify(
 def default_dest(name: str) -> Path:
     """Where ``fetch`` puts a dataset without ``--dest``: ``$SPINESEG_HOME/data/<name>``.
 
-    ``SPINESEG_HOME`` defaults to ``./spineseg_home``, which the repository's .gitignore already
-    excludes, so a fetch run from the checkout cannot end up committed.
+    ``SPINESEG_HOME`` is resolved by :mod:`spine_seg.core.home` (default ``~/.spineseg``), the same home
+    as nnU-Net's folders and the installed bundles.
     """
-    return Path(os.environ.get(HOME_ENV) or "spineseg_home") / "data" / name
-
-
-def _escapes(name: str) -> bool:
-    """True when a relative name could resolve outside its folder (absolute, drive, or '..')."""
-    posix = name.replace("\\", "/")
-    return (
-        posix.startswith("/")
-        or bool(PureWindowsPath(name).drive)
-        or ".." in PurePosixPath(posix).parts
-    )
-
-
-def _is_archive(filename: str) -> bool:
-    return filename.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _check_member(archive: Path, dest: Path, name: str) -> None:
-    if not name or _escapes(name):
-        raise UnsafeArchiveError(
-            f"refusing to extract {archive.name}: member {name!r} has an absolute path or '..' "
-            f"and would be written outside {dest}; nothing was extracted"
-        )
-    resolved = (dest / name).resolve()
-    if resolved != dest.resolve() and not resolved.is_relative_to(dest.resolve()):
-        raise UnsafeArchiveError(
-            f"refusing to extract {archive.name}: member {name!r} resolves outside {dest}; nothing was extracted"
-        )
+    return home.data_home(name)
 
 
 def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[str]:
     """Unpack a .zip or .tar[.gz|.bz2|.xz] into ``dest`` after checking every member first.
 
-    All members are checked before anything is written, so a refused archive leaves ``dest`` as it
-    was. Links, devices and FIFOs are refused as well: a symlink member followed by a file written
-    through it is the classic way round a path check. Returns the member names extracted.
+    The checks and the extraction are :func:`spine_seg.core.archives.extract_archive`'s; this wrapper only
+    turns its errors into this module's (an unreadable archive is a download to redo).
     """
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    lower = archive.name.lower()
     try:
-        if lower.endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
-                infos = zf.infolist()
-                for info in infos:
-                    _check_member(archive, dest, info.filename)
-                    if stat.S_ISLNK(info.external_attr >> 16):
-                        raise UnsafeArchiveError(
-                            f"refusing to extract {archive.name}: member {info.filename!r} is a symbolic link"
-                        )
-                for info in infos:
-                    zf.extract(info, dest)
-                return [i.filename for i in infos]
-        if lower.endswith(ARCHIVE_SUFFIXES):
-            with tarfile.open(archive, "r:*") as tf:
-                members = tf.getmembers()
-                for m in members:
-                    _check_member(archive, dest, m.name)
-                    if not (m.isfile() or m.isdir()):
-                        raise UnsafeArchiveError(
-                            f"refusing to extract {archive.name}: member {m.name!r} is a link or special file"
-                        )
-                if hasattr(tarfile, "data_filter"):  # 3.11.4+: the stdlib's own belt to our braces
-                    tf.extractall(dest, members=members, filter="data")
-                else:  # pragma: no cover - older 3.11 patch releases
-                    tf.extractall(dest, members=members)
-                return [m.name for m in members]
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise DownloadError(f"{archive} is not a readable archive ({exc}); delete it and fetch again") from exc
-    raise DownloadError(f"{archive.name}: unknown archive type (expected one of {', '.join(ARCHIVE_SUFFIXES)})")
+        return archives.extract_archive(archive, dest)
+    except archives.UnsafeArchiveError as exc:
+        raise UnsafeArchiveError(str(exc)) from exc
+    except archives.ArchiveError as exc:
+        msg = str(exc)
+        if "unknown archive type" not in msg:
+            msg += "; delete it and fetch again"
+        raise DownloadError(msg) from exc
 
 
 class StderrProgress:
@@ -659,7 +597,7 @@ def _plan(ds: Dataset, url: str | None, base_url: str | None) -> list[Download]:
         for d in ds.downloads:
             if d.filename == filename:  # the same file from another place: keep what we know of it
                 return [Download(filename, url, d.extract, d.sha256, d.reported_sha256, d.reported_source)]
-        return [Download(filename, url, _is_archive(filename))]
+        return [Download(filename, url, archives.is_archive(filename))]
     if base_url:
         root = base_url.rstrip("/")
         return [

@@ -7,11 +7,11 @@ Input, as published on Zenodo (record 10159290)::
 with ``<sequence>`` one of ``t1``, ``t2``, ``t2_SPACE`` (``12_t1.mha``: patient 12, sagittal T1). Each series
 becomes one case ``spider_012_t1`` (single channel); folds are grouped by patient.
 
-Labels: SPIDER's values are remapped with :func:`spine_seg.labels.spider_to_seg_lut` to
-:data:`spine_seg.labels.SEG_LABELS` (L1–L5, sacrum, discs L1/L2–L5/S1, spinal canal). Everything else
+Labels: SPIDER's values are remapped with :func:`spine_seg.core.labels.spider_to_seg_lut` to
+:data:`spine_seg.core.labels.SEG_LABELS` (L1–L5, sacrum, discs L1/L2–L5/S1, spinal canal). Everything else
 (T12 and above, their discs, partly visible vertebrae 101–125 by default) becomes background.
 
-SPIDER's vertebra numbering is an assumption made in :mod:`spine_seg.labels`;
+SPIDER's vertebra numbering is an assumption made in :mod:`spine_seg.core.labels`;
 :func:`check_spider_numbering` tests it on each mask from geometry alone and the converter warns (or, on
 request, skips or stops) when a mask contradicts it. See docs/nnunet-datasets.md for what public sources say.
 """
@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from spine_seg.labels import (
+from spine_seg.core.geometry import affine_from_sitk
+from spine_seg.core.labels import (
+    PARTIAL_MODES,
     SEG_LABELS,
     SPIDER_CANAL,
     SPIDER_DISC_OFFSET,
@@ -38,14 +40,14 @@ from spine_seg.labels import (
     SPIDER_VERTEBRA_NUMBER,
     SYNTHETIC_SACRUM,
     spider_disc_label,
-    spider_to_seg_lut,
+    spider_lut,
 )
+from spine_seg.core.labels import SPIDER_MAX_VERTEBRA as _MAX_VERTEBRA
 
 from .common import (
     DEFAULT_FOLDS,
     DEFAULT_SPLIT_SEED,
     ConversionReport,
-    affine_from_sitk,
     apply_lut,
     label_voxel_counts,
     map_cases,
@@ -61,7 +63,6 @@ log = logging.getLogger(__name__)
 DATASET_ID = 501
 DATASET_NAME = "SPIDER"
 SEQUENCES: tuple[str, ...] = ("t1", "t2", "t2_SPACE")
-PARTIAL_MODES: tuple[str, ...] = ("background", "keep", "ignore")
 MISMATCH_POLICIES: tuple[str, ...] = ("warn", "skip", "error")
 REFERENCE = "https://doi.org/10.5281/zenodo.10159290"
 CITATION = (
@@ -71,11 +72,10 @@ CITATION = (
 LICENCE = "CC BY 4.0"
 
 _NAME = re.compile(r"^(\d+)_(t1|t2|t2_space)$", re.IGNORECASE)
-_MAX_VERTEBRA = 25
 
 
 class SpiderNumberingWarning(UserWarning):
-    """A SPIDER mask whose geometry contradicts the vertebra numbering assumed in spine_seg.labels."""
+    """A SPIDER mask whose geometry contradicts the vertebra numbering assumed in spine_seg.core.labels."""
 
 
 class SpiderNumberingError(ValueError):
@@ -100,7 +100,7 @@ CONVENTIONS: dict[int, str] = {1: "sacrum=1", 0: "L5=1"}
 
 
 def assumed_convention() -> str:
-    """The convention :mod:`spine_seg.labels` encodes, read from its tables (not restated here)."""
+    """The convention :mod:`spine_seg.core.labels` encodes, read from its tables (not restated here)."""
     offset = SPIDER_VERTEBRA_NUMBER["L5"] - (spider_disc_label("L5") - SPIDER_DISC_OFFSET)
     return CONVENTIONS.get(offset, f"offset {offset}")
 
@@ -110,7 +110,7 @@ class NumberingCheck:
     """Result of :func:`check_spider_numbering`.
 
     ``convention`` is what the geometry supports ("sacrum=1", "L5=1" or "unknown"), ``assumed`` what
-    spine_seg.labels encodes; ``ok`` is False when any problem contradicts the assumption, ``decided`` whether
+    spine_seg.core.labels encodes; ``ok`` is False when any problem contradicts the assumption, ``decided`` whether
     the mask held enough structures to tell the conventions apart.
     """
 
@@ -122,7 +122,7 @@ class NumberingCheck:
     details: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
-        head = f"numbering: geometry says {self.convention}, spine_seg.labels assumes {self.assumed}"
+        head = f"numbering: geometry says {self.convention}, spine_seg.core.labels assumes {self.assumed}"
         return head + ("" if not self.problems else ": " + "; ".join(self.problems))
 
 
@@ -144,7 +144,7 @@ def check_spider_numbering(
     warn: bool = True,
     min_voxels: int = 10,
 ) -> NumberingCheck:
-    """Test the SPIDER vertebra numbering of :mod:`spine_seg.labels` on one mask, from geometry alone.
+    """Test the SPIDER vertebra numbering of :mod:`spine_seg.core.labels` on one mask, from geometry alone.
 
     ``mask`` is a SimpleITK image (its geometry is used) or a ``[k, j, i]`` array with an optional voxel
     ``(i, j, k)`` → LPS affine. Vertebrae (1–25, partly visible 101–125) and discs (201–225) are reduced to
@@ -206,7 +206,7 @@ def check_spider_numbering(
 
     def result(convention: str, decided: bool) -> NumberingCheck:
         if decided and convention != assumed:
-            problems.insert(0, f"discs sit where {convention} numbering puts them, not where spine_seg.labels assumes ({assumed})")
+            problems.insert(0, f"discs sit where {convention} numbering puts them, not where spine_seg.core.labels assumes ({assumed})")
         chk = NumberingCheck(not problems, decided, convention, assumed, tuple(problems), details)
         if warn and problems:
             warnings.warn(chk.summary(), SpiderNumberingWarning, stacklevel=3)
@@ -300,30 +300,11 @@ def check_spider_numbering(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# label remapping
-
-
-def spider_lut(partial: str = "background") -> dict[int, int]:
-    """SPIDER value → spineseg label, from spine_seg.labels; ``partial`` says what 101–125 become.
-
-    ``background`` (default): partly visible vertebrae → 0. ``keep``: 100+n → the label of n.
-    ``ignore``: 100+n → nnU-Net's ignore label (one above the highest label) where n has a label, so those
-    voxels do not count in the loss.
-    """
-    if partial not in PARTIAL_MODES:
-        raise ValueError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
-    lut = dict(spider_to_seg_lut())
-    vertebrae = {v: t for v, t in lut.items() if 1 <= v <= _MAX_VERTEBRA}
-    if partial == "keep":
-        lut.update({SPIDER_PARTIAL_OFFSET + v: t for v, t in vertebrae.items()})
-    elif partial == "ignore":
-        ignore = len(SEG_LABELS)
-        lut.update({SPIDER_PARTIAL_OFFSET + v: ignore for v in vertebrae})
-    return lut
+# label remapping (the SPIDER → spineseg lookup itself, spider_lut, lives in spine_seg.core.labels)
 
 
 def dataset_labels(partial: str = "background") -> dict[str, int]:
-    """dataset.json labels: spine_seg.labels.SEG_LABELS, plus ``ignore`` with ``partial="ignore"``."""
+    """dataset.json labels: spine_seg.core.labels.SEG_LABELS, plus ``ignore`` with ``partial="ignore"``."""
     labels = dict(SEG_LABELS)
     if partial == "ignore":
         labels["ignore"] = len(SEG_LABELS)
@@ -440,7 +421,7 @@ def convert_spider(
     ``sequences``: which of t1, t2, t2_SPACE to take (default all). ``partial``: what partly visible
     vertebrae (101–125) become — background (default), keep, or ignore (see :func:`spider_lut`).
     ``on_numbering_mismatch``: warn (default; convert anyway), skip the case, or error — for masks whose
-    geometry contradicts spine_seg.labels' numbering. ``validation_as_test`` moves overview.csv's
+    geometry contradicts spine_seg.core.labels' numbering. ``validation_as_test`` moves overview.csv's
     ``validation`` subset into imagesTs/labelsTs. Folds in splits_final.json are grouped by patient.
     Returns the dataset folder.
     """
@@ -500,13 +481,13 @@ def convert_spider(
     report.options["numbering_verdicts"] = dict(verdicts)
     if failed:
         msg = (f"SPIDER numbering check failed on {len(failed)}/{len(report.cases)} converted masks (geometry says "
-               f"{dict(verdicts)}; spine_seg.labels assumes {assumed_convention()}), e.g. {failed[:5]}; their "
+               f"{dict(verdicts)}; spine_seg.core.labels assumes {assumed_convention()}), e.g. {failed[:5]}; their "
                f"vertebra labels may be shifted by one level — see docs/nnunet-datasets.md")
         report.note(msg)
         warnings.warn(msg, SpiderNumberingWarning, stacklevel=2)
     skipped_numbering = sum(1 for s in report.skipped if s["reason"].startswith("numbering:"))
     if skipped_numbering:
-        report.note(f"{skipped_numbering} series skipped because their numbering contradicts spine_seg.labels")
+        report.note(f"{skipped_numbering} series skipped because their numbering contradicts spine_seg.core.labels")
     unknown = sorted({v for c in report.cases for v in c["unknown_values"]})
     if unknown:
         report.note(f"mask values outside SPIDER's scheme mapped to background: {unknown}")
@@ -522,7 +503,7 @@ def convert_spider(
         num_training=len(train),
         dataset_name=dataset_name,
         description=("SPIDER sagittal lumbar MRI (T1, T2, T2 SPACE) with vertebrae L1-L5, sacrum, discs L1/L2-L5/S1 and "
-                     "spinal canal remapped to spineseg's labels (spine_seg.labels.SEG_LABELS); one case per series."),
+                     "spinal canal remapped to spineseg's labels (spine_seg.core.labels.SEG_LABELS); one case per series."),
         reference=REFERENCE,
         licence=LICENCE,
         citation=CITATION,

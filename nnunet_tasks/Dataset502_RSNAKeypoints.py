@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spine_seg.constants import LEVELS, SIDES, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.constants import LEVELS, SIDES, SeriesKind, normalize_condition, normalize_level
 from spine_seg.dicom import DicomError, read_series_csv, scan_folder
 
 from .common import (

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from spine_seg.labels import SEG_LABELS
+from spine_seg.core.labels import SEG_LABELS
 
 from .common import (
     DEFAULT_FOLDS,

@@ -11,7 +11,7 @@ An nnU-Net v2 raw dataset written here looks like::
 
 Images are written with SimpleITK and carry real geometry: spacing in ``ijk`` order (column, row, slice),
 origin = the centre of voxel (0, 0, 0) in LPS mm, direction = the affine's columns normalised (see
-:mod:`spine_seg.geometry`). Arrays are ``[k, j, i]`` as everywhere in spineseg.
+:mod:`spine_seg.core.geometry`). Arrays are ``[k, j, i]`` as everywhere in spineseg.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+
+from spine_seg.core.geometry import set_sitk_geometry
 
 log = logging.getLogger(__name__)
 
@@ -87,51 +89,6 @@ def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, 
 # geometry and images
 
 
-def sitk_geometry_from_affine(
-    affine: np.ndarray, *, shear_tol_deg: float = 0.05
-) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """(spacing, origin, direction) for SimpleITK from a voxel ``(i, j, k)`` → LPS mm affine.
-
-    Spacing is the length of each affine column (column, row, slice spacing), origin the translation, and
-    direction the columns normalised, row-major as SimpleITK wants it. NIfTI cannot hold a sheared grid
-    (gantry tilt): when the slice step leaves the slice normal by more than ``shear_tol_deg`` the slice axis is
-    replaced by the normal, with spacing = the step's component along it, and a warning says so.
-    """
-    a = np.asarray(affine, dtype=float)
-    if a.shape != (4, 4):
-        raise ValueError(f"affine must be 4×4, got shape {a.shape}")
-    cols = a[:3, :3].copy()
-    spacing = np.linalg.norm(cols, axis=0)
-    if np.any(spacing <= 0):
-        raise ValueError(f"affine has a zero-length axis: column norms {spacing.tolist()}")
-    unit = cols / spacing
-    normal = np.cross(unit[:, 0], unit[:, 1])
-    normal /= np.linalg.norm(normal)
-    cos = float(np.clip(abs(np.dot(unit[:, 2], normal)), -1.0, 1.0))
-    shear = float(np.degrees(np.arccos(cos)))
-    if shear > shear_tol_deg:
-        sign = 1.0 if np.dot(unit[:, 2], normal) >= 0 else -1.0
-        log.warning("sheared stack (slice axis %.2f° off the normal, e.g. gantry tilt): writing it unsheared", shear)
-        spacing[2] = spacing[2] * cos
-        unit[:, 2] = sign * normal
-    return (
-        tuple(float(v) for v in spacing),
-        tuple(float(v) for v in a[:3, 3]),
-        tuple(float(v) for v in unit.flatten()),
-    )
-
-
-def affine_from_sitk(image: sitk.Image) -> np.ndarray:
-    """The voxel ``(i, j, k)`` → LPS mm affine of a 3-D SimpleITK image."""
-    if image.GetDimension() != 3:
-        raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D")
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)
-    affine[:3, 3] = image.GetOrigin()
-    return affine
-
-
 def sitk_image(array_kji: np.ndarray, affine: np.ndarray | None = None, *, reference: sitk.Image | None = None) -> sitk.Image:
     """A SimpleITK image from a ``[k, j, i]`` array and either an affine or a reference image's geometry."""
     if array_kji.ndim != 3:
@@ -142,10 +99,7 @@ def sitk_image(array_kji: np.ndarray, affine: np.ndarray | None = None, *, refer
             raise ValueError(f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}")
         img.CopyInformation(reference)
     elif affine is not None:
-        spacing, origin, direction = sitk_geometry_from_affine(affine)
-        img.SetSpacing(spacing)
-        img.SetOrigin(origin)
-        img.SetDirection(direction)
+        set_sitk_geometry(img, affine)
     return img
 
 
@@ -445,7 +399,7 @@ def bodies_to_base_labels(
     canal_halfwidth_mm: float = 22.0,
 ) -> np.ndarray:
     """Vertebral-body masks (``[k, j, i]``, ``j`` towards the feet, ``i`` posterior; ordered head to feet) →
-    :data:`spine_seg.labels.BASE_LABELS` with nnU-Net's ignore label where the source does not know.
+    :data:`spine_seg.core.labels.BASE_LABELS` with nnU-Net's ignore label where the source does not know.
 
     A bodies-only mask (VB2, MyoSegmenTUM) says nothing about discs, canal or sacrum; calling those voxels
     background would teach the network that a disc is background. So:
@@ -461,7 +415,7 @@ def bodies_to_base_labels(
     """
     from scipy import ndimage
 
-    from spine_seg.labels import BASE_IGNORE, BASE_LABELS
+    from spine_seg.core.labels import BASE_IGNORE, BASE_LABELS
 
     if not bodies:
         raise ValueError("no vertebral body masks")

@@ -30,33 +30,33 @@ from pathlib import Path
 from typing import Any
 
 from spine_seg import __version__
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
-from spine_seg.labels import BASE_LABELS, SEG_LABELS
-from spine_seg.versions import package_versions
-from spine_seg_external_data.registry import sha256_file
+from spine_seg.core import home as core_home
+from spine_seg.core.archives import ArchiveError, UnsafeArchiveError, extract_archive
+from spine_seg.core.checksums import sha256_file
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.errors import UserError
+from spine_seg.core.labels import BASE_LABELS, SEG_LABELS
+from spine_seg.core.versions import package_versions
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "spineseg-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-BUNDLES_DIR = "bundles"
+BUNDLES_DIR = core_home.BUNDLES_DIR
 #: Labels the landmark stage needs from the segmentation model: the discs (a vertebrae-only model such as
 #: Dataset503_MyoSegmenTUM's cannot place disc levels).
 REQUIRED_SEG_LABELS: tuple[str, ...] = tuple(f"disc_{lv}" for lv in LEVELS)
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A bundle that cannot be used as it is; the message names the bundle, the file and the problem."""
 
 
 def bundles_home(home: str | Path | None = None) -> Path:
-    """Where imported bundles are installed: ``$SPINESEG_HOME/bundles`` (default ``~/.spineseg/bundles``)."""
-    if home is not None:
-        return Path(home)
-    from spine_seg.segmentation.nnunet_env import spineseg_home
-
-    return spineseg_home() / BUNDLES_DIR
+    """Where imported bundles are installed: ``home`` if given, else :func:`spine_seg.core.home.bundles_home`
+    (``$SPINESEG_HOME/bundles``, default ``~/.spineseg/bundles``)."""
+    return Path(home) if home is not None else core_home.bundles_home()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
     if not isinstance(seg_labels, Mapping):
         raise BundleError(f"{where}: segmentation.labels missing")
     if {k: v for k, v in seg_labels.items() if k != "ignore"} == BASE_LABELS:
-        # the base model's structure labels: levels are named by counting (spine_seg.segmentation.structures)
+        # the base model's structure labels: levels are named by counting (spine_seg.landmarks.structures)
         if not (manifest.get("grading") or {}).get("ensemble"):
             raise BundleError(f"{where}: grading.ensemble missing")
         return
@@ -209,14 +209,11 @@ def _unpack_zip(path: Path, home: Path | None) -> Path:
 
 def _extract(path: Path, dest: Path) -> None:
     try:
-        with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                resolved = (dest / member).resolve()
-                if dest.resolve() not in resolved.parents and resolved != dest.resolve():
-                    raise BundleError(f"{path}: member {member!r} would be written outside the bundle folder")
-            zf.extractall(dest)
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"{path}: not a readable zip ({exc})") from exc
+        extract_archive(path, dest, kind="zip")
+    except UnsafeArchiveError as exc:
+        raise BundleError(f"{path}: a member would be written outside the bundle folder ({exc})") from exc
+    except ArchiveError as exc:
+        raise BundleError(f"{path}: not a readable zip ({exc.__cause__ or exc})") from exc
     if not (dest / MANIFEST).is_file():
         inner = [p for p in dest.iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
         if len(inner) != 1:

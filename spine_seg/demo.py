@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spine_seg.constants import LEVELS
+from spine_seg.core.constants import LEVELS
 
 log = logging.getLogger(__name__)
 

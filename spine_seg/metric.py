@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     CONDITION_GROUPS,
     CONDITIONS,
     GROUP_OF_CONDITION,
@@ -109,7 +109,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    from spine_seg.textio import read_csv as read_any_csv  # encodings detected, errors name the file
+    from spine_seg.core.textio import read_csv as read_any_csv  # encodings detected, errors name the file
 
     return read_any_csv(path, dtype={"row_id": str, "study_id": str}, keep_default_na=False, na_values=[""])
 

@@ -44,14 +44,16 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from spine_seg import geometry, textio
-from spine_seg.atomic import atomic_write, atomic_write_text
 from spine_seg.bundle import ModelBundle, load_bundle, package_versions
-from spine_seg.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SIDES, SeriesKind, row_id
+from spine_seg.core import geometry, textio
+from spine_seg.core.atomic import atomic_write, atomic_write_text
+from spine_seg.core.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SIDES, SeriesKind, row_id
 from spine_seg.dicom import DicomError, Series, Study, load_study, read_series_csv
 from spine_seg.dicom.discover import find_study_folders
 from spine_seg.dicom_out import DICOM_DIR, SEG_FILE, SR_FILE
 from spine_seg.engines import MissingDependencyError, WorkerStartError
+from spine_seg.landmarks import LandmarkSet, disc_frame
+from spine_seg.landmarks.project import StudyProjection, project_landmarks
 from spine_seg.result import (
     SOURCE_FALLBACK,
     SOURCE_MODEL,
@@ -60,8 +62,6 @@ from spine_seg.result import (
     StudyResult,
     submission_rows_from_result_json,
 )
-from spine_seg.segmentation.landmarks import LandmarkSet, disc_frame
-from spine_seg.segmentation.project import StudyProjection, project_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def model_target_spacing(seg_model: Any) -> tuple[float, ...] | None:
 
 def check_segmentation_budget(seg_model: Any, stack: Any) -> None:
     """Refuse a stack whose resampling to the model's spacing would exceed the budget, before nnU-Net allocates
-    (:func:`spine_seg.geometry.check_resample_budget`): a decimal slip in a spacing tag must fail, not hang."""
+    (:func:`spine_seg.core.geometry.check_resample_budget`): a decimal slip in a spacing tag must fail, not hang."""
     target = model_target_spacing(seg_model)
     if target is None:
         return
@@ -242,7 +242,7 @@ class Predictor:
                 seg_info = {"series_id": t2_stack.series_id, "stack": t2_stack.index, "shape_kji": list(t2_stack.shape),
                             "spacing_mm": [round(v, 4) for v in t2_stack.spacing_mm], "labels_present": list(label_volume.present())}
             with _stage("landmarks", timings, progress, label):
-                from spine_seg.segmentation.structures import landmarks_from_label_volume
+                from spine_seg.landmarks.structures import landmarks_from_label_volume
 
                 landmarks = landmarks_from_label_volume(label_volume)
                 warnings += list(landmarks.warnings)
@@ -348,7 +348,7 @@ def predict_study(path: str | Path, bundle: ModelBundle | str | Path, *, series_
 
 
 # ---------------------------------------------------------------------------------------------------------
-# writing (atomically: spine_seg.atomic)
+# writing (atomically: spine_seg.core.atomic)
 
 
 #: Writes further per-study files (e.g. :func:`spine_seg.dicom_out.write_dicom_outputs`): called with the result,
@@ -502,7 +502,7 @@ def bundle_fingerprint(bundle: Any) -> str:
 def run_key(bundle: Any, series_csv: str | Path | None) -> dict[str, Any]:
     """What must match for a finished ``result.json`` to be reused: the bundle and the options that change
     the result (the series CSV's content decides series kinds)."""
-    from spine_seg_external_data.registry import sha256_file
+    from spine_seg.core.checksums import sha256_file
 
     csv_sha = sha256_file(Path(series_csv))[:16] if series_csv is not None else None
     return {"bundle_fingerprint": bundle_fingerprint(bundle), "options": {"series_csv_sha256": csv_sha}}

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spine_seg.atomic import atomic_write
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_LABELS, SeriesKind, kaggle_level, row_id
+from spine_seg.core.atomic import atomic_write
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_LABELS, SeriesKind, kaggle_level, row_id
 from spine_seg.dicom import DicomError, SliceInfo, Stack, Study
 from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
 
@@ -41,9 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from spine_seg.segmentation.landmarks import LandmarkSet
+    from spine_seg.landmarks import LandmarkSet
+    from spine_seg.landmarks.project import ProjectedPoint
     from spine_seg.segmentation.predict import LabelVolume
-    from spine_seg.segmentation.project import ProjectedPoint
 
 #: 16 × 10 inches at 100 dpi: 1600 × 1000 px, readable on a laptop screen and well under 1.5 MB.
 FIGSIZE_IN = (16.0, 10.0)

@@ -14,18 +14,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spine_seg import geometry
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
-from spine_seg.segmentation.landmarks import LandmarkSet
+from spine_seg.core import geometry
+from spine_seg.core.choices import RowSource
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.landmarks import LandmarkSet
+from spine_seg.landmarks.project import StudyProjection
 from spine_seg.segmentation.predict import LabelVolume
-from spine_seg.segmentation.project import StudyProjection
 
 RESULT_FORMAT = "spineseg-result"
 RESULT_FORMAT_VERSION = 1
 #: Where a row's probabilities came from (``StudyResult.sources``).
-SOURCE_MODEL = "model"
-SOURCE_FALLBACK = "axial_fallback"
-SOURCE_PRIOR = "prior"
+SOURCE_MODEL = RowSource.MODEL
+SOURCE_FALLBACK = RowSource.FALLBACK
+SOURCE_PRIOR = RowSource.PRIOR
 
 
 @dataclass(frozen=True)

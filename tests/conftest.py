@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spine_seg import geometry
+from spine_seg.core import geometry
 from spine_seg.dicom.write import write_stack
 
 REPO = Path(__file__).resolve().parents[1]

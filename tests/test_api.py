@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from spine_seg import api
-from spine_seg.constants import LEVELS, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.constants import LEVELS, SeriesKind, normalize_condition, normalize_level
 from spine_seg.dicom import load_study
 
 pytestmark = pytest.mark.real_data

@@ -18,7 +18,7 @@ from spine_seg.bundle import (
     installed_bundles,
     load_bundle,
 )
-from spine_seg.constants import LEVELS
+from spine_seg.core.constants import LEVELS
 from spine_seg_cli.main import app
 
 runner = CliRunner()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from spine_seg import constants as C
+from spine_seg.core import constants as C
 
 
 def test_vocabulary_is_the_competitions():

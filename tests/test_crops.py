@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spine_seg import geometry
+from spine_seg.core import geometry
 from spine_seg.dicom import SliceInfo, Stack, load_study
 from spine_seg.grading import crops as C
 from spine_seg.synthetic import CohortConfig, generate_cohort

@@ -9,11 +9,11 @@ import pydicom
 import pytest
 from conftest import make_study
 
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import load_study
 from spine_seg.dicom_out import codes
 from spine_seg.dicom_out.seg import build_seg, label_volume_from_seg, segment_table
 from spine_seg.dicom_out.sources import MR_IMAGE_STORAGE, read_sources
-from spine_seg.labels import SEG_LABELS
 
 SPINESEG_MAP = {v: k for k, v in SEG_LABELS.items()}
 GENERIC_MAP = {0: "background", 1: "vertebra", 2: "sacrum", 3: "disc", 4: "spinal_canal"}

@@ -12,7 +12,7 @@ from pydicom.uid import Comprehensive3DSRStorage
 from test_pipeline import TrueMaskSegmenter
 
 from spine_seg import __version__
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.dicom import load_study
 from spine_seg.dicom_out import codes
 from spine_seg.dicom_out.seg import build_seg

@@ -10,8 +10,8 @@ from conftest import SAG_IOP, make_study, ramp
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from spine_seg import geometry
-from spine_seg.constants import SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import SeriesKind
 from spine_seg.dicom import NoImageSeriesError, PixelDataError, load_study, scan_folder
 from spine_seg.dicom.write import write_stack
 

@@ -37,13 +37,13 @@ from typer.testing import CliRunner
 
 from spine_seg import pipeline
 from spine_seg.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.checksums import sha256_file
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import load_study
-from spine_seg.labels import SEG_LABELS
 from spine_seg.metric import uniform_submission
 from spine_seg.result import StudyResult
 from spine_seg_cli.main import app
-from spine_seg_external_data.registry import sha256_file
 
 runner = CliRunner()
 TESTS = Path(__file__).resolve().parent
@@ -831,7 +831,7 @@ def test_bundle_info_on_a_manifest_that_is_not_an_object(tmp_path: Path, manifes
 
 
 def test_json_never_contains_nan(tmp_path: Path):
-    from spine_seg import textio
+    from spine_seg.core import textio
 
     doc = {"a": float("nan"), "b": [float("inf"), np.float64("-inf"), np.float32(1.5)], "c": (1, np.int64(2))}
     assert _strict_json(textio.dumps(doc)) == {"a": None, "b": [None, None, 1.5], "c": [1, 2]}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spine_seg import geometry as G
+from spine_seg.core import geometry as G
 
 
 def test_affine_roundtrip_oblique():

@@ -13,7 +13,7 @@ from sklearn.metrics import log_loss
 from typer.testing import CliRunner
 
 from spine_seg import metric as M
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     CONDITION_GROUPS,
     GROUP_OF_CONDITION,
     SAMPLE_WEIGHTS,

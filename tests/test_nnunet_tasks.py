@@ -14,16 +14,16 @@ import pytest
 import SimpleITK as sitk
 from conftest import REAL_STUDY_ID
 
-from spine_seg import geometry
+from spine_seg.core import geometry
+from spine_seg.core.geometry import sitk_geometry_from_affine
+from spine_seg.core.labels import SEG_LABELS, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM, spider_to_seg_lut
 from spine_seg.dicom import load_study
-from spine_seg.labels import SEG_LABELS, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM, spider_to_seg_lut
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg_nnunet_tasks import registry
 from spine_seg_nnunet_tasks.common import (
     apply_lut,
     grouped_folds,
     prepare_dataset_folder,
-    sitk_geometry_from_affine,
     sitk_image,
 )
 from spine_seg_nnunet_tasks.Dataset501_SPIDER import (

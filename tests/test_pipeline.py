@@ -13,10 +13,11 @@ import SimpleITK as sitk
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from spine_seg import geometry
-from spine_seg.constants import CONDITIONS, LEVELS, SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import CONDITIONS, LEVELS, SeriesKind
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import Stack, load_study
-from spine_seg.labels import SEG_LABELS
+from spine_seg.landmarks import load_label_volume
 from spine_seg.pipeline import (
     ERRORS_CSV,
     Predictor,
@@ -29,7 +30,6 @@ from spine_seg.pipeline import (
     write_study_outputs,
 )
 from spine_seg.result import SOURCE_MODEL, SOURCE_PRIOR
-from spine_seg.segmentation.landmarks import load_label_volume
 from spine_seg.segmentation.predict import LabelVolume
 from spine_seg_cli.main import app
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     CONDITIONS,
     LEVELS,
     SEVERITIES,
@@ -27,18 +27,13 @@ from spine_seg.constants import (
     row_id,
     row_ids,
 )
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import Stack, Study, load_study
-from spine_seg.labels import SEG_LABELS
+from spine_seg.landmarks import LandmarkSet, landmarks_from_labels, landmarks_from_points, load_label_volume
+from spine_seg.landmarks.project import project_landmarks
 from spine_seg.report import labels_on_slice, write_report
 from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
-from spine_seg.segmentation.landmarks import (
-    LandmarkSet,
-    landmarks_from_labels,
-    landmarks_from_points,
-    load_label_volume,
-)
 from spine_seg.segmentation.predict import LabelVolume
-from spine_seg.segmentation.project import project_landmarks
 from spine_seg.synthetic import CohortConfig, generate_cohort
 
 SEG_NAMES = {v: k for k, v in SEG_LABELS.items()}

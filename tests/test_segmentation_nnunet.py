@@ -158,7 +158,7 @@ def test_trainer_names_and_plans_agree():
 def test_label_volume_is_read_only_and_saves_geometry(tmp_path: Path):
     import SimpleITK as sitk
 
-    from spine_seg import geometry
+    from spine_seg.core import geometry
 
     labels = np.zeros((3, 5, 4), np.uint8)
     labels[1, 2:4, 1:3] = 7
@@ -225,9 +225,9 @@ def test_cli_unwritable_home(seg_home: Path, tmp_path: Path):
 def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     """Synthetic cohort → Dataset599 (registry's synthetic converter) → CPU-budget plans at 3 mm → 2 × 2
     iterations of nnUNetTrainer_Smoke → SegmentationModel on a test study's Sagittal T2 stack."""
-    from spine_seg.constants import SeriesKind
+    from spine_seg.core.constants import SeriesKind
+    from spine_seg.core.labels import SEG_LABELS
     from spine_seg.dicom import load_study
-    from spine_seg.labels import SEG_LABELS
     from spine_seg.segmentation.predict import SegmentationModel
     from spine_seg.synthetic import CohortConfig, generate_cohort
     from spine_seg_nnunet_tasks.registry import CONVERTERS

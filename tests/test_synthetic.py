@@ -13,10 +13,11 @@ import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
-from spine_seg import api, geometry
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES, SeriesKind, normalize_condition, normalize_level
+from spine_seg import api
+from spine_seg.core import geometry
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.labels import VERTEBRAE, spider_disc_label
 from spine_seg.dicom import load_study, scan_folder
-from spine_seg.labels import VERTEBRAE, spider_disc_label
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg.synthetic import severity as sev
 from spine_seg.synthetic.anatomy import CSF, FAT, NERVE

@@ -1,4 +1,4 @@
-"""spine_seg.textio: CSV encodings detected or refused naming the file; JSON without NaN."""
+"""spine_seg.core.textio: CSV encodings detected or refused naming the file; JSON without NaN."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spine_seg import textio
+from spine_seg.core import textio
 
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 cells = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_characters=',"\x7f'),

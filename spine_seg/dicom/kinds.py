@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from spine_seg import geometry, textio
-from spine_seg.constants import SeriesKind
+from spine_seg.core import geometry, textio
+from spine_seg.core.constants import SeriesKind
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spine_seg import geometry
-from spine_seg.constants import SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import SeriesKind
 
 
 class DicomError(Exception):
@@ -142,7 +142,7 @@ class Stack:
 
     @cached_property
     def affine(self) -> np.ndarray:
-        """Voxel (i, j, k) → LPS mm; see :mod:`spine_seg.geometry` for the convention."""
+        """Voxel (i, j, k) → LPS mm; see :mod:`spine_seg.core.geometry` for the convention."""
         first = self.slices[0]
         if self.n_slices > 1:
             step = (np.asarray(self.slices[-1].ipp) - np.asarray(first.ipp)) / (self.n_slices - 1)

@@ -23,7 +23,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from spine_seg.constants import SeriesKind
+from spine_seg.core.constants import SeriesKind
 from spine_seg.dicom import tags
 from spine_seg.dicom.discover import walk_files
 from spine_seg.dicom.kinds import AcquisitionTags, infer_kind, listed_kind, read_series_csv

@@ -3,7 +3,7 @@
 Why a module of its own: pydicom hands back whatever the file holds (``'A1'`` for an IS, ``inf`` or ``nan``
 for a DS, three values where two belong) and Python arithmetic lets most of it through, so the damage
 surfaced deep in resampling or in the model as "cannot convert float NaN to integer". Every geometry tag is
-checked here (finite; spacing within :data:`spine_seg.geometry.SPACING_RANGE_MM`; orientation unit and
+checked here (finite; spacing within :data:`spine_seg.core.geometry.SPACING_RANGE_MM`; orientation unit and
 orthogonal; positions finite) and a failure is a :class:`TagError` whose message is ``Tag = value: problem``;
 the scanner skips that one file with that line.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from pydicom import config as pydicom_config
 
-from spine_seg import geometry
+from spine_seg.core import geometry
 
 #: Rows and Columns beyond this are not an MR slice (and would make a multi-gigabyte array).
 MAX_MATRIX = 8192

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spine_seg.atomic import atomic_write
+from spine_seg.core.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from spine_seg.dicom import Study

@@ -8,7 +8,7 @@ foramen, the lateral recess, the competition's probabilities), spineseg uses its
 SNOMED number.
 
 Segment codes cover both label maps spineseg models use: the level-specific one
-(:data:`spine_seg.labels.SEG_LABELS`: L1–L5, sacrum, the five lumbar discs, spinal canal) and a generic one
+(:data:`spine_seg.core.labels.SEG_LABELS`: L1–L5, sacrum, the five lumbar discs, spinal canal) and a generic one
 (vertebra, sacrum, disc, spinal canal). A name missing here still gets a segment, typed by the private
 concept of that name (:func:`structure_code`).
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 
 #: spineseg's private coding scheme (DICOM: private designators start with "99").
 PRIVATE_SCHEME = "99SPINESEG"

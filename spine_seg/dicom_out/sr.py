@@ -51,7 +51,7 @@ from highdicom.sr import (
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as pcodes
 
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.dicom_out import codes
 from spine_seg.result import SOURCE_PRIOR, StudyResult
 

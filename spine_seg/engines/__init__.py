@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from spine_seg.core.choices import Engine, check_option, values
+
 if TYPE_CHECKING:  # pragma: no cover
     from spine_seg.pipeline import BatchEngine
 
 #: The ``--engine`` choices.
-ENGINES: tuple[str, ...] = ("local", "ray")
+ENGINES: tuple[str, ...] = values(Engine)
 
 
 class MissingDependencyError(ImportError):
@@ -28,8 +30,7 @@ def make_engine(name: str, *, address: str | None = None, workers: int | None = 
     """The engine called ``name``; ``None`` for ``local`` (``predict_batch``'s own loop, which also takes a
     preloaded :class:`~spine_seg.pipeline.Predictor`). Ray options given to the local engine are refused, so
     that a forgotten ``--engine ray`` does not silently run on one core."""
-    if name not in ENGINES:
-        raise ValueError(f"--engine: unknown value {name!r}; valid: {list(ENGINES)}")
+    check_option("--engine", name, ENGINES)
     if name == "local":
         given = [flag for flag, v in (("--address", address), ("--workers", workers),
                                       ("--gpus-per-worker", gpus_per_worker)) if v is not None]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     GROUP_OF_CONDITION,
     SIDE_OF_CONDITION,
     normalize_condition,

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from spine_seg import metric
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     CONDITION_GROUPS,
     CONDITIONS,
     GROUP_OF_CONDITION,

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spine_seg.constants import CONDITION_GROUPS, SEVERITIES
-from spine_seg.versions import package_versions
+from spine_seg.core.choices import Device, check_choice, values
+from spine_seg.core.constants import CONDITION_GROUPS, SEVERITIES
+from spine_seg.core.versions import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -257,15 +258,14 @@ class GradingModel(nn.Module):
 
 # ------------------------------------------------------------------------------------------- devices, inference
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEVICES: tuple[str, ...] = values(Device)
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without CUDA is an error naming the torch build."""
     if isinstance(name, torch.device):
         return name
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; valid: {list(DEVICES)}")
+    check_choice("device", name, DEVICES)
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ValueError(f"device cuda: CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spine_seg import metric
-from spine_seg.constants import (
+from spine_seg.core.choices import check_choice
+from spine_seg.core.constants import (
     CONDITION_GROUPS,
     CONDITIONS,
     GROUP_OF_CONDITION,
@@ -110,8 +111,7 @@ class TrainConfig:
             raise ValueError(f"unknown condition {bad or list(self.groups)}; valid: {[*CONDITION_GROUPS, 'all']}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {list(SCHEDULES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}; valid: {list(DEVICES)}")
+        check_choice("device", self.device, DEVICES)
         if self.folds < 2:
             raise ValueError(f"folds must be at least 2 (got {self.folds})")
         if self.epochs < 1 or self.batch_size < 1:

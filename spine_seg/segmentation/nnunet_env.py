@@ -16,7 +16,7 @@ variable                 spineseg's default
                          left unset elsewhere (nnU-Net then uses ``min(12, cpus)`` workers)
 =======================  ==========================================================================
 
-``SPINESEG_HOME`` defaults to ``~/.spineseg``.
+``SPINESEG_HOME`` defaults to ``~/.spineseg`` (resolved by :mod:`spine_seg.core.home`, the one resolver).
 
 Order matters: ``nnunetv2.configuration`` reads ``nnUNet_def_n_proc`` once, at import, and nnU-Net
 releases before 2.8 read the three paths at import of ``nnunetv2.paths``. So call :func:`apply` before the
@@ -34,9 +34,10 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spine_seg.core.home import HOME_VAR, spineseg_home
+
 log = logging.getLogger(__name__)
 
-HOME_VAR = "SPINESEG_HOME"
 RAW_VAR = "nnUNet_raw"
 PREPROCESSED_VAR = "nnUNet_preprocessed"
 RESULTS_VAR = "nnUNet_results"
@@ -87,17 +88,6 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - macOS / Windows
         return max(1, os.cpu_count() or 1)
-
-
-def default_home() -> Path:
-    return Path("~/.spineseg").expanduser()
-
-
-def spineseg_home(environ: Mapping[str, str] | None = None) -> Path:
-    """``$SPINESEG_HOME`` (``~`` expanded), else :func:`default_home`: the root of everything spineseg keeps
-    (nnU-Net's folders here, installed model bundles in :mod:`spine_seg.bundle`)."""
-    value = (os.environ if environ is None else environ).get(HOME_VAR, "").strip()
-    return Path(value).expanduser() if value else default_home()
 
 
 def trainers_dir() -> Path:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spine_seg.core.geometry import set_sitk_geometry
 from spine_seg.segmentation import nnunet_env
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,11 +90,7 @@ class LabelVolume:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        img = sitk.GetImageFromArray(self.labels)
-        spacing = np.array(self.spacing_mm)
-        img.SetSpacing([float(s) for s in spacing])
-        img.SetOrigin([float(v) for v in self.affine[:3, 3]])
-        img.SetDirection([float(v) for v in (self.affine[:3, :3] / spacing).ravel()])
+        img = set_sitk_geometry(sitk.GetImageFromArray(self.labels), self.affine, unshear=False)
         sitk.WriteImage(img, str(path), useCompression=True)
         return path
 

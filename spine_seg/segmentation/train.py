@@ -25,14 +25,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spine_seg.core.choices import Budget, Device, check_choice, values
 from spine_seg.segmentation import nnunet_env
 
 log = logging.getLogger(__name__)
 
 #: Configurations spineseg asks nnU-Net for (``3d_lowres`` exists only for large images).
 CONFIGURATIONS: tuple[str, ...] = ("2d", "3d_fullres", "3d_lowres")
-BUDGETS: tuple[str, ...] = ("cpu", "default")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+BUDGETS: tuple[str, ...] = values((Budget.CPU, Budget.DEFAULT))
+DEVICES: tuple[str, ...] = values(Device)
 DEFAULT_PLANS = "nnUNetPlans"
 CPU_PLANS = "nnUNetPlans_CPUBudget"  # = spine_seg_nnunet_tasks.trainers.CPU_PLANS (checked by the tests)
 #: Trainer used when none is named: nnU-Net's own on a GPU, the CPU budget one on a CPU.
@@ -131,12 +132,6 @@ ProgressCallback = Callable[[EpochReport], None]
 
 # ---------------------------------------------------------------------------------------------------------
 # names and checks (no nnU-Net import needed)
-
-
-def check_choice(kind: str, value: str, valid: Sequence[str]) -> str:
-    if value not in valid:
-        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
-    return value
 
 
 def resolve_device(device: str = "auto"):

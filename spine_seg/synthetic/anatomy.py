@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spine_seg.constants import LEVELS
-from spine_seg.labels import (
+from spine_seg.core.constants import LEVELS
+from spine_seg.core.labels import (
     SPIDER_CANAL,
     SPIDER_PARTIAL_OFFSET,
     SPIDER_VERTEBRA_NUMBER,

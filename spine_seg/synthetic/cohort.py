@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spine_seg import __version__, geometry
-from spine_seg.constants import (
+from spine_seg import __version__
+from spine_seg.core import geometry
+from spine_seg.core.constants import (
     CONDITIONS,
     LEVELS,
     SERIES_KIND_OF_CONDITION,
@@ -41,8 +42,8 @@ from spine_seg.constants import (
     kaggle_level,
     row_ids,
 )
+from spine_seg.core.labels import SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
 from spine_seg.dicom.write import WRITABLE_SYNTAXES, write_stack
-from spine_seg.labels import SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
 from spine_seg.synthetic import severity as sevmod
 from spine_seg.synthetic.anatomy import NARROWING_RANGE, NUCLEUS, Anatomy, mark_partial
 from spine_seg.synthetic.render import render
@@ -313,11 +314,7 @@ def _nearest_slice(acq: Acquisition, xyz: np.ndarray) -> tuple[int, float, float
 def _write_mha(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(volume)
-    sp = np.linalg.norm(affine[:3, :3], axis=0)
-    img.SetSpacing(tuple(float(v) for v in sp))
-    img.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
-    img.SetDirection(tuple(float(v) for v in (affine[:3, :3] / sp).flatten()))
+    img = geometry.set_sitk_geometry(sitk.GetImageFromArray(volume), affine, unshear=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(img, str(path), useCompression=True)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spine_seg import geometry
-from spine_seg.constants import LEVELS, SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import LEVELS, SeriesKind
 
 
 def _window(img: np.ndarray) -> np.ndarray:

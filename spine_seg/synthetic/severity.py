@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_FROM_LABEL
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_FROM_LABEL
 
 
 def load_counts(train_csv: str | Path | None = None) -> pd.DataFrame:

@@ -15,7 +15,10 @@ SPIDER-layout masks with ``SYNTHETIC_SACRUM`` (99), a value SPIDER never uses; r
 
 from __future__ import annotations
 
-from spine_seg.constants import LEVELS
+import numpy as np
+from numpy.typing import ArrayLike
+
+from spine_seg.core.constants import LEVELS
 
 #: Vertebra names from cranial to caudal as spineseg uses them.
 VERTEBRAE: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S")
@@ -66,10 +69,58 @@ def spider_to_seg_lut() -> dict[int, int]:
     return lut
 
 
+#: What SPIDER's partly visible vertebrae (101–125) become in a remap (see :func:`spider_lut`).
+PARTIAL_MODES: tuple[str, ...] = ("background", "keep", "ignore")
+#: The highest SPIDER vertebra number (SPIDER numbers up to 25 vertebrae).
+SPIDER_MAX_VERTEBRA = 25
+
+
+def spider_lut(partial: str = "background") -> dict[int, int]:
+    """SPIDER value → spineseg label, ``partial`` says what 101–125 become.
+
+    ``background`` (default): partly visible vertebrae → 0. ``keep``: 100+n → the label of n.
+    ``ignore``: 100+n → nnU-Net's ignore label (one above the highest label) where n has a label, so those
+    voxels do not count in the loss.
+    """
+    if partial not in PARTIAL_MODES:
+        raise ValueError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
+    lut = dict(spider_to_seg_lut())
+    vertebrae = {v: t for v, t in lut.items() if 1 <= v <= SPIDER_MAX_VERTEBRA}
+    if partial == "keep":
+        lut.update({SPIDER_PARTIAL_OFFSET + v: t for v, t in vertebrae.items()})
+    elif partial == "ignore":
+        ignore = len(SEG_LABELS)
+        lut.update({SPIDER_PARTIAL_OFFSET + v: ignore for v in vertebrae})
+    return lut
+
+
+def seg_labels_from_spider(mask: ArrayLike, keep_partial: bool = True) -> np.ndarray:
+    """SPIDER mask values → spineseg labels (uint8), through :func:`spider_lut`.
+
+    ``keep_partial`` also maps SPIDER's partly visible vertebrae (100 + number) to their vertebra: the
+    sacrum nearly always touches the edge of a sagittal field of view, and without it there is no anchor
+    for the level names. Values outside the lookup (T12 and above, their discs) become background.
+    """
+    mask = np.asarray(mask)
+    if mask.dtype.kind == "f":
+        if not np.all(np.isfinite(mask)) or not np.all(mask == np.round(mask)):
+            raise ValueError("SPIDER mask holds non-integer values; expected integer labels")
+    mask = mask.astype(np.int64)
+    if mask.size and mask.min() < 0:
+        raise ValueError(f"SPIDER mask holds negative values (min {mask.min()}); expected labels ≥ 0")
+    lut = spider_lut("keep" if keep_partial else "background")
+    if mask.size == 0:
+        return mask.astype(np.uint8)
+    table = np.zeros(int(max(mask.max(), max(lut))) + 1, dtype=np.uint8)
+    for k, v in lut.items():
+        table[k] = v
+    return table[mask]
+
+
 #: The base model's labels: structures, not levels. A network that must tell L3 from L4 by their look fails
 #: on a partial field of view or a transitional spine; one that finds "a vertebral body", "a disc", "the
 #: sacrum" and "the canal" does not, and the landmark stage names the levels by counting (see
-#: :func:`spine_seg.segmentation.landmarks.seg_labels_from_base`). Vertebra means the vertebral body only:
+#: :func:`spine_seg.landmarks.structures.seg_labels_from_base`). Vertebra means the vertebral body only:
 #: the real volumes we train on (VB2, MyoSegmenTUM) label bodies, not posterior elements.
 BASE_LABELS: dict[str, int] = {
     "background": 0,

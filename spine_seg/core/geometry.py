@@ -1,4 +1,4 @@
-"""Patient-space geometry of DICOM image stacks: pure numpy, no I/O.
+"""Patient-space geometry of DICOM image stacks: pure numpy, no I/O (SimpleITK images are only duck-typed).
 
 Convention (used everywhere in spineseg):
 
@@ -14,12 +14,16 @@ Convention (used everywhere in spineseg):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
+
+log = logging.getLogger(__name__)
 
 
 def slice_normal(iop: ArrayLike) -> FloatArray:
@@ -218,3 +222,69 @@ def check_resample_budget(shape: Sequence[int], spacing_mm: Sequence[float], tar
             f"(check the spacing tags; raise SPINESEG_MAX_RESAMPLED_VOXELS if the study is really that large)"
         )
     return new
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SimpleITK images ↔ affines (the only copy)
+
+
+def sitk_geometry_from_affine(
+    affine: np.ndarray, *, shear_tol_deg: float = 0.05, unshear: bool = True
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """(spacing, origin, direction) for SimpleITK from a voxel ``(i, j, k)`` → LPS mm affine.
+
+    Spacing is the length of each affine column (column, row, slice spacing), origin the translation, and
+    direction the columns normalised, row-major as SimpleITK wants it. NIfTI cannot hold a sheared grid
+    (gantry tilt): when the slice step leaves the slice normal by more than ``shear_tol_deg`` the slice axis is
+    replaced by the normal, with spacing = the step's component along it, and a warning says so.
+    ``unshear=False`` keeps the slice axis as it is (a direction matrix SimpleITK holds but NIfTI may not);
+    the label volumes and synthetic masks have always been written that way.
+    """
+    a = np.asarray(affine, dtype=float)
+    if a.shape != (4, 4):
+        raise ValueError(f"affine must be 4×4, got shape {a.shape}")
+    cols = a[:3, :3].copy()
+    spacing = np.linalg.norm(cols, axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError(f"affine has a zero-length axis: column norms {spacing.tolist()}")
+    unit = cols / spacing
+    normal = np.cross(unit[:, 0], unit[:, 1])
+    normal /= np.linalg.norm(normal)
+    cos = float(np.clip(abs(np.dot(unit[:, 2], normal)), -1.0, 1.0))
+    shear = float(np.degrees(np.arccos(cos)))
+    if unshear and shear > shear_tol_deg:
+        sign = 1.0 if np.dot(unit[:, 2], normal) >= 0 else -1.0
+        log.warning("sheared stack (slice axis %.2f° off the normal, e.g. gantry tilt): writing it unsheared", shear)
+        spacing[2] = spacing[2] * cos
+        unit[:, 2] = sign * normal
+    return (
+        tuple(float(v) for v in spacing),
+        tuple(float(v) for v in a[:3, 3]),
+        tuple(float(v) for v in unit.flatten()),
+    )
+
+
+def affine_from_sitk(image: Any) -> FloatArray:
+    """The voxel ``(i, j, k)`` → LPS mm affine of a 3-D SimpleITK image (ITK's physical space is LPS).
+
+    Duck-typed (``GetSpacing``, ``GetDirection``, ``GetOrigin``) so this module needs no SimpleITK import.
+    """
+    if image.GetDimension() != 3:
+        raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D")
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)
+    affine[:3, 3] = image.GetOrigin()
+    return affine
+
+
+def set_sitk_geometry(image: Any, affine: ArrayLike, *, unshear: bool = True) -> Any:
+    """Write a voxel → LPS mm affine into a SimpleITK image (spacing, origin, direction); returns the image.
+
+    The one place an affine goes into an image: converters, label volumes and synthetic masks all call it.
+    """
+    spacing, origin, direction = sitk_geometry_from_affine(np.asarray(affine, dtype=float), unshear=unshear)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spine_seg.constants import LEVELS, SIDES, SeriesKind
+from spine_seg.core.constants import LEVELS, SIDES, SeriesKind
 from spine_seg.dicom import Series, SliceHit, Study
-from spine_seg.segmentation.landmarks import DEFAULT_FORAMEN_OFFSET_MM, LandmarkSet, LevelLandmark, disc_frame
+from spine_seg.landmarks import DEFAULT_FORAMEN_OFFSET_MM, LandmarkSet, LevelLandmark, disc_frame
 
 #: Extra distance (mm) beyond half a slice spacing that still counts as "on this slice". Covers the
 #: landmark's own error (≈ 1–3 mm) without letting a slice one full spacing away pass.

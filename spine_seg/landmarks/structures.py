@@ -20,9 +20,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
-from spine_seg.constants import LEVELS
-from spine_seg.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
-from spine_seg.segmentation.landmarks import FRAGMENT_FRACTION, _typical_spacing, landmarks_from_labels
+from spine_seg.core.constants import LEVELS
+from spine_seg.core.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
+from spine_seg.landmarks import FRAGMENT_FRACTION, landmarks_from_labels
+from spine_seg.landmarks.components import _typical_spacing
 
 #: A component smaller than this many mm³ is noise.
 MIN_STRUCTURE_MM3 = 150.0

@@ -51,7 +51,7 @@ def make_input(root: Path, n: int) -> tuple[Path, Path]:
 
 def run(name: str, src: Path, csv: Path, out: Path, bundle: str, device: str, engine, dicom_out: bool) -> dict:
     from spine_seg.dicom_out import write_dicom_outputs
-    from spine_seg.pipeline import predict_batch
+    from spine_seg.inference.batch import predict_batch
 
     shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()[0]
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/bench_batch")
     args = ap.parse_args()
 
-    from spine_seg.engines.ray_engine import RayEngine
+    from spine_seg.inference.engines.ray_engine import RayEngine
 
     root = Path(args.out)
     src, csv = make_input(root, args.studies)

@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from spine_seg import metric  # noqa: E402
 from spine_seg.core.constants import CONDITION_GROUPS, GROUP_OF_CONDITION, SAMPLE_WEIGHTS, SEVERITIES, row_ids  # noqa: E402
 from spine_seg.dicom import load_study  # noqa: E402
 from spine_seg.grading import ensemble as E  # noqa: E402
 from spine_seg.grading import fallback as FB  # noqa: E402
+from spine_seg.grading import metric  # noqa: E402
 from spine_seg.grading.crops import DEFAULT_SPECS, CropSpec, keypoint_crops, read_keypoints  # noqa: E402
 from spine_seg.grading.dataset import build_crop_table  # noqa: E402
 from spine_seg.grading.train import TrainConfig, train_cv  # noqa: E402

@@ -35,7 +35,8 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     os.environ["nnUNet_def_n_proc"] = str(args.threads)  # the predictor's own thread count on a CPU
-    from spine_seg.pipeline import Predictor, write_study_outputs
+    from spine_seg.inference.outputs import write_study_outputs
+    from spine_seg.inference.predictor import Predictor
 
     t0 = time.perf_counter()
     predictor = Predictor(args.bundle, device=args.device)

@@ -1,4 +1,4 @@
-"""``spineseg evaluate``: score a submission CSV with the official RSNA 2024 metric. Logic: :mod:`spine_seg.metric`."""
+"""``spineseg evaluate``: score a submission CSV with the official RSNA 2024 metric. Logic: :mod:`spine_seg.grading.metric`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from spine_seg import metric
 from spine_seg.core import textio
+from spine_seg.grading import metric
 from spine_seg_cli.common import USER_ERRORS, fail
 
 

@@ -5,7 +5,6 @@ Logic: :mod:`spine_seg.grading` (dataset, models, train, ensemble, fallback); se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -75,12 +74,17 @@ def train_cls(
     except USER_ERRORS as exc:
         raise fail(exc) from exc
 
-    from spine_seg import metric
-    from spine_seg.grading.dataset import build_crop_table
-    from spine_seg.grading.ensemble import Ensemble, fit_temperature
-    from spine_seg.grading.train import train_cv
+    from spine_seg.grading import metric
+    from spine_seg.workflows.recipe import train_grading
 
     run_dir = out / f"{backbone}-{condition}"
+
+    def list_skipped(table) -> None:
+        if table.skipped:
+            typer.echo(f"{len(table.skipped)} studies skipped:", err=True)
+            for sid, why in list(table.skipped.items())[:20]:
+                typer.echo(f"  {sid}: {why}", err=True)
+
     try:
         from tqdm import tqdm
 
@@ -89,20 +93,12 @@ def train_cls(
                 bar.total = n
                 bar.update(1)
 
-            table = build_crop_table(data, cache or out / "crop_cache", specs, groups=groups, progress=tick)
-        if table.skipped:
-            typer.echo(f"{len(table.skipped)} studies skipped:", err=True)
-            for sid, why in list(table.skipped.items())[:20]:
-                typer.echo(f"  {sid}: {why}", err=True)
-        result = train_cv(table, cfg, run_dir, echo=typer.echo)
+            run = train_grading(data, cache or out / "crop_cache", specs, cfg, run_dir, groups=groups,
+                                fallback=axial_fallback and "subarticular" in groups,
+                                temperatures="apply" if temperature else "fit", echo=typer.echo,
+                                crop_progress=tick, on_table=lambda table: (bar.close(), list_skipped(table)))
+        table, result, fit = run.table, run.cv, run.temperature_fit
         oof_labels = table.labels[table.labels.study_id.isin(set(result.oof_rows.study_id))]
-        fit = fit_temperature(result.oof, oof_labels, "metric", groups, rows=set(result.oof_rows.row_id))
-        Ensemble.load([run_dir], temperatures=fit.temperatures if temperature else None, device="cpu").save(run_dir / "ensemble.json")
-        (run_dir / "temperature.json").write_text(json.dumps(fit.to_dict(), indent=1))
-        if axial_fallback and "subarticular" in groups:
-            from spine_seg.grading.fallback import build_fallback_table, train_fallback
-
-            train_fallback(build_fallback_table(data), cfg, run_dir, echo=typer.echo)
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     if result.oof_score:

@@ -1,9 +1,9 @@
 """``spineseg predict``, ``spineseg bundle export|import|list|info`` and ``spineseg demo``.
 
-Logic: :mod:`spine_seg.pipeline` (predict), :mod:`spine_seg.bundle` (bundles), :mod:`spine_seg.demo`.
+Logic: :mod:`spine_seg.inference` (predict), :mod:`spine_seg.inference.bundle` (bundles), :mod:`spine_seg.workflows.demo`.
 Exit codes of ``predict``: 0 every study done, 1 some study failed (see errors.csv; the others are written),
 2 the command could not start (bad INPUT, bad bundle, bad option, Ray missing or unreachable, workers that
-cannot load the bundle). The engines (``--engine local|ray``) are :mod:`spine_seg.engines`.
+cannot load the bundle). The engines (``--engine local|ray``) are :mod:`spine_seg.inference.engines`.
 """
 
 from __future__ import annotations
@@ -53,18 +53,12 @@ def predict(
                                             "(DICOM SEG) and sr.dcm (Comprehensive 3D SR).")] = True,
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
-    from spine_seg.bundle import BundleError, load_bundle
     from spine_seg.dicom import read_series_csv
-    from spine_seg.engines import make_engine
-    from spine_seg.pipeline import (
-        ENGINE_START_ERRORS,
-        OutputWriteError,
-        Predictor,
-        check_output_folder,
-        discover_studies,
-        predict_batch,
-        prepare_output_folder,
-    )
+    from spine_seg.inference.batch import ENGINE_START_ERRORS, discover_studies, predict_batch
+    from spine_seg.inference.bundle import BundleError, load_bundle
+    from spine_seg.inference.engines import make_engine
+    from spine_seg.inference.outputs import OutputWriteError, check_output_folder, prepare_output_folder
+    from spine_seg.inference.predictor import Predictor
 
     try:  # everything a user can get wrong is checked here, before any model loads (exit 2)
         _check_device(device)
@@ -76,7 +70,7 @@ def predict(
         check_output_folder(out)
         batch_engine = make_engine(engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker)
         if batch_engine is not None:
-            from spine_seg.engines.ray_engine import require_ray
+            from spine_seg.inference.engines.ray_engine import require_ray
 
             require_ray()
         extra_outputs = None
@@ -157,7 +151,7 @@ def bundle_export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Write a bundle (folder or zip) with a manifest of versions, label maps, crop settings and checksums."""
-    from spine_seg.bundle import BundleError, export_bundle, load_bundle
+    from spine_seg.inference.bundle import BundleError, export_bundle, load_bundle
 
     try:
         path = export_bundle(out, seg_model, grading if len(grading) > 1 else grading[0], folds=folds, fallback=fallback,
@@ -175,7 +169,7 @@ def bundle_import(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an installed bundle of that name.")] = False,
 ) -> None:
     """Check a bundle and install it into $SPINESEG_HOME/bundles/NAME; then `predict --model NAME`."""
-    from spine_seg.bundle import BundleError, import_bundle
+    from spine_seg.inference.bundle import BundleError, import_bundle
 
     try:
         b = import_bundle(source, name, overwrite=overwrite)
@@ -187,7 +181,7 @@ def bundle_import(
 @bundle_app.command("list")
 def bundle_list() -> None:
     """Installed bundles."""
-    from spine_seg.bundle import bundles_home, installed_bundles
+    from spine_seg.inference.bundle import bundles_home, installed_bundles
 
     names = installed_bundles()
     typer.echo(f"{bundles_home()}: " + (", ".join(names) if names else "no bundle installed"))
@@ -199,7 +193,7 @@ def bundle_info(
     checksums: Annotated[bool, typer.Option("--checksums/--no-checksums", help="Verify every file's sha256.")] = True,
 ) -> None:
     """Check a bundle and print its manifest (without the file list)."""
-    from spine_seg.bundle import BundleError, load_bundle
+    from spine_seg.inference.bundle import BundleError, load_bundle
 
     try:
         b = load_bundle(ref, checksums=checksums)
@@ -261,7 +255,7 @@ def demo(
     base_model: Annotated[Optional[str], typer.Option("--base-model", help="Base segmentation model folder, 'shipped' (the one inside the package, default) or 'none' (train nnU-Net on the cohort instead).")] = "shipped",
 ) -> None:
     """Synthesise a cohort, train grading (and segmentation unless a base model is used), predict held-out studies, score, report."""
-    from spine_seg.demo import DemoConfig, run_demo
+    from spine_seg.workflows.demo import DemoConfig, run_demo
 
     try:
         _check_device(device)

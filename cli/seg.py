@@ -12,28 +12,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg.core.choices import Budget, check_choice, values
+from spine_seg.core.choices import check_choice
 from spine_seg.segmentation import nnunet_env
 from spine_seg.segmentation import train as seg_train
 from spine_seg_cli.common import USER_ERRORS, fail
 
 SEG_ERRORS = (*USER_ERRORS, nnunet_env.NnunetEnvError)
-BUDGET_CHOICES: tuple[str, ...] = values(Budget)
 
 
 def _converters() -> dict:
     from spine_seg_nnunet_tasks.registry import CONVERTERS  # imports SimpleITK etc.: only when converting
 
     return CONVERTERS
-
-
-def _budget(budget: str) -> str:
-    check_choice("budget", budget, BUDGET_CHOICES)
-    if budget != "auto":
-        return budget
-    import torch
-
-    return "default" if torch.cuda.is_available() else "cpu"
 
 
 def prepare(
@@ -60,7 +50,7 @@ def prepare(
     try:
         for c in configurations:
             check_choice("configuration", c, seg_train.CONFIGURATIONS)
-        chosen_budget = _budget(budget)
+        chosen_budget = seg_train.resolve_budget(budget)
         env = nnunet_env.apply()
         if skip_convert:
             if dataset_id is None:

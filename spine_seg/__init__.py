@@ -9,12 +9,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "predict_study": "spine_seg.pipeline",
-    "predict_batch": "spine_seg.pipeline",
-    "Predictor": "spine_seg.pipeline",
-    "StudyResult": "spine_seg.result",
-    "load_bundle": "spine_seg.bundle",
-    "ModelBundle": "spine_seg.bundle",
+    "predict_study": "spine_seg.inference.predictor",
+    "predict_batch": "spine_seg.inference.batch",
+    "Predictor": "spine_seg.inference.predictor",
+    "StudyResult": "spine_seg.report.result",
+    "load_bundle": "spine_seg.inference.bundle",
+    "ModelBundle": "spine_seg.inference.bundle",
 }
 
 __all__ = ["__version__", *_LAZY]

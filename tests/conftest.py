@@ -98,17 +98,15 @@ class TinyBundle:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
     """Synthetic cohort (3 train, 2 test) → nnUNetTrainer_Smoke at 3 mm → 1-epoch resnet10t grading (2
-    folds) and fallback → ``spine_seg.bundle.export_bundle``. The models learn nearly nothing; the files,
+    folds) and fallback → ``spine_seg.inference.bundle.export_bundle``. The models learn nearly nothing; the files,
     manifests and code paths are the real ones."""
-    from spine_seg.bundle import export_bundle
     from spine_seg.grading.crops import CropSpec
-    from spine_seg.grading.dataset import build_crop_table
-    from spine_seg.grading.ensemble import Ensemble
-    from spine_seg.grading.fallback import build_fallback_table, train_fallback
-    from spine_seg.grading.train import TrainConfig, train_cv
+    from spine_seg.grading.train import TrainConfig
+    from spine_seg.inference.bundle import export_bundle
     from spine_seg.segmentation import nnunet_env
     from spine_seg.segmentation import train as seg_train
     from spine_seg.synthetic import CohortConfig, generate_cohort
+    from spine_seg.workflows.recipe import train_grading
     from spine_seg_nnunet_tasks.registry import CONVERTERS
 
     root = tmp_path_factory.mktemp("tiny_bundle")
@@ -123,14 +121,10 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
         seg_train.plan_and_preprocess(TINY_BUNDLE_DATASET, ("2d",), "cpu", inplane_spacing_mm=3.0)
         seg = seg_train.train(TINY_BUNDLE_DATASET, "2d", "all", "nnUNetTrainer_Smoke", "cpu", validate=False)
         specs = {g: CropSpec(fov_mm=45.0, size_px=48, n_slices=3) for g in ("spinal", "foraminal", "subarticular")}
-        table = build_crop_table(cohort.out, root / "crops", specs)
         cfg = TrainConfig(backbone="resnet10t", folds=2, epochs=1, batch_size=16, weights="random",
                           device="cpu", progress=False)
-        run = root / "grading" / "tiny"
-        train_cv(table, cfg, run, echo=lambda s: None)
-        Ensemble.load([run], device="cpu").save(run / "ensemble.json")
-        fb, _ = train_fallback(build_fallback_table(cohort.out), cfg, run, echo=lambda s: None)
-        bundle = export_bundle(root / "bundle", seg.result_folder, run / "ensemble.json", folds=["all"], fallback=fb,
+        grading = train_grading(cohort.out, root / "crops", specs, cfg, root / "grading" / "tiny", echo=lambda s: None)
+        bundle = export_bundle(root / "bundle", seg.result_folder, grading.ensemble, folds=["all"], fallback=grading.fallback,
                                name="tiny", training_data={"source": "tests/conftest.py tiny_bundle"})
     finally:
         os.environ.clear()

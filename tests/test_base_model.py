@@ -143,8 +143,8 @@ def test_build_base_refuses_a_used_folder_and_a_bad_budget(tmp_path: Path):
 
 
 def test_bundles_accept_the_structure_scheme_only_whole():
-    from spine_seg.bundle import BundleError, check_manifest
     from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+    from spine_seg.inference.bundle import BundleError, check_manifest
 
     def manifest(labels: dict) -> dict:
         return {"format": "spineseg-bundle", "format_version": 1,
@@ -202,8 +202,8 @@ def test_shipped_base_model_names_the_real_study_levels(real_study_dir: Path, sh
 
     from spine_seg.core.constants import LEVELS
     from spine_seg.dicom import load_study
+    from spine_seg.inference.predictor import _segmentation_stack
     from spine_seg.landmarks.structures import landmarks_from_label_volume
-    from spine_seg.pipeline import _segmentation_stack
     from spine_seg.segmentation.predict import SegmentationModel
 
     base = bm.shipped_base_model()

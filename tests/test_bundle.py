@@ -1,4 +1,4 @@
-"""spine_seg.bundle and ``spineseg bundle``: export, import, and refusal of bundles predict would misread."""
+"""spine_seg.inference.bundle and ``spineseg bundle``: export, import, and refusal of bundles predict would misread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spine_seg.bundle import (
+from spine_seg.core.constants import LEVELS
+from spine_seg.inference.bundle import (
     MANIFEST,
     BundleError,
     export_bundle,
@@ -18,7 +19,6 @@ from spine_seg.bundle import (
     installed_bundles,
     load_bundle,
 )
-from spine_seg.core.constants import LEVELS
 from spine_seg_cli.main import app
 
 runner = CliRunner()

@@ -17,12 +17,14 @@ def test_one_home_for_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HOME", str(tmp_path))
     assert home.spineseg_home() == tmp_path / ".spineseg"
     monkeypatch.setenv(home.HOME_VAR, str(tmp_path / "h"))
-    from spine_seg.bundle import bundles_home
+    from spine_seg.inference.bundle import bundles_home
     from spine_seg.segmentation import nnunet_env
     from spine_seg_external_data.registry import default_dest
 
     assert bundles_home() == tmp_path / "h" / "bundles"
     assert default_dest("spider") == tmp_path / "h" / "data" / "spider"
+    for var in nnunet_env.PATH_VARS:  # an earlier test may have applied nnU-Net's variables
+        monkeypatch.delenv(var, raising=False)
     assert nnunet_env.resolve(cpus=2).raw == tmp_path / "h" / "nnUNet_raw"
 
 

@@ -19,7 +19,8 @@ from spine_seg.dicom import load_study
 from spine_seg.dicom_out import DICOM_DIR, SEG_FILE, SR_FILE
 from spine_seg.dicom_out.seg import label_volume_from_seg
 from spine_seg.dicom_out.sr import finding_id, findings_from_sr
-from spine_seg.pipeline import RESULT_JSON, SEGMENTATION_NII, Predictor, write_study_outputs
+from spine_seg.inference.outputs import RESULT_JSON, SEGMENTATION_NII, write_study_outputs
+from spine_seg.inference.predictor import Predictor
 from spine_seg_cli.main import app
 
 pytestmark = pytest.mark.slow

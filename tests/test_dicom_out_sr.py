@@ -18,7 +18,7 @@ from spine_seg.dicom_out import codes
 from spine_seg.dicom_out.seg import build_seg
 from spine_seg.dicom_out.sources import read_sources
 from spine_seg.dicom_out.sr import _unambiguous, build_sr, finding_id, findings_from_sr
-from spine_seg.pipeline import Predictor
+from spine_seg.inference.predictor import Predictor
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spine_seg.engines import make_engine
-from spine_seg.engines.ray_engine import RAY_INSTALL_COMMAND
+from spine_seg.inference.engines import make_engine
+from spine_seg.inference.engines.ray_engine import RAY_INSTALL_COMMAND
 from spine_seg_cli.main import app
 
 runner = CliRunner()

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from spine_seg.engines.ray_engine import KILL_ENV, WORKER_STAGE, RayEngine
-from spine_seg.pipeline import ERRORS_CSV, RESULT_JSON, SUBMISSION_CSV, Predictor, check_submission, predict_batch
+from spine_seg.inference.batch import check_submission, predict_batch
+from spine_seg.inference.engines.ray_engine import KILL_ENV, WORKER_STAGE, RayEngine
+from spine_seg.inference.outputs import ERRORS_CSV, RESULT_JSON, SUBMISSION_CSV
+from spine_seg.inference.predictor import Predictor
 from spine_seg_cli.main import app
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'spineseg[distributed]'")
@@ -130,7 +132,7 @@ class _FakeCluster:
 
 
 def test_worker_plan():
-    from spine_seg.pipeline import BatchJob
+    from spine_seg.inference.batch import BatchJob
 
     cpu, auto = BatchJob("b", device="cpu"), BatchJob("b", device="auto")
     assert RayEngine()._plan(_FakeCluster(8), 100, cpu) == (8, 0.0, 1.0)

@@ -35,14 +35,14 @@ from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from typer.testing import CliRunner
 
-from spine_seg import pipeline
-from spine_seg.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST
 from spine_seg.core.checksums import sha256_file
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import load_study
-from spine_seg.metric import uniform_submission
-from spine_seg.result import StudyResult
+from spine_seg.grading.metric import uniform_submission
+from spine_seg.inference import batch, outputs, predictor
+from spine_seg.inference.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST
+from spine_seg.report.result import StudyResult
 from spine_seg_cli.main import app
 
 runner = CliRunner()
@@ -74,13 +74,13 @@ class StubPredictor:
     def predict_with_study(self, path, series_csv=None, progress=None, study=None):
         timings: dict[str, float] = {}
         folder = Path(path)
-        with pipeline._stage("ingest", timings, progress, folder.name):
+        with predictor._stage("ingest", timings, progress, folder.name):
             if study is None:
                 study = load_study(folder, series_csv)
-        _, stack = pipeline._segmentation_stack(study)
+        _, stack = predictor._segmentation_stack(study)
         if stack is not None:
-            with pipeline._stage("segment", timings, progress, folder.name):
-                pipeline.check_segmentation_budget(self.seg_model, stack)
+            with predictor._stage("segment", timings, progress, folder.name):
+                predictor.check_segmentation_budget(self.seg_model, stack)
                 stack.load()
         sub = uniform_submission([study.study_id])
         result = StudyResult(study_id=study.study_id, folder=folder, submission=sub, sources={}, landmarks=None,
@@ -114,7 +114,7 @@ def make_bundle(root: Path, tag: str = "a", manifest_override: Any = None) -> Pa
 def stub(monkeypatch: pytest.MonkeyPatch):
     """``spineseg predict`` with :class:`StubPredictor` in place of the models."""
     StubPredictor.constructed = 0
-    monkeypatch.setattr(pipeline, "Predictor", StubPredictor)
+    monkeypatch.setattr(predictor, "Predictor", StubPredictor)
     return StubPredictor
 
 
@@ -602,7 +602,7 @@ def test_predict_fault(tmp_path: Path, stub, case: PredictCase):
         assert (a["out"] / "errors.csv").exists() == (case.code == 1)
         if case.code == 1:
             errors = pd.read_csv(a["out"] / "errors.csv", dtype=str)
-            assert len(errors) == 1 and errors.error[0] and errors.stage[0] in pipeline.STAGES
+            assert len(errors) == 1 and errors.error[0] and errors.stage[0] in predictor.STAGES
         assert not [p for p in a["out"].rglob(".*")], "temporary or reserve files left behind"
 
 
@@ -621,7 +621,7 @@ def test_resampling_over_budget_is_refused_before_allocation(tmp_path: Path, stu
 
 def _enospc_on(monkeypatch: pytest.MonkeyPatch, should_fail: Callable[[Path], bool]) -> list[Path]:
     """Patch the atomic text writer the batch uses so that chosen files fail as on a full disk."""
-    real = pipeline.atomic_write_text
+    real = outputs.atomic_write_text
     failed: list[Path] = []
 
     def writer(path, text):
@@ -630,7 +630,7 @@ def _enospc_on(monkeypatch: pytest.MonkeyPatch, should_fail: Callable[[Path], bo
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, text)
 
-    monkeypatch.setattr(pipeline, "atomic_write_text", writer)
+    monkeypatch.setattr(outputs, "atomic_write_text", writer)
     return failed
 
 
@@ -656,14 +656,14 @@ def test_full_disk_mid_batch(tmp_path: Path, stub, monkeypatch: pytest.MonkeyPat
 def test_full_disk_for_every_study_still_writes_the_csvs(tmp_path: Path, stub, monkeypatch: pytest.MonkeyPatch):
     make_bundle(tmp_path / "bundle")
     a = _args(tmp_path)
-    real = pipeline.atomic_write
+    real = outputs.atomic_write
 
     def writer(path, write):  # errors.csv fails while the batch runs, succeeds at the end (the reserve freed)
         if Path(path).name == "errors.csv" and (a["out"] / ".spineseg-reserve").exists():
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, write)
 
-    monkeypatch.setattr(pipeline, "atomic_write", writer)
+    monkeypatch.setattr(outputs, "atomic_write", writer)
     _enospc_on(monkeypatch, lambda p: p.name == "result.json")
     res = _invoke_predict(a)
     _no_traceback(res)
@@ -686,7 +686,7 @@ def test_read_only_output_folder(tmp_path: Path, stub, monkeypatch: pytest.Monke
     make_bundle(tmp_path / "bundle")
     a = _args(tmp_path)
     real = os.statvfs
-    monkeypatch.setattr(pipeline.os, "statvfs", lambda p: SimpleNamespace(f_flag=real(p).f_flag | os.ST_RDONLY))
+    monkeypatch.setattr(outputs.os, "statvfs", lambda p: SimpleNamespace(f_flag=real(p).f_flag | os.ST_RDONLY))
     res = _invoke_predict(a)
     _no_traceback(res)
     assert res.exit_code == 2 and "is on a read-only file system" in res.stderr and stub.constructed == 0
@@ -696,17 +696,17 @@ _KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from test_faults import StubPredictor
-from spine_seg import pipeline
-real = pipeline.atomic_write_text
+from spine_seg.inference import batch, outputs
+real = outputs.atomic_write_text
 def dying_writer(path, text):
     if os.path.basename(os.path.dirname(str(path))) == "103" and str(path).endswith("result.json"):
-        tmp = pipeline.atomic_write.__globals__["temporary_sibling"](pipeline.Path(path))
+        tmp = outputs.atomic_write.__globals__["temporary_sibling"](outputs.Path(path))
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text[: len(text) // 2])  # half a file on disk, then the kill
         os.kill(os.getpid(), signal.SIGKILL)
     return real(path, text)
-pipeline.atomic_write_text = dying_writer
-pipeline.predict_batch({inp!r}, None, {out!r}, predictor=StubPredictor(), report=False)
+outputs.atomic_write_text = dying_writer
+batch.predict_batch({inp!r}, None, {out!r}, predictor=StubPredictor(), report=False)
 """
 
 
@@ -725,7 +725,7 @@ def test_killed_batch_keeps_finished_studies_and_resumes(tmp_path: Path):
     assert not (out / "103" / "result.json").exists() and not (out / "submission.csv").exists()
     assert [p.name for p in (out / "103").iterdir()][0].startswith(".result.json.")  # the half file, hidden
 
-    res = pipeline.predict_batch(inp, None, out, predictor=StubPredictor(), report=False)
+    res = batch.predict_batch(inp, None, out, predictor=StubPredictor(), report=False)
     assert [o.status for o in res.outcomes] == ["resumed", "resumed", "done", "done"]
     assert len(pd.read_csv(res.submission)) == 100
     assert not [p for p in out.rglob(".*")], "stale temporaries of the killed run left behind"

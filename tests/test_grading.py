@@ -15,9 +15,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from spine_seg import metric
 from spine_seg.core.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SEVERITIES, row_ids
 from spine_seg.grading import ensemble as E
+from spine_seg.grading import metric
 from spine_seg.grading import models as M
 from spine_seg.grading import train as T
 from spine_seg.grading.crops import CropSpec

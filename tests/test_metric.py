@@ -12,7 +12,6 @@ import pytest
 from sklearn.metrics import log_loss
 from typer.testing import CliRunner
 
-from spine_seg import metric as M
 from spine_seg.core.constants import (
     CONDITION_GROUPS,
     GROUP_OF_CONDITION,
@@ -24,6 +23,7 @@ from spine_seg.core.constants import (
     row_id,
     row_ids,
 )
+from spine_seg.grading import metric as M
 from spine_seg_cli.main import app
 
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""spine_seg.pipeline and ``spineseg predict``: end to end on a tiny real bundle, bad inputs, resume, atomic writes."""
+"""spine_seg.inference and ``spineseg predict``: end to end on a tiny real bundle, bad inputs, resume, atomic writes."""
 
 from __future__ import annotations
 
@@ -17,19 +17,12 @@ from spine_seg.core import geometry
 from spine_seg.core.constants import CONDITIONS, LEVELS, SeriesKind
 from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import Stack, load_study
+from spine_seg.inference.batch import check_submission, discover_studies, predict_batch
+from spine_seg.inference.crop_plan import spinal_point, subarticular_points
+from spine_seg.inference.outputs import ERRORS_CSV, write_study_outputs
+from spine_seg.inference.predictor import Predictor, StageError
 from spine_seg.landmarks import load_label_volume
-from spine_seg.pipeline import (
-    ERRORS_CSV,
-    Predictor,
-    StageError,
-    check_submission,
-    discover_studies,
-    predict_batch,
-    spinal_point,
-    subarticular_points,
-    write_study_outputs,
-)
-from spine_seg.result import SOURCE_MODEL, SOURCE_PRIOR
+from spine_seg.report.result import SOURCE_MODEL, SOURCE_PRIOR
 from spine_seg.segmentation.predict import LabelVolume
 from spine_seg_cli.main import app
 

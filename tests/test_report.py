@@ -31,8 +31,8 @@ from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import Stack, Study, load_study
 from spine_seg.landmarks import LandmarkSet, landmarks_from_labels, landmarks_from_points, load_label_volume
 from spine_seg.landmarks.project import project_landmarks
-from spine_seg.report import labels_on_slice, write_report
-from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
+from spine_seg.report.figure import labels_on_slice, write_report
+from spine_seg.report.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
 from spine_seg.segmentation.predict import LabelVolume
 from spine_seg.synthetic import CohortConfig, generate_cohort
 

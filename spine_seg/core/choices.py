@@ -41,6 +41,12 @@ class RowSource(StrEnum):
     PRIOR = "prior"
 
 
+#: The row sources as plain strings (what ``StudyResult.sources`` and ``result.json`` hold).
+SOURCE_MODEL: str = RowSource.MODEL.value
+SOURCE_FALLBACK: str = RowSource.FALLBACK.value
+SOURCE_PRIOR: str = RowSource.PRIOR.value
+
+
 class BatchStatus(StrEnum):
     """What became of one study in a batch."""
 

@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Something the user can fix (a bad path, id, file or setting); the message says what and how."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional dependency is not installed; the message carries the command that installs it."""

@@ -265,6 +265,17 @@ class Study:
     def series_of_kind(self, kind: SeriesKind) -> list[Series]:
         return [s for s in self.series if s.kind is kind]
 
+    def segmentation_stack(self) -> tuple[Series | None, Stack | None]:
+        """The Sagittal T2/STIR stack to segment: the series with most slices, its largest stack.
+
+        The one rule for "which Sagittal T2 stack": prediction segments it, the report draws it.
+        """
+        series = self.series_of_kind(SeriesKind.SAGITTAL_T2)
+        if not series:
+            return None, None
+        s = max(series, key=lambda x: (x.n_slices, x.series_id))
+        return s, max(s.stacks, key=lambda st: (st.n_slices, -st.index))
+
     def summary(self) -> dict:
         return {
             "study_id": self.study_id,

@@ -16,7 +16,7 @@ from spine_seg.core.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from spine_seg.dicom import Study
-    from spine_seg.result import StudyResult
+    from spine_seg.report.result import StudyResult
 
 DICOM_DIR = "dicom"
 SEG_FILE = "seg.dcm"
@@ -29,7 +29,7 @@ def _require_highdicom() -> None:
     try:
         import highdicom  # noqa: F401
     except ImportError as exc:
-        from spine_seg.engines import MissingDependencyError
+        from spine_seg.core.errors import MissingDependencyError
 
         raise MissingDependencyError(f"DICOM outputs need highdicom: {HIGHDICOM_INSTALL_COMMAND} "
                                      "(or predict with --no-dicom-out)") from exc

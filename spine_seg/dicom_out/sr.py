@@ -53,7 +53,7 @@ from pydicom.sr.codedict import codes as pcodes
 
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.dicom_out import codes
-from spine_seg.result import SOURCE_PRIOR, StudyResult
+from spine_seg.report.result import SOURCE_PRIOR, StudyResult
 
 SR_SERIES_NUMBER = 9902
 SR_SERIES_DESCRIPTION = "spineseg findings"

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spine_seg import metric
 from spine_seg.core.constants import CONDITION_GROUPS, GROUP_OF_CONDITION, SEVERITIES, parse_row_id, row_id
 from spine_seg.dicom import load_study
+from spine_seg.grading import metric
 from spine_seg.grading.crops import DEFAULT_SPECS, CropCache, CropSpec, read_keypoints
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@
 - :meth:`Ensemble.predict_study` turns a study's crops into the 25 rows of the submission, every row
   summing to 1. Locations without a crop take the axial fallback's output when given (subarticular only),
   else the training prior (the members' mean :func:`smoothed_prior`: the weight-optimal prior table of
-  :mod:`spine_seg.metric` with one pseudo-count per class, so no class is ever 0); ``sources`` records
+  :mod:`spine_seg.grading.metric` with one pseudo-count per class, so no class is ever 0); ``sources`` records
   which.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spine_seg import metric
+from spine_seg.core.choices import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR
 from spine_seg.core.constants import (
     CONDITION_GROUPS,
     CONDITIONS,
@@ -38,9 +38,9 @@ from spine_seg.core.constants import (
     parse_row_id,
     row_ids,
 )
+from spine_seg.grading import metric
 from spine_seg.grading.crops import CropSpec, keypoint_crops
 from spine_seg.grading.models import GradingModel, model_from_checkpoint, predict_probs, read_checkpoint, resolve_device
-from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def submission_from_rows(
 
     ``rows``: ``row_id`` + the three probabilities, predicted from crops (rows of other studies are
     ignored); ``fallback``: the same for rows without a crop (the axial fallback); ``prior``: a
-    :func:`smoothed_prior` (or :func:`spine_seg.metric.prior_table`) for the rest (None: 1/3 each). Returns (submission, sources indexed by row_id).
+    :func:`smoothed_prior` (or :func:`spine_seg.grading.metric.prior_table`) for the rest (None: 1/3 each). Returns (submission, sources indexed by row_id).
     """
     ids = [r for s in study_ids for r in row_ids(s)]
     keys = [parse_row_id(r)[1:] for r in ids]
@@ -89,7 +89,7 @@ def submission_from_rows(
 
 
 def smoothed_prior(labels: pd.DataFrame, pseudo_count: float = 1.0) -> pd.DataFrame:
-    """:func:`spine_seg.metric.prior_table` with ``pseudo_count`` added to every class count first.
+    """:func:`spine_seg.grading.metric.prior_table` with ``pseudo_count`` added to every class count first.
 
     The weight-optimal prior (counts × 1/2/4, renormalised) of a location where a class was never seen is
     0 for that class, and one such label in new studies costs −ln(eps) ≈ 36. Used wherever the prior

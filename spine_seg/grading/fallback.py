@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spine_seg import metric
 from spine_seg.core.constants import LEVELS, SEVERITIES, SeriesKind
 from spine_seg.dicom import Study, load_study
+from spine_seg.grading import metric
 from spine_seg.grading.crops import CropSpec, crop_stack, normalise, read_keypoints
 from spine_seg.grading.dataset import SEVERITY_INDEX, assign_folds
 from spine_seg.grading.ensemble import smoothed_prior, submission_from_rows

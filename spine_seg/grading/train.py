@@ -8,7 +8,7 @@ a one-cycle (warm-up + cosine) or plain cosine schedule; fixed seeds; on CUDA au
 channels_last. Augmentation is light and geometric/intensity only (shift, scale, small rotation,
 contrast/brightness), never a mirror: right-sided crops are already mirrored to look like left ones.
 
-After every epoch the fold's held-out studies are predicted and scored with :func:`spine_seg.metric.score`
+After every epoch the fold's held-out studies are predicted and scored with :func:`spine_seg.grading.metric.score`
 on a full 25-row submission (locations without a crop, or of groups this model does not grade, get the
 training folds' prior); training stops early when that score has not improved for ``patience`` epochs and
 the best epoch's weights are kept. Outputs under ``out_dir``:
@@ -41,7 +41,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spine_seg import metric
 from spine_seg.core.choices import check_choice
 from spine_seg.core.constants import (
     CONDITION_GROUPS,
@@ -53,6 +52,7 @@ from spine_seg.core.constants import (
     SEVERITY_LABELS,
     TARGET_COLUMNS,
 )
+from spine_seg.grading import metric
 from spine_seg.grading.dataset import CropTable, assign_folds
 from spine_seg.grading.ensemble import smoothed_prior, submission_from_rows
 from spine_seg.grading.models import (

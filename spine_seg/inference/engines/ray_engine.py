@@ -9,8 +9,8 @@ Division of labour (the same files as the local engine, written the same way):
 
 * the **driver** (the ``spineseg predict`` process) discovers the studies, skips finished ones (resume),
   hands the others to the workers, and writes ``submission.csv`` and ``errors.csv``
-  (:func:`spine_seg.pipeline.predict_batch`);
-* each **worker** (:class:`StudyWorker`, one Ray actor) runs :func:`spine_seg.pipeline.run_study`: predict,
+  (:func:`spine_seg.inference.batch.predict_batch`);
+* each **worker** (:class:`StudyWorker`, one Ray actor) runs :func:`spine_seg.inference.batch.run_study`: predict,
   then write the study's own files atomically into ``OUT/<study>/`` (``result.json`` last), and sends back
   only the outcome and the 25 rows. Workers therefore need INPUT, OUT and the bundle at the same paths as
   the driver: on one machine that is given; on a multi-node cluster use a shared file system (docs/predict.md).
@@ -31,8 +31,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from spine_seg.engines import MissingDependencyError, WorkerStartError
-from spine_seg.pipeline import BatchJob, Predictor, StudyRun, StudyTask, failed_run, fallback_rows, run_study
+from spine_seg.inference.batch import BatchJob, StudyRun, StudyTask, failed_run, fallback_rows, run_study
+from spine_seg.inference.engines import MissingDependencyError, WorkerStartError
+from spine_seg.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def _kill_rules(text: str | None) -> dict[str, bool]:
 
 
 class StudyWorker:
-    """The body of one Ray actor: a :class:`~spine_seg.pipeline.Predictor` loaded once, then one study per call.
+    """The body of one Ray actor: a :class:`~spine_seg.inference.predictor.Predictor` loaded once, then one study per call.
 
     A plain class (made remote at run time), so that importing this module needs no Ray.
     """
@@ -240,13 +241,13 @@ class RayEngine:
             yield run
 
     def _failed(self, ray: Any, task: StudyTask, actor: Any, reason: str) -> StudyRun:
-        """A failed study's run (:func:`~spine_seg.pipeline.failed_run`): its errors.csv row and the training
+        """A failed study's run (:func:`~spine_seg.inference.batch.failed_run`): its errors.csv row and the training
         prior's rows, asked of a live worker (uniform thirds if even that fails, as for any failed study)."""
         return failed_run(task, WORKER_STAGE, reason, *fallback_rows(_RemotePrior(ray, actor), task.folder.name))
 
 
 class _RemotePrior:
-    """A worker's :meth:`~spine_seg.pipeline.Predictor.prior_rows`, called from the driver."""
+    """A worker's :meth:`~spine_seg.inference.predictor.Predictor.prior_rows`, called from the driver."""
 
     def __init__(self, ray: Any, actor: Any) -> None:
         self.ray, self.actor = ray, actor

@@ -1,15 +1,16 @@
 """The local engine: the batch's studies one after the other in this process, with the models loaded once.
 
-:func:`spine_seg.pipeline.predict_batch` runs this loop itself when no engine is given (it can reuse a
-preloaded :class:`~spine_seg.pipeline.Predictor`); :class:`LocalEngine` is the same loop behind the
-:class:`~spine_seg.pipeline.BatchEngine` interface, for code that picks an engine by value (benchmarks).
+:func:`spine_seg.inference.batch.predict_batch` runs this loop itself when no engine is given (it can reuse a
+preloaded :class:`~spine_seg.inference.predictor.Predictor`); :class:`LocalEngine` is the same loop behind the
+:class:`~spine_seg.inference.batch.BatchEngine` interface, for code that picks an engine by value (benchmarks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from spine_seg.pipeline import BatchJob, Predictor, StudyRun, StudyTask, run_study
+from spine_seg.inference.batch import BatchJob, StudyRun, StudyTask, run_study
+from spine_seg.inference.predictor import Predictor
 
 
 class LocalEngine:

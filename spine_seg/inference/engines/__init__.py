@@ -1,5 +1,5 @@
 """Where a batch's studies run: ``local`` (this process, one study after the other) or ``ray`` (actors on a Ray
-cluster, each holding the models once). Both plug into :func:`spine_seg.pipeline.predict_batch`, which keeps
+cluster, each holding the models once). Both plug into :func:`spine_seg.inference.batch.predict_batch`, which keeps
 discovery, resume, ``submission.csv`` and ``errors.csv`` in one place, so the engines cannot drift apart in
 what they write.
 """
@@ -9,16 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from spine_seg.core.choices import Engine, check_option, values
+from spine_seg.core.errors import MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from spine_seg.pipeline import BatchEngine
+    from spine_seg.inference.batch import BatchEngine
 
 #: The ``--engine`` choices.
 ENGINES: tuple[str, ...] = values(Engine)
-
-
-class MissingDependencyError(ImportError):
-    """An optional dependency is not installed; the message carries the command that installs it."""
 
 
 class WorkerStartError(RuntimeError):
@@ -28,7 +25,7 @@ class WorkerStartError(RuntimeError):
 def make_engine(name: str, *, address: str | None = None, workers: int | None = None,
                 gpus_per_worker: float | None = None) -> BatchEngine | None:
     """The engine called ``name``; ``None`` for ``local`` (``predict_batch``'s own loop, which also takes a
-    preloaded :class:`~spine_seg.pipeline.Predictor`). Ray options given to the local engine are refused, so
+    preloaded :class:`~spine_seg.inference.predictor.Predictor`). Ray options given to the local engine are refused, so
     that a forgotten ``--engine ray`` does not silently run on one core."""
     check_option("--engine", name, ENGINES)
     if name == "local":
@@ -37,7 +34,7 @@ def make_engine(name: str, *, address: str | None = None, workers: int | None = 
         if given:
             raise ValueError(f"{', '.join(given)}: only with --engine ray")
         return None
-    from spine_seg.engines.ray_engine import RayEngine
+    from spine_seg.inference.engines.ray_engine import RayEngine
 
     return RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
 

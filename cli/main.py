@@ -11,7 +11,7 @@ import typer
 
 from spine_seg import __version__, api
 from spine_seg.core import textio
-from spine_seg_cli.common import USER_ERRORS, fail
+from spine_seg_cli.common import USER_ERRORS, fail, report_bugs
 
 app = typer.Typer(
     name="spineseg",
@@ -34,6 +34,7 @@ def main(
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = None,
 ) -> None:
+    report_bugs()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -16,6 +16,7 @@ import typer
 
 from spine_seg.core import textio
 from spine_seg.core.choices import Device, check_option
+from spine_seg.core.errors import UsageError
 from spine_seg_cli.common import USER_ERRORS, fail
 
 
@@ -25,7 +26,7 @@ def _check_device(device: str) -> str:
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
+            raise UsageError("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
     return device
 
 
@@ -80,7 +81,7 @@ def predict(
             _require_highdicom()
             extra_outputs = write_dicom_outputs
         if model is None:
-            raise ValueError(NO_MODEL_MESSAGE)
+            raise UsageError(NO_MODEL_MESSAGE)
         bundle = load_bundle(model)
         prepare_output_folder(out)
         # the local engine loads the models here (exit 2 if they cannot load); Ray workers load their own
@@ -225,7 +226,7 @@ def bundle_build_base(
         fold_list = [f.strip() for f in folds.split(",") if f.strip()]
         bad = [f for f in fold_list if f not in ("0", "1", "all")]
         if not fold_list or bad:
-            raise ValueError(f"unknown fold(s) {bad or folds!r}; valid: 0, 1, all")
+            raise UsageError(f"unknown fold(s) {bad or folds!r}; valid: 0, 1, all")
         root = None
         if not no_real:
             root = data or Path(os.environ.get("SPINESEG_DATA") or "../shared/data")

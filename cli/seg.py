@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from spine_seg.core.choices import check_choice
+from spine_seg.core.errors import UsageError
 from spine_seg.segmentation import nnunet_env
 from spine_seg.segmentation import train as seg_train
 from spine_seg_cli.common import USER_ERRORS, fail
@@ -54,11 +55,11 @@ def prepare(
         env = nnunet_env.apply()
         if skip_convert:
             if dataset_id is None:
-                raise ValueError("--skip-convert needs --dataset-id")
+                raise UsageError("--skip-convert needs --dataset-id")
         else:
             converters = _converters()
             if source not in converters:
-                raise ValueError(f"unknown source {source!r}; valid: {', '.join(converters)}")
+                raise UsageError(f"unknown source {source!r}; valid: {', '.join(converters)}")
             if not input_dir.is_dir():
                 raise FileNotFoundError(f"{input_dir}: no such folder (--input)")
             options = {"overwrite": True} if overwrite else {}

@@ -37,7 +37,7 @@ from typing import Any
 
 from spine_seg.core import archives, home
 from spine_seg.core.checksums import CHUNK_BYTES, sha256_file
-from spine_seg.core.errors import UserError
+from spine_seg.core.errors import UsageError, UserError
 
 __all__ = [
     "BASE_URL_ENV",
@@ -521,7 +521,7 @@ def download_file(
     target = Path(target)
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
-        raise ValueError(f"only http(s) URLs can be fetched, got {url!r}")
+        raise UsageError(f"only http(s) URLs can be fetched, got {url!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     name = target.name
@@ -593,7 +593,7 @@ def _plan(ds: Dataset, url: str | None, base_url: str | None) -> list[Download]:
         path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
         filename = PurePosixPath(path).name
         if not filename or filename in (".", ".."):
-            raise ValueError(f"cannot tell a file name from {url!r}; give a URL that ends in the file's name")
+            raise UsageError(f"cannot tell a file name from {url!r}; give a URL that ends in the file's name")
         for d in ds.downloads:
             if d.filename == filename:  # the same file from another place: keep what we know of it
                 return [Download(filename, url, d.extract, d.sha256, d.reported_sha256, d.reported_source)]

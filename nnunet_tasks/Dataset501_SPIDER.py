@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from spine_seg.core.errors import UsageError, UserError
 from spine_seg.core.geometry import affine_from_sitk
 from spine_seg.core.labels import (
     PARTIAL_MODES,
@@ -78,7 +79,7 @@ class SpiderNumberingWarning(UserWarning):
     """A SPIDER mask whose geometry contradicts the vertebra numbering assumed in spine_seg.core.labels."""
 
 
-class SpiderNumberingError(ValueError):
+class SpiderNumberingError(UserError, ValueError):
     """Raised with ``on_numbering_mismatch="error"``."""
 
 
@@ -86,7 +87,7 @@ def parse_spider_name(stem: str) -> tuple[int, str]:
     """``12_t2_SPACE`` → (12, "t2_SPACE"); the number before the first ``_`` is the patient."""
     m = _NAME.match(stem)
     if not m:
-        raise ValueError(f"{stem!r} is not a SPIDER series name (<patient>_<{'|'.join(SEQUENCES)}>)")
+        raise UsageError(f"{stem!r} is not a SPIDER series name (<patient>_<{'|'.join(SEQUENCES)}>)")
     seq = next(s for s in SEQUENCES if s.lower() == m.group(2).lower())
     return int(m.group(1)), seq
 
@@ -131,7 +132,7 @@ def _mask_and_affine(mask: sitk.Image | np.ndarray, affine: np.ndarray | None) -
         return sitk.GetArrayViewFromImage(mask), affine_from_sitk(mask), True
     arr = np.asarray(mask)
     if arr.ndim != 3:
-        raise ValueError(f"expected a 3-D [k, j, i] mask, got shape {arr.shape}")
+        raise UsageError(f"expected a 3-D [k, j, i] mask, got shape {arr.shape}")
     if affine is None:
         return arr, np.eye(4), False
     return arr, np.asarray(affine, dtype=float), True
@@ -179,7 +180,7 @@ def check_spider_numbering(
         return None
 
     if values.size and int(values.min()) < 0:
-        raise ValueError(f"mask holds negative values (min {int(values.min())})")
+        raise UsageError(f"mask holds negative values (min {int(values.min())})")
     # centroids in index space (bincount: mask values are small integers, no sort), then to world: the
     # affine map commutes with averaging, so no per-voxel world coordinates are needed
     counts = np.bincount(values)
@@ -396,7 +397,7 @@ def _read_overview(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     df = pd.read_csv(path, dtype=str)
     if "new_file_name" not in df.columns:
-        raise ValueError(f"{path}: no 'new_file_name' column; has {list(df.columns)[:8]}…")
+        raise UsageError(f"{path}: no 'new_file_name' column; has {list(df.columns)[:8]}…")
     return {str(r["new_file_name"]).strip(): r for r in df.to_dict("records")}
 
 
@@ -428,13 +429,13 @@ def convert_spider(
     input_dir = Path(input_dir)
     dataset_id = DATASET_ID if dataset_id is None else int(dataset_id)
     if partial not in PARTIAL_MODES:
-        raise ValueError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
+        raise UsageError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
     if on_numbering_mismatch not in MISMATCH_POLICIES:
-        raise ValueError(f"unknown on_numbering_mismatch {on_numbering_mismatch!r}; valid: {list(MISMATCH_POLICIES)}")
+        raise UsageError(f"unknown on_numbering_mismatch {on_numbering_mismatch!r}; valid: {list(MISMATCH_POLICIES)}")
     wanted = SEQUENCES if sequences is None else tuple(sequences)
     bad = [s for s in wanted if s not in SEQUENCES]
     if bad:
-        raise ValueError(f"unknown SPIDER sequence(s) {bad}; valid: {list(SEQUENCES)}")
+        raise UsageError(f"unknown SPIDER sequence(s) {bad}; valid: {list(SEQUENCES)}")
     images_dir, masks_dir = input_dir / "images", input_dir / "masks"
     if not images_dir.is_dir() or not masks_dir.is_dir():
         raise FileNotFoundError(f"{input_dir}: expected the SPIDER layout images/*.mha, masks/*.mha, overview.csv")
@@ -495,7 +496,7 @@ def convert_spider(
     train = [c for c in report.cases if not c["test"]]
     if not train:
         report.write(out)
-        raise ValueError(f"{input_dir}: no series converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}")
+        raise UsageError(f"{input_dir}: no series converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}")
     write_dataset_json(
         out,
         channel_names={0: "MRI"},

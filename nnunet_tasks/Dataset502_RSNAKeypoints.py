@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from spine_seg.core.constants import LEVELS, SIDES, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import DicomError, read_series_csv, scan_folder
 
 from .common import (
@@ -97,7 +98,7 @@ def keypoint_label(task: str, condition: str, level: str) -> int:
     """The label value of one keypoint (``condition`` and ``level`` in either spelling)."""
     condition, level = normalize_condition(condition), normalize_level(level)
     if condition not in TASKS[task].conditions:
-        raise ValueError(f"condition {condition!r} is not part of the {task!r} task {list(TASKS[task].conditions)}")
+        raise UsageError(f"condition {condition!r} is not part of the {task!r} task {list(TASKS[task].conditions)}")
     if task == "spinal":
         return KEYPOINT_LABELS[task][f"spinal_{level}"]
     side = condition.split("_", 1)[0]
@@ -118,11 +119,11 @@ def read_keypoints(path: str | Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype={"study_id": str, "series_id": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: cannot read keypoint CSV: {exc}") from exc
+        raise UsageError(f"{path}: cannot read keypoint CSV: {exc}") from exc
     need = ["study_id", "series_id", "instance_number", "condition", "level", "x", "y"]
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: keypoint CSV lacks columns {missing}; has {list(df.columns)}")
+        raise UsageError(f"{path}: keypoint CSV lacks columns {missing}; has {list(df.columns)}")
     df = df[need].copy()
     df["study_id"] = df["study_id"].astype(str).str.strip()
     df["series_id"] = df["series_id"].astype(str).str.strip()
@@ -133,7 +134,7 @@ def read_keypoints(path: str | Path) -> pd.DataFrame:
         df["x"] = df["x"].astype(float)
         df["y"] = df["y"].astype(float)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+        raise UsageError(f"{path}: {exc}") from exc
     return df
 
 
@@ -152,9 +153,9 @@ def draw_keypoints(
     earlier ones; the number of voxels claimed twice is returned for the report.
     """
     if radius_mm <= 0:
-        raise ValueError(f"radius_mm must be positive, got {radius_mm}")
+        raise UsageError(f"radius_mm must be positive, got {radius_mm}")
     if slice_extent < 0:
-        raise ValueError(f"slice_extent must be 0 or more, got {slice_extent}")
+        raise UsageError(f"slice_extent must be 0 or more, got {slice_extent}")
     nk, nj, ni = shape_kji
     col_sp, row_sp = (float(v) for v in spacing_col_row_mm)
     out = np.zeros(shape_kji, dtype=np.uint8)
@@ -289,7 +290,7 @@ def convert_rsna_keypoints(
     that landmark as background. Folds are grouped by study. Returns the dataset folder.
     """
     if task not in TASKS:
-        raise ValueError(f"unknown keypoint task {task!r}; valid: {list(TASKS)}")
+        raise UsageError(f"unknown keypoint task {task!r}; valid: {list(TASKS)}")
     spec = TASKS[task]
     input_dir = Path(input_dir)
     dataset_id = spec.dataset_id if dataset_id is None else int(dataset_id)
@@ -302,7 +303,7 @@ def convert_rsna_keypoints(
     if not series_csv.exists():
         log.warning("%s not found: series kinds are inferred from the DICOM headers", series_csv)
     if radius_mm <= 0 or slice_extent < 0:
-        raise ValueError(f"radius_mm must be > 0 and slice_extent >= 0, got {radius_mm}, {slice_extent}")
+        raise UsageError(f"radius_mm must be > 0 and slice_extent >= 0, got {radius_mm}, {slice_extent}")
 
     points = read_keypoints(coords_csv)
     points = points[points["condition"].isin(spec.conditions)]
@@ -349,7 +350,7 @@ def convert_rsna_keypoints(
                     log.warning("%s: dropped keypoint %s", rec["case_id"], d)
     if not report.cases:
         report.write(out)
-        raise ValueError(f"{input_dir}: no {task} keypoint case converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}")
+        raise UsageError(f"{input_dir}: no {task} keypoint case converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}")
     incomplete = [c["case_id"] for c in report.cases if c["missing_labels"]]
     if incomplete:
         report.notes.append(f"{len(incomplete)} cases lack a keypoint for some label (left as background): {incomplete[:5]}")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from spine_seg.core.errors import UsageError
 from spine_seg.core.labels import SEG_LABELS
 
 from .common import (
@@ -79,10 +80,10 @@ def read_mat_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         doc = scipy.io.loadmat(str(path))
     except (OSError, ValueError, NotImplementedError) as exc:
-        raise ValueError(f"{path}: cannot read MATLAB file: {exc}") from exc
+        raise UsageError(f"{path}: cannot read MATLAB file: {exc}") from exc
     missing = [k for k in ("I", "GT") if k not in doc]
     if missing:
-        raise ValueError(f"{path}: no {missing} in the file; has {[k for k in doc if not k.startswith('__')]}")
+        raise UsageError(f"{path}: no {missing} in the file; has {[k for k in doc if not k.startswith('__')]}")
     return np.asarray(doc["I"]), np.asarray(doc["GT"])
 
 
@@ -90,7 +91,7 @@ def load_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(``I``, ``GT``) of one file, which must share one 3-D grid."""
     image, gt = read_mat_arrays(path)
     if image.ndim != 3 or image.shape != gt.shape:
-        raise ValueError(f"{path}: I {image.shape} and GT {gt.shape} must be the same 3-D shape")
+        raise UsageError(f"{path}: I {image.shape} and GT {gt.shape} must be the same 3-D shape")
     return image, gt
 
 
@@ -150,7 +151,7 @@ def convert_myosegmentum(
     input_dir = Path(input_dir)
     dataset_id = DATASET_ID if dataset_id is None else int(dataset_id)
     if spacing_mm <= 0:
-        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+        raise UsageError(f"spacing_mm must be positive, got {spacing_mm}")
     if files is None:
         if not input_dir.is_dir():
             raise FileNotFoundError(f"{input_dir}: no such folder (expected NN.mat files)")
@@ -215,7 +216,7 @@ def convert_myosegmentum(
     train = [c for c in report.cases if not c["test"]]
     if not train:
         report.write(out)
-        raise ValueError(f"{input_dir}: no training volume converted ({len(report.cases)} test, {len(report.skipped)} skipped)")
+        raise UsageError(f"{input_dir}: no training volume converted ({len(report.cases)} test, {len(report.skipped)} skipped)")
     write_dataset_json(
         out,
         channel_names={0: "MRI"},

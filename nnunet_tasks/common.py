@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from spine_seg.core.errors import UsageError
 from spine_seg.core.geometry import set_sitk_geometry
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,9 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def dataset_folder_name(dataset_id: int, name: str) -> str:
     """``Dataset501_SPIDER``: nnU-Net's folder name for an id (1–999) and a name without spaces."""
     if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"nnU-Net dataset ids run from 1 to 999, got {dataset_id}")
+        raise UsageError(f"nnU-Net dataset ids run from 1 to 999, got {dataset_id}")
     if not _NAME_OK.match(name):
-        raise ValueError(f"dataset name {name!r} must be letters, digits, '_', '.' or '-' (no spaces)")
+        raise UsageError(f"dataset name {name!r} must be letters, digits, '_', '.' or '-' (no spaces)")
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 
@@ -70,7 +71,7 @@ def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, 
     if raw_root.is_dir():
         clash = sorted(p.name for p in raw_root.glob(f"Dataset{int(dataset_id):03d}_*") if p.name != folder.name)
         if clash:
-            raise ValueError(
+            raise UsageError(
                 f"{raw_root}: dataset id {dataset_id} is already used by {clash}; pick another id or remove that folder"
             )
     if folder.exists():
@@ -92,11 +93,11 @@ def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, 
 def sitk_image(array_kji: np.ndarray, affine: np.ndarray | None = None, *, reference: sitk.Image | None = None) -> sitk.Image:
     """A SimpleITK image from a ``[k, j, i]`` array and either an affine or a reference image's geometry."""
     if array_kji.ndim != 3:
-        raise ValueError(f"expected a 3-D [k, j, i] array, got shape {array_kji.shape}")
+        raise UsageError(f"expected a 3-D [k, j, i] array, got shape {array_kji.shape}")
     img = sitk.GetImageFromArray(np.ascontiguousarray(array_kji))
     if reference is not None:
         if tuple(reversed(array_kji.shape)) != reference.GetSize():
-            raise ValueError(f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}")
+            raise UsageError(f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}")
         img.CopyInformation(reference)
     elif affine is not None:
         set_sitk_geometry(img, affine)
@@ -153,16 +154,16 @@ def write_case(
     image's grid exactly (it is given that image's geometry after the check, to drop float noise).
     """
     if not _NAME_OK.match(case_id):
-        raise ValueError(f"case id {case_id!r}: letters, digits, '_', '.' or '-' only")
+        raise UsageError(f"case id {case_id!r}: letters, digits, '_', '.' or '-' only")
     if not images:
-        raise ValueError(f"case {case_id}: no image channels")
+        raise UsageError(f"case {case_id}: no image channels")
     img_dir = dataset_dir / ("imagesTs" if test else "imagesTr")
     lab_dir = dataset_dir / ("labelsTs" if test else "labelsTr")
     img_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for c, img in enumerate(images):
         if c and same_geometry(images[0], img):
-            raise ValueError(f"case {case_id}: channel {c} grid differs from channel 0: {same_geometry(images[0], img)}")
+            raise UsageError(f"case {case_id}: channel {c} grid differs from channel 0: {same_geometry(images[0], img)}")
         p = img_dir / f"{case_id}_{c:04d}{FILE_ENDING}"
         sitk.WriteImage(img, str(p), useCompression=True)
         paths.append(p)
@@ -170,7 +171,7 @@ def write_case(
     if label is not None:
         diff = same_geometry(images[0], label)
         if diff:
-            raise ValueError(f"case {case_id}: label grid differs from the image: {diff}")
+            raise UsageError(f"case {case_id}: label grid differs from the image: {diff}")
         lab = sitk.Cast(label, sitk.sitkUInt8) if label.GetPixelID() != sitk.sitkUInt8 else label
         lab.CopyInformation(images[0])
         lab_dir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +185,7 @@ def lut_array(lut: Mapping[int, int], max_value: int) -> np.ndarray:
     table = np.zeros(max(int(max_value), max(lut, default=0)) + 1, dtype=np.uint8)
     for src, dst in lut.items():
         if not 0 <= int(dst) <= 255:
-            raise ValueError(f"target label {dst} does not fit uint8")
+            raise UsageError(f"target label {dst} does not fit uint8")
         table[int(src)] = int(dst)
     return table
 
@@ -195,10 +196,10 @@ def apply_lut(mask: np.ndarray, lut: Mapping[int, int]) -> np.ndarray:
         return mask.astype(np.uint8)
     if not np.issubdtype(mask.dtype, np.integer):
         if not np.array_equal(mask, np.round(mask)):
-            raise ValueError("mask holds non-integer values")
+            raise UsageError("mask holds non-integer values")
         mask = mask.astype(np.int64)
     if int(mask.min()) < 0:
-        raise ValueError(f"mask holds negative values (min {int(mask.min())})")
+        raise UsageError(f"mask holds negative values (min {int(mask.min())})")
     return lut_array(lut, int(mask.max()))[mask]
 
 
@@ -211,11 +212,11 @@ def check_consecutive_labels(labels: Mapping[str, int]) -> None:
     plain = {k: v for k, v in labels.items() if k != "ignore"}
     values = sorted(int(v) for v in plain.values())
     if labels.get("background") != 0:
-        raise ValueError(f"labels need 'background': 0; got {dict(labels)}")
+        raise UsageError(f"labels need 'background': 0; got {dict(labels)}")
     if values != list(range(len(values))):
-        raise ValueError(f"labels must be consecutive from 0; got values {values}")
+        raise UsageError(f"labels must be consecutive from 0; got values {values}")
     if "ignore" in labels and int(labels["ignore"]) != len(values):
-        raise ValueError(f"the 'ignore' label must be the highest value ({len(values)}), got {labels['ignore']}")
+        raise UsageError(f"the 'ignore' label must be the highest value ({len(values)}), got {labels['ignore']}")
 
 
 def write_dataset_json(
@@ -272,9 +273,9 @@ def grouped_folds(
     of groups; a single group gives one split that validates on its own training cases (logged).
     """
     if len(case_ids) != len(groups):
-        raise ValueError(f"{len(case_ids)} case ids but {len(groups)} groups")
+        raise UsageError(f"{len(case_ids)} case ids but {len(groups)} groups")
     if len(set(case_ids)) != len(case_ids):
-        raise ValueError("duplicate case ids")
+        raise UsageError("duplicate case ids")
     if not case_ids:
         return []
     members: dict[str, list[str]] = {}
@@ -291,7 +292,7 @@ def grouped_folds(
     if k < n_folds:
         log.warning("only %d groups: %d folds instead of %d", len(names), k, n_folds)
     if k < 2:
-        raise ValueError(f"need at least 2 folds, got {n_folds}")
+        raise UsageError(f"need at least 2 folds, got {n_folds}")
     folds: list[list[str]] = [[] for _ in range(k)]
     for g in sorted(shuffled, key=lambda g: -len(members[g])):  # stable: equal sizes keep the shuffled order
         target = min(range(k), key=lambda f: (sum(len(members[x]) for x in folds[f]), f))
@@ -418,7 +419,7 @@ def bodies_to_base_labels(
     from spine_seg.core.labels import BASE_IGNORE, BASE_LABELS
 
     if not bodies:
-        raise ValueError("no vertebral body masks")
+        raise UsageError("no vertebral body masks")
     shape = bodies[0].shape
     out = np.zeros(shape, dtype=np.uint8)
     body_any = np.zeros(shape, dtype=bool)
@@ -480,10 +481,10 @@ def thick_slices(image: np.ndarray, labels: np.ndarray, thickness: int, start: i
     """Thin ``[k, j, i]`` slices → slabs of ``thickness`` slices: the image averaged (partial volume, as a
     3–5 mm clinical sagittal slice), the labels of each slab's middle slice."""
     if thickness < 1:
-        raise ValueError(f"thickness must be at least 1 slice, got {thickness}")
+        raise UsageError(f"thickness must be at least 1 slice, got {thickness}")
     n = (image.shape[0] - start) // thickness
     if n < 1:
-        raise ValueError(f"{image.shape[0]} slices cannot make a slab of {thickness}")
+        raise UsageError(f"{image.shape[0]} slices cannot make a slab of {thickness}")
     img = image[start:start + n * thickness].astype(np.float32).reshape(n, thickness, *image.shape[1:]).mean(axis=1)
     lab = labels[start + thickness // 2: start + n * thickness: thickness][:n]
     return img, np.ascontiguousarray(lab)

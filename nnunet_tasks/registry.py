@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from spine_seg.core.errors import UsageError
+
 from .Dataset501_SPIDER import convert_spider
 from .Dataset502_RSNAKeypoints import convert_rsna_keypoints
 from .Dataset503_MyoSegmenTUM import convert_myosegmentum
@@ -85,7 +87,7 @@ def get_converter(source: str) -> Callable[..., Path]:
     try:
         return CONVERTERS[source]
     except KeyError:
-        raise ValueError(f"unknown dataset source {source!r}; valid: {sorted(CONVERTERS)}") from None
+        raise UsageError(f"unknown dataset source {source!r}; valid: {sorted(CONVERTERS)}") from None
 
 
 def convert(source: str, input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any) -> Path:

@@ -6,7 +6,7 @@ when it is first used, so ``import spine_seg`` stays fast.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from spine_seg.core.versions import __version__
 
 _LAZY = {
     "predict_study": "spine_seg.inference.predictor",

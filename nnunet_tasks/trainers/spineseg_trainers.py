@@ -12,6 +12,8 @@ import os
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from spine_seg.core.errors import UsageError
+
 EPOCHS_VAR = "SPINESEG_EPOCHS"
 
 
@@ -53,7 +55,7 @@ def _epochs_from_env(default: int) -> int:
     try:
         epochs = int(value)
     except ValueError:
-        raise ValueError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}") from None
+        raise UsageError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}") from None
     if epochs < 1:
-        raise ValueError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}")
+        raise UsageError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}")
     return epochs

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from spine_seg.core.errors import UsageError
+
 
 class Device(StrEnum):
     """Where torch / nnU-Net run: ``auto`` is CUDA when present, else the CPU."""
@@ -64,7 +66,7 @@ def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
     """``value`` if it is one of ``valid``, else ``ValueError("unknown <kind> '<value>'; valid: a, b")``."""
     valid = tuple(str(v) for v in valid)
     if value not in valid:
-        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
+        raise UsageError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
     return value
 
 
@@ -72,5 +74,5 @@ def check_option(flag: str, value: str, valid: Iterable[str]) -> str:
     """The command-line form of :func:`check_choice`: ``--flag: unknown value 'x'; valid: ['a', 'b']``."""
     valid = tuple(str(v) for v in valid)
     if value not in valid:
-        raise ValueError(f"{flag}: unknown value {value!r}; valid: {list(valid)}")
+        raise UsageError(f"{flag}: unknown value {value!r}; valid: {list(valid)}")
     return value

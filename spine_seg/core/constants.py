@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from spine_seg.core.errors import UsageError
+
 CONDITIONS: tuple[str, ...] = (
     "spinal_canal_stenosis",
     "left_neural_foraminal_narrowing",
@@ -63,7 +65,7 @@ class SeriesKind(StrEnum):
         for kind in cls:
             if kind.value.lower() == key:
                 return kind
-        raise ValueError(
+        raise UsageError(
             f"unknown series description {text!r}; valid: {[k.value for k in cls if k is not cls.UNKNOWN]}"
         )
 
@@ -81,7 +83,7 @@ SERIES_KIND_OF_CONDITION: dict[str, SeriesKind] = {
 def _choice(value: str, valid: Iterable[str], what: str) -> str:
     valid = tuple(valid)
     if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {list(valid)}")
+        raise UsageError(f"unknown {what} {value!r}; valid: {list(valid)}")
     return value
 
 
@@ -116,7 +118,7 @@ def parse_row_id(text: str) -> tuple[str, str, str]:
             suffix = f"_{condition}_{level}"
             if text.endswith(suffix) and len(text) > len(suffix):
                 return text[: -len(suffix)], condition, level
-    raise ValueError(f"malformed row_id {text!r}: expected <study>_<condition>_<level> with condition in {list(CONDITIONS)} and level in {list(LEVELS)}")
+    raise UsageError(f"malformed row_id {text!r}: expected <study>_<condition>_<level> with condition in {list(CONDITIONS)} and level in {list(LEVELS)}")
 
 
 #: Conditions in sample_submission.csv's row order (alphabetical, unlike train.csv's columns).

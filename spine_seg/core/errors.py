@@ -14,3 +14,17 @@ class UserError(Exception):
 
 class MissingDependencyError(UserError, ImportError):
     """An optional dependency is not installed; the message carries the command that installs it."""
+
+
+class UsageError(UserError, ValueError):
+    """A value the user gave is not valid: an option, a setting, the content of an input file.
+
+    A ``ValueError`` too, so code that catches ``ValueError`` around a library call keeps working.
+    """
+
+
+class NotFoundError(UserError, KeyError):
+    """Something the user named does not exist (a series, an instance, a label); a ``KeyError`` too."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; a user reads it as a sentence
+        return str(self.args[0]) if self.args else ""

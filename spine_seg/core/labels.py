@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spine_seg.core.constants import LEVELS
+from spine_seg.core.errors import UsageError
 
 #: Vertebra names from cranial to caudal as spineseg uses them.
 VERTEBRAE: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S")
@@ -37,7 +38,7 @@ SPIDER_DISC_OFFSET = 200
 def spider_disc_label(upper_vertebra: str) -> int:
     """SPIDER's value for the disc below ``upper_vertebra``: 200 + the number of the vertebra above it."""
     if upper_vertebra not in SPIDER_VERTEBRA_NUMBER:
-        raise ValueError(f"no disc below {upper_vertebra!r}; valid: {list(SPIDER_VERTEBRA_NUMBER)}")
+        raise UsageError(f"no disc below {upper_vertebra!r}; valid: {list(SPIDER_VERTEBRA_NUMBER)}")
     return SPIDER_DISC_OFFSET + SPIDER_VERTEBRA_NUMBER[upper_vertebra]
 
 
@@ -83,7 +84,7 @@ def spider_lut(partial: str = "background") -> dict[int, int]:
     voxels do not count in the loss.
     """
     if partial not in PARTIAL_MODES:
-        raise ValueError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
+        raise UsageError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
     lut = dict(spider_to_seg_lut())
     vertebrae = {v: t for v, t in lut.items() if 1 <= v <= SPIDER_MAX_VERTEBRA}
     if partial == "keep":
@@ -104,10 +105,10 @@ def seg_labels_from_spider(mask: ArrayLike, keep_partial: bool = True) -> np.nda
     mask = np.asarray(mask)
     if mask.dtype.kind == "f":
         if not np.all(np.isfinite(mask)) or not np.all(mask == np.round(mask)):
-            raise ValueError("SPIDER mask holds non-integer values; expected integer labels")
+            raise UsageError("SPIDER mask holds non-integer values; expected integer labels")
     mask = mask.astype(np.int64)
     if mask.size and mask.min() < 0:
-        raise ValueError(f"SPIDER mask holds negative values (min {mask.min()}); expected labels ≥ 0")
+        raise UsageError(f"SPIDER mask holds negative values (min {mask.min()}); expected labels ≥ 0")
     lut = spider_lut("keep" if keep_partial else "background")
     if mask.size == 0:
         return mask.astype(np.uint8)
@@ -146,4 +147,4 @@ def label_scheme_of(labels: dict[str, int]) -> str:
     # older bundles and partial datasets (MyoSegmenTUM: L1–L5 only) use a subset of the levels scheme
     if all(SEG_LABELS.get(k) == v for k, v in names.items()):
         return "levels"
-    raise ValueError(f"label map {names} matches no spineseg scheme; valid: {LABEL_SCHEMES}")
+    raise UsageError(f"label map {names} matches no spineseg scheme; valid: {LABEL_SCHEMES}")

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from spine_seg.core.errors import UsageError
+
 
 def detect_encoding(data: bytes, where: str | Path = "input") -> str:
     """The encoding of a text file's bytes; ValueError naming ``where`` for binary content."""
@@ -34,7 +36,7 @@ def detect_encoding(data: bytes, where: str | Path = "input") -> str:
             return "utf-16-le"
         if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.1 * len(odd):
             return "utf-16-be"
-        raise ValueError(f"{where}: binary content (NUL bytes), not a text CSV")
+        raise UsageError(f"{where}: binary content (NUL bytes), not a text CSV")
     try:
         data.decode("utf-8")
         return "utf-8"
@@ -43,7 +45,7 @@ def detect_encoding(data: bytes, where: str | Path = "input") -> str:
     # 8-bit text that is not UTF-8: latin-1 maps every byte; refuse what looks like binary (control bytes)
     controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 13))
     if controls > 0.01 * max(len(sample), 1):
-        raise ValueError(f"{where}: neither UTF-8, UTF-16 nor latin-1 text (control bytes): not a text CSV")
+        raise UsageError(f"{where}: neither UTF-8, UTF-16 nor latin-1 text (control bytes): not a text CSV")
     return "latin-1"
 
 
@@ -57,12 +59,12 @@ def read_text(path: str | Path) -> str:
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"no such file: {path}") from exc
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     enc = detect_encoding(data, path)
     try:
         return data.decode(enc)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid {enc} text ({exc.reason} at byte {exc.start})") from exc
+        raise UsageError(f"{path}: not valid {enc} text ({exc.reason} at byte {exc.start})") from exc
 
 
 def read_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
@@ -70,12 +72,12 @@ def read_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
     path = Path(path)
     text = read_text(path)
     if not text.strip():
-        raise ValueError(f"{path}: empty file, not a CSV")
+        raise UsageError(f"{path}: empty file, not a CSV")
     try:
         return pd.read_csv(io.StringIO(text), **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: not a readable CSV ({first})") from exc
+        raise UsageError(f"{path}: not a readable CSV ({first})") from exc
 
 
 def finite_or_none(obj: Any) -> Any:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from spine_seg import __version__
+#: spineseg's own version (the one place it is written; ``spine_seg.__version__`` re-exports it).
+__version__ = "0.1.0"
 
 #: Distributions whose versions decide whether saved models load and behave the same.
 TRACKED: tuple[str, ...] = ("torch", "timm", "nnunetv2", "numpy")

@@ -14,9 +14,10 @@ import numpy as np
 
 from spine_seg.core import geometry
 from spine_seg.core.constants import SeriesKind
+from spine_seg.core.errors import NotFoundError, UsageError, UserError
 
 
-class DicomError(Exception):
+class DicomError(UserError):
     """Base class of ingestion errors; the message always names the file or folder at fault."""
 
 
@@ -103,7 +104,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         if not self.slices:
-            raise ValueError(f"series {self.series_id}: a stack needs at least one slice")
+            raise UsageError(f"series {self.series_id}: a stack needs at least one slice")
 
     @property
     def n_slices(self) -> int:
@@ -216,7 +217,7 @@ class Series:
             if k is not None:
                 return st, k
         valid = sorted(i for st in self.stacks for i in st.instance_numbers)
-        raise KeyError(
+        raise NotFoundError(
             f"series {self.series_id} has no instance {instance_number}; valid: {valid[0]}..{valid[-1]} ({len(valid)} instances)"
         )
 
@@ -260,7 +261,7 @@ class Study:
         for s in self.series:
             if s.series_id == str(series_id):
                 return s
-        raise KeyError(f"study {self.study_id} has no series {series_id!r}; valid: {[s.series_id for s in self.series]}")
+        raise NotFoundError(f"study {self.study_id} has no series {series_id!r}; valid: {[s.series_id for s in self.series]}")
 
     def series_of_kind(self, kind: SeriesKind) -> list[Series]:
         return [s for s in self.series if s.kind is kind]

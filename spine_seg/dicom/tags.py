@@ -19,12 +19,13 @@ from typing import Any
 from pydicom import config as pydicom_config
 
 from spine_seg.core import geometry
+from spine_seg.core.errors import UserError
 
 #: Rows and Columns beyond this are not an MR slice (and would make a multi-gigabyte array).
 MAX_MATRIX = 8192
 
 
-class TagError(ValueError):
+class TagError(UserError, ValueError):
     """One tag whose value spineseg cannot use; the message reads ``Tag = 'value': problem``."""
 
     def __init__(self, tag: str, value: Any, problem: str):

@@ -40,7 +40,7 @@ def write_dicom_outputs(result: StudyResult, study_dir: Path, study: Study | Non
     {"dicom_seg": path, "dicom_sr": path} for what was written. Nothing when the study has no image series
     to reference (then there is no DICOM to attach a result to)."""
     _require_highdicom()
-    from spine_seg import __version__
+    from spine_seg.core.versions import __version__
     from spine_seg.dicom import load_study
     from spine_seg.dicom_out.seg import build_seg
     from spine_seg.dicom_out.sources import read_sources

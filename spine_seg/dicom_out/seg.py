@@ -19,6 +19,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom_out import codes
 
 SEG_SERIES_NUMBER = 9901
@@ -52,11 +53,11 @@ def build_seg(labels_kji: np.ndarray, label_names: Mapping[int, str], sources: S
     """
     labels = np.asarray(labels_kji)
     if labels.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
-        raise ValueError(f"label volume {labels.shape} does not match its {len(sources)} source slices of "
+        raise UsageError(f"label volume {labels.shape} does not match its {len(sources)} source slices of "
                          f"{sources[0].Rows}×{sources[0].Columns}")
     table = segment_table(label_names, labels)
     if not table:
-        raise ValueError("the label map names no foreground label: nothing to put in a SEG")
+        raise UsageError("the label map names no foreground label: nothing to put in a SEG")
     lut = np.zeros(int(max(v for _, v, _ in table)) + 1 if table else 1, dtype=np.uint16)
     for number, value, _ in table:
         lut[value] = number

@@ -52,6 +52,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as pcodes
 
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom_out import codes
 from spine_seg.report.result import SOURCE_PRIOR, StudyResult
 
@@ -70,7 +71,7 @@ def build_sr(result: StudyResult, sources: Sequence[Dataset], seg: Dataset | Non
     and evidence; their frame of reference is the landmarks'); ``seg``: the SEG written from them, or None;
     ``crop_images``: row_id → completed header of the image its crop came from (cited when unambiguous)."""
     if not sources:
-        raise ValueError("an SR needs at least one source image as evidence")
+        raise UsageError("an SR needs at least one source image as evidence")
     frame_of_reference = str(sources[0].FrameOfReferenceUID)
     algo = AlgorithmIdentification(name="spineseg", version=version, parameters=[f"bundle={bundle_name}"])
     groups: list = []

@@ -27,6 +27,7 @@ from spine_seg.core.constants import (
     normalize_condition,
     normalize_level,
 )
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import Series, Stack, Study
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class CropSpec:
 
     def __post_init__(self) -> None:
         if self.fov_mm <= 0 or self.size_px < 8 or self.n_slices < 1 or self.slice_step < 1:
-            raise ValueError(f"invalid crop spec {self}: fov_mm > 0, size_px >= 8, n_slices >= 1, slice_step >= 1")
+            raise UsageError(f"invalid crop spec {self}: fov_mm > 0, size_px >= 8, n_slices >= 1, slice_step >= 1")
 
     @property
     def key(self) -> str:
@@ -129,7 +130,7 @@ def read_keypoints(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"study_id": str, "series_id": str})
     missing = {"study_id", "series_id", "instance_number", "condition", "level", "x", "y"} - set(df.columns)
     if missing:
-        raise ValueError(f"{path}: keypoint CSV lacks columns {sorted(missing)}")
+        raise UsageError(f"{path}: keypoint CSV lacks columns {sorted(missing)}")
     df["condition"] = df.condition.map(normalize_condition)
     df["level"] = df.level.map(normalize_level)
     return df

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from spine_seg.core.constants import CONDITION_GROUPS, GROUP_OF_CONDITION, SEVERITIES, parse_row_id, row_id
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import load_study
 from spine_seg.grading import metric
 from spine_seg.grading.crops import DEFAULT_SPECS, CropCache, CropSpec, read_keypoints
@@ -124,7 +125,7 @@ def build_crop_table(
     groups = tuple(CONDITION_GROUPS) if groups is None else tuple(groups)
     bad = [g for g in groups if g not in CONDITION_GROUPS]
     if bad:
-        raise ValueError(f"unknown condition groups {bad}; valid: {list(CONDITION_GROUPS)}")
+        raise UsageError(f"unknown condition groups {bad}; valid: {list(CONDITION_GROUPS)}")
     specs = {g: specs[g] for g in groups}
     labels, all_ids = _study_labels(train_csv)
     keypoints = read_keypoints(coords_csv)
@@ -132,7 +133,7 @@ def build_crop_table(
     wanted = all_ids if studies is None else [str(s) for s in studies]
     unknown = sorted(set(wanted) - set(all_ids))
     if unknown:
-        raise ValueError(f"{train_csv}: studies not in train.csv: {unknown[:5]}")
+        raise UsageError(f"{train_csv}: studies not in train.csv: {unknown[:5]}")
     grade = {r: SEVERITY_INDEX[s] for r, s in zip(labels.row_id, labels.severity, strict=True)}
 
     cache = CropCache(cache_dir)
@@ -146,11 +147,11 @@ def build_crop_table(
                 raise FileNotFoundError(f"no image folder {folder}")
             kp = keypoints[keypoints.study_id == sid]
             if kp.empty:
-                raise ValueError("no keypoints in train_label_coordinates.csv")
+                raise UsageError("no keypoints in train_label_coordinates.csv")
             study = load_study(folder, series_csv)
             crops = cache.get(study, kp, specs)
             if not crops:
-                raise ValueError("no crop could be cut: " + "; ".join(cache.manifest.get(sid, {}).get("warnings", [])[:3]))
+                raise UsageError("no crop could be cut: " + "; ".join(cache.manifest.get(sid, {}).get("warnings", [])[:3]))
         except Exception as exc:  # noqa: BLE001 - one bad study must not stop a cohort; the reason is kept
             reason = f"{type(exc).__name__}: {exc}"
             skipped[sid] = reason
@@ -197,9 +198,9 @@ def assign_folds(labels: pd.DataFrame, k: int, seed: int = 0, studies: Iterable[
     """
     studies = sorted(dict.fromkeys(str(s) for s in (labels.study_id if studies is None else studies)))
     if k < 2:
-        raise ValueError(f"folds must be at least 2 (got {k})")
+        raise UsageError(f"folds must be at least 2 (got {k})")
     if k > len(studies):
-        raise ValueError(f"{k} folds need at least {k} studies; the table has {len(studies)}")
+        raise UsageError(f"{k} folds need at least {k} studies; the table has {len(studies)}")
     strata = _study_strata(labels, studies)
     rng = np.random.default_rng(seed)
     total = np.zeros(k, dtype=np.int64)

@@ -38,6 +38,7 @@ from spine_seg.core.constants import (
     parse_row_id,
     row_ids,
 )
+from spine_seg.core.errors import UsageError
 from spine_seg.grading import metric
 from spine_seg.grading.crops import CropSpec, keypoint_crops
 from spine_seg.grading.models import GradingModel, model_from_checkpoint, predict_probs, read_checkpoint, resolve_device
@@ -171,7 +172,7 @@ def fit_temperature(
     ``groups`` defaults to the groups with labelled rows.
     """
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
+        raise UsageError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
     have = set(labels.condition.map(GROUP_OF_CONDITION))
     groups = [g for g in (CONDITION_GROUPS if groups is None else groups) if g in have]
     temps = {g: 1.0 for g in groups}
@@ -209,15 +210,15 @@ def fit_temperature(
 def combine_predictions(frames: Mapping[str, pd.DataFrame], weights: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Weighted mean of submission-format frames (``row_id`` + 3 columns) over the row ids they share."""
     if not frames:
-        raise ValueError("no predictions to combine")
+        raise UsageError("no predictions to combine")
     weights = {k: float((weights or {}).get(k, 1.0)) for k in frames}
     if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError(f"ensemble weights must be ≥ 0 with a positive sum (got {weights})")
+        raise UsageError(f"ensemble weights must be ≥ 0 with a positive sum (got {weights})")
     common = None
     for f in frames.values():
         common = list(f["row_id"]) if common is None else [r for r in common if r in set(f["row_id"])]
     if not common:
-        raise ValueError("the predictions share no row_id")
+        raise UsageError("the predictions share no row_id")
     total = np.zeros((len(common), len(SEVERITIES)))
     for k, f in frames.items():
         p = f.set_index("row_id").loc[common, list(SEVERITIES)].to_numpy(dtype=np.float64)
@@ -288,7 +289,7 @@ class Ensemble:
 
     def __init__(self, members: Sequence[Member], temperatures: Mapping[str, float] | None = None, device: str | torch.device = "cpu"):
         if not members:
-            raise ValueError("an ensemble needs at least one checkpoint")
+            raise UsageError("an ensemble needs at least one checkpoint")
         self.members = list(members)
         self.temperatures = dict(temperatures or {})
         self.device = resolve_device(device)
@@ -310,7 +311,7 @@ class Ensemble:
             for g, d in m.meta["crop_specs"].items():
                 spec = CropSpec(**d)
                 if specs.setdefault(g, spec) != spec:
-                    raise ValueError(f"{m.path}: crop spec for {g} {spec} differs from another member's {specs[g]}")
+                    raise UsageError(f"{m.path}: crop spec for {g} {spec} differs from another member's {specs[g]}")
         return specs
 
     @classmethod
@@ -332,7 +333,7 @@ class Ensemble:
         weights = dict(weights or {})
         unknown = set(weights) - {m.name for m in members} - {m.meta["backbone"] for m in members}
         if unknown:
-            raise ValueError(f"ensemble weights for unknown members {sorted(unknown)}; members: {sorted({m.name for m in members})}")
+            raise UsageError(f"ensemble weights for unknown members {sorted(unknown)}; members: {sorted({m.name for m in members})}")
         for m in members:
             m.weight = float(weights.get(m.name, weights.get(m.meta["backbone"], 1.0)))
         return cls(members, temperatures, device)
@@ -350,7 +351,7 @@ class Ensemble:
             idx = np.flatnonzero(np.array(groups) == g)
             who = [m for m in self.members if g in m.groups and m.weight > 0]
             if not who:
-                raise ValueError(f"no ensemble member grades {g} (members grade {sorted(self.groups)})")
+                raise UsageError(f"no ensemble member grades {g} (members grade {sorted(self.groups)})")
             # each name (backbone / run) shares its weight equally among its folds
             per_name: dict[str, int] = {}
             for m in who:

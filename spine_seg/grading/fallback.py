@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from spine_seg.core.constants import LEVELS, SEVERITIES, SeriesKind
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import Study, load_study
 from spine_seg.grading import metric
 from spine_seg.grading.crops import CropSpec, crop_stack, normalise, read_keypoints
@@ -105,7 +106,7 @@ def axial_inputs(
     from the sagittal landmarks); and notes for the levels without one (no Axial T2, or the nearest
     slice farther than ``max_distance_mm``)."""
     if centre not in CENTRES:
-        raise ValueError(f"unknown centre {centre!r}; valid: {list(CENTRES)}")
+        raise UsageError(f"unknown centre {centre!r}; valid: {list(CENTRES)}")
     cache = {} if cache is None else cache
     series = study.series_of_kind(SeriesKind.AXIAL_T2)
     out: dict[str, AxialInput] = {}
@@ -169,7 +170,7 @@ def build_fallback_table(
             study = load_study(data_dir / "train_images" / sid, series_csv)
             inputs, notes = axial_inputs(study, level_points_from_keypoints(study, keypoints), spec, centre=centre)
             if not inputs:
-                raise ValueError("no level with an axial image" + (f" ({notes[0]})" if notes else ""))
+                raise UsageError("no level with an axial image" + (f" ({notes[0]})" if notes else ""))
         except Exception as exc:  # noqa: BLE001 - one bad study must not stop the table
             skipped[sid] = f"{type(exc).__name__}: {exc}"
             log.warning("fallback table: study %s skipped: %s", sid, skipped[sid])
@@ -234,7 +235,7 @@ def train_fallback(
     studies = list(dict.fromkeys(table.rows.study_id))
     graded = table.rows[(table.rows.label_left >= 0) | (table.rows.label_right >= 0)]
     if graded.empty:
-        raise ValueError("the fallback table has no graded subarticular level")
+        raise UsageError("the fallback table has no graded subarticular level")
     folds = assign_folds(table.labels, cfg.folds, cfg.seed, studies=studies)
     val_studies = [s for s in studies if folds[s] == val_fold]
     tr = graded[~graded.study_id.isin(val_studies)].reset_index(drop=True)
@@ -318,7 +319,7 @@ class AxialFallback:
     def __init__(self, path: str | Path, device: str | torch.device = "auto"):
         doc = read_checkpoint(path)
         if doc.get("kind") != "axial_fallback":
-            raise ValueError(f"{path}: not an axial fallback checkpoint (kind {doc.get('kind')!r})")
+            raise UsageError(f"{path}: not an axial fallback checkpoint (kind {doc.get('kind')!r})")
         self.path = Path(path)
         self.meta = {k: v for k, v in doc.items() if k != "state_dict"}
         self.spec = CropSpec(**doc["crop_specs"]["axial_fallback"])

@@ -42,6 +42,7 @@ from spine_seg.core.constants import (
     row_id,
     row_ids,
 )
+from spine_seg.core.errors import UsageError
 
 #: sklearn.metrics.log_loss clips probabilities to [EPS, 1 - EPS] with the float64 machine epsilon.
 EPS: float = float(np.finfo(np.float64).eps)
@@ -94,7 +95,7 @@ def _examples(values: Sequence[object] | pd.Index | pd.Series) -> str:
 def _require_columns(df: pd.DataFrame, expected: Sequence[str], source: str | Path | None, what: str) -> None:
     missing = [c for c in expected if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise UsageError(
             f"{_where(source)}{what} is missing columns {missing}; expected columns {list(expected)}, "
             f"found {[str(c) for c in df.columns][:10]}{' …' if len(df.columns) > 10 else ''}"
         )
@@ -126,10 +127,10 @@ def labels_from_train_csv(df: pd.DataFrame, source: str | Path | None = None) ->
     _require_columns(df, ("study_id", *TARGET_COLUMNS), source, "train.csv-style labels")
     study = df["study_id"].astype(str).str.strip()
     if study.eq("").any() or df["study_id"].isna().any():
-        raise ValueError(f"{_where(source)}blank study_id in {int((study.eq('') | df['study_id'].isna()).sum())} rows")
+        raise UsageError(f"{_where(source)}blank study_id in {int((study.eq('') | df['study_id'].isna()).sum())} rows")
     dup = study[study.duplicated()].unique()
     if len(dup):
-        raise ValueError(f"{_where(source)}duplicated study_id: {len(dup)} studies appear more than once ({_examples(dup)})")
+        raise UsageError(f"{_where(source)}duplicated study_id: {len(dup)} studies appear more than once ({_examples(dup)})")
     by_label = {label: sev for sev in SEVERITIES for label in (sev, SEVERITY_LABELS[sev])}
     records: list[tuple[str, str, str, str, str]] = []
     unknown: dict[str, str] = {}
@@ -149,7 +150,7 @@ def labels_from_train_csv(df: pd.DataFrame, source: str | Path | None = None) ->
                         continue
                 records.append((row_id(sid, condition, level), sid, condition, level, severity))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"{_where(source)}unknown severity labels {sorted(unknown)[:_SHOW]} (first at "
             f"{next(iter(unknown.values()))}); valid: {[SEVERITY_LABELS[s] for s in SEVERITIES]} or {list(SEVERITIES)}"
         )
@@ -171,7 +172,7 @@ def labels_from_solution(df: pd.DataFrame, source: str | Path | None = None) -> 
     onehot = np.isin(arr, (0.0, 1.0)).all(axis=1) & (np.nansum(arr, axis=1) == 1)
     bad = ~blank & ~onehot
     if bad.any():
-        raise ValueError(
+        raise UsageError(
             f"{_where(source)}{int(bad.sum())} label rows are not one-hot over {list(SEVERITIES)} "
             f"(exactly one 1, the others 0; blank for ungraded): {_examples(ids[bad])}"
         )
@@ -189,7 +190,7 @@ def labels_from_solution(df: pd.DataFrame, source: str | Path | None = None) -> 
     if "sample_weight" in df.columns:
         w = pd.to_numeric(df["sample_weight"], errors="coerce").to_numpy(dtype=float)[keep]
         if not (np.isfinite(w) & (w > 0)).all():
-            raise ValueError(f"{_where(source)}sample_weight must be a finite number > 0 on every labelled row")
+            raise UsageError(f"{_where(source)}sample_weight must be a finite number > 0 on every labelled row")
         out["sample_weight"] = w
     return out
 
@@ -201,7 +202,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         return labels_from_solution(df, path)
     if "study_id" in df.columns:
         return labels_from_train_csv(df, path)
-    raise ValueError(
+    raise UsageError(
         f"{path}: not a label file: expected train.csv columns ['study_id', '{TARGET_COLUMNS[0]}', …] "
         f"or solution columns {list(SUBMISSION_COLUMNS)}, found {[str(c) for c in df.columns][:10]}"
     )
@@ -211,10 +212,10 @@ def _check_row_ids(column: pd.Series, source: str | Path | None) -> np.ndarray:
     ids = column.astype(str).str.strip()
     blank = column.isna() | ids.eq("")
     if blank.any():
-        raise ValueError(f"{_where(source)}blank row_id in {int(blank.sum())} rows")
+        raise UsageError(f"{_where(source)}blank row_id in {int(blank.sum())} rows")
     dup = ids[ids.duplicated()].unique()
     if len(dup):
-        raise ValueError(f"{_where(source)}duplicated row_id: {len(dup)} ids appear more than once ({_examples(dup)})")
+        raise UsageError(f"{_where(source)}duplicated row_id: {len(dup)} ids appear more than once ({_examples(dup)})")
     return ids.to_numpy(dtype=object)
 
 
@@ -226,7 +227,7 @@ def _check_malformed(ids: Sequence[str], source: str | Path | None) -> None:
         except ValueError:
             malformed.append(r)
     if malformed:
-        raise ValueError(
+        raise UsageError(
             f"{_where(source)}{len(malformed)} malformed row_ids ({_examples(malformed)}): expected "
             f"<study_id>_<condition>_<level> with condition in {list(CONDITIONS)} and level in {list(LEVELS)}"
         )
@@ -249,7 +250,7 @@ def check_submission(df: pd.DataFrame, source: str | Path | None = None) -> tupl
         num = pd.to_numeric(raw, errors="coerce")
         nonnum = num.isna() & raw.notna()
         if nonnum.any():
-            raise ValueError(
+            raise UsageError(
                 f"{_where(source)}non-numeric {sev} in {int(nonnum.sum())} rows "
                 f"({_examples([f'{i}={v!r}' for i, v in zip(ids[nonnum.to_numpy()], raw[nonnum], strict=True)])})"
             )
@@ -263,12 +264,12 @@ def check_submission(df: pd.DataFrame, source: str | Path | None = None) -> tupl
         if bad.any():
             rows = bad.any(axis=1)
             cols = [s for j, s in enumerate(SEVERITIES) if bad[:, j].any()]
-            raise ValueError(
+            raise UsageError(
                 f"{_where(source)}{what} probabilities in {int(rows.sum())} rows (columns {cols}): {_examples(ids[rows])}"
             )
     zero = probs.sum(axis=1) == 0
     if zero.any():
-        raise ValueError(
+        raise UsageError(
             f"{_where(source)}{int(zero.sum())} rows have all-zero probabilities (cannot be normalised): {_examples(ids[zero])}"
         )
     return ids, probs
@@ -303,11 +304,11 @@ def score(labels: pd.DataFrame, submission: pd.DataFrame, source: str | Path | N
     label_ids = labels["row_id"].to_numpy(dtype=object)
     position = pd.Index(ids)
     if not position.is_unique:  # pragma: no cover - check_submission already refuses duplicates
-        raise ValueError(f"{_where(source)}duplicated row_id")
+        raise UsageError(f"{_where(source)}duplicated row_id")
     idx = position.get_indexer(label_ids)
     missing = label_ids[idx < 0]
     if len(missing):
-        raise ValueError(
+        raise UsageError(
             f"{_where(source)}submission lacks {len(missing)} of the {len(label_ids)} labelled row_ids "
             f"({_examples(missing)})"
         )
@@ -321,7 +322,7 @@ def score(labels: pd.DataFrame, submission: pd.DataFrame, source: str | Path | N
     true = labels["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
     if true.isna().any():
         bad = labels.loc[true.isna(), "severity"].unique()
-        raise ValueError(f"labels hold unknown severities {list(bad)[:_SHOW]}; valid: {list(SEVERITIES)}")
+        raise UsageError(f"labels hold unknown severities {list(bad)[:_SHOW]}; valid: {list(SEVERITIES)}")
     true = true.to_numpy(dtype=np.int64)
     if "sample_weight" in labels.columns:
         weights = labels["sample_weight"].to_numpy(dtype=np.float64)
@@ -334,7 +335,7 @@ def score(labels: pd.DataFrame, submission: pd.DataFrame, source: str | Path | N
     for name in CONDITION_GROUPS:
         m = group == name
         if not m.any():
-            raise ValueError(f"labels grade no {name} row; the metric needs all of {list(CONDITION_GROUPS)}")
+            raise UsageError(f"labels grade no {name} row; the metric needs all of {list(CONDITION_GROUPS)}")
         parts[name] = _weighted_log_loss(p_true[m], weights[m])
 
     spinal = labels["condition"].isin(_SPINAL_CONDITIONS).to_numpy()

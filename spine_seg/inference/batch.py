@@ -24,6 +24,7 @@ import pandas as pd
 
 from spine_seg.core.atomic import atomic_write
 from spine_seg.core.constants import CONDITIONS, LEVELS, row_id
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import DicomError, load_study, read_series_csv
 from spine_seg.dicom.discover import find_study_folders
 from spine_seg.inference import predictor as predictor_module  # looked up at call time (tests stub it)
@@ -276,7 +277,7 @@ def _batch_bundle(bundle: ModelBundle | str | Path | None, predictor: Predictor 
         if pred is not None:
             return pred.bundle
     if bundle is None:
-        raise ValueError("predict_batch: no bundle and no predictor")
+        raise UsageError("predict_batch: no bundle and no predictor")
     return bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
 
 

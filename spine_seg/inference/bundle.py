@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spine_seg import __version__
 from spine_seg.core import home as core_home
 from spine_seg.core.archives import ArchiveError, UnsafeArchiveError, extract_archive
 from spine_seg.core.checksums import sha256_file
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.core.errors import UserError
 from spine_seg.core.labels import BASE_LABELS, SEG_LABELS
-from spine_seg.core.versions import package_versions
+from spine_seg.core.versions import __version__, package_versions
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from spine_seg.core import textio
 from spine_seg.core.atomic import atomic_write, atomic_write_text
+from spine_seg.core.errors import UserError
 from spine_seg.dicom import DicomError, Study, load_study
 from spine_seg.dicom_out import DICOM_DIR, SEG_FILE, SR_FILE
 from spine_seg.report.result import (
@@ -98,7 +99,7 @@ def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | Non
 _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG})
 
 
-class OutputFolderError(ValueError):
+class OutputFolderError(UserError, ValueError):
     """``--out`` cannot be written at all (a file, read-only, no permission, full): nothing can start."""
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spine_seg.core.constants import LEVELS
+from spine_seg.core.errors import UsageError
 from spine_seg.landmarks.frame import _fit_axis, _tuple3, _unit
 from spine_seg.landmarks.types import LandmarkSet, LevelLandmark, MissingLevel
 
@@ -28,10 +29,10 @@ def landmarks_from_points(
     """
     for level in list(disc_xyz_lps_mm) + list(canal_xyz_lps_mm or {}):
         if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
+            raise UsageError(f"unknown level {level!r}; valid: {list(LEVELS)}")
     order = [lv for lv in LEVELS if lv in disc_xyz_lps_mm]
     if not order:
-        raise ValueError(f"no points given; expected some of {list(LEVELS)}")
+        raise UsageError(f"no points given; expected some of {list(LEVELS)}")
     pts = np.array([np.asarray(disc_xyz_lps_mm[lv], dtype=float).reshape(3) for lv in order])
     axis = _fit_axis(pts)
     if axis is None:

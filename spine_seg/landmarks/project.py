@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spine_seg.core.constants import LEVELS, SIDES, SeriesKind
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import Series, SliceHit, Study
 from spine_seg.landmarks import DEFAULT_FORAMEN_OFFSET_MM, LandmarkSet, LevelLandmark, disc_frame
 
@@ -58,9 +59,9 @@ class ProjectedPoint:
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
-            raise ValueError(f"unknown level {self.level!r}; valid: {list(LEVELS)}")
+            raise UsageError(f"unknown level {self.level!r}; valid: {list(LEVELS)}")
         if self.target not in TARGETS:
-            raise ValueError(f"unknown target {self.target!r}; valid: {list(TARGETS)}")
+            raise UsageError(f"unknown target {self.target!r}; valid: {list(TARGETS)}")
 
     @property
     def limit_mm(self) -> float:
@@ -111,7 +112,7 @@ class StudyProjection:
 
     def foramen(self, level: str, side: str) -> ProjectedPoint | None:
         if side not in SIDES:
-            raise ValueError(f"unknown side {side!r}; valid: {list(SIDES)}")
+            raise UsageError(f"unknown side {side!r}; valid: {list(SIDES)}")
         return _pick(self.foramina, level, f"{side}_foramen")
 
     def axial_at(self, level: str) -> ProjectedPoint | None:
@@ -138,7 +139,7 @@ class StudyProjection:
 
 def _pick(points: Sequence[ProjectedPoint], level: str, target: str) -> ProjectedPoint | None:
     if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
+        raise UsageError(f"unknown level {level!r}; valid: {list(LEVELS)}")
     return next((p for p in points if p.level == level and p.target == target), None)
 
 
@@ -197,7 +198,7 @@ def project_landmarks(
     levels the first one misses). Series of unknown kind are not used, and said so.
     """
     if tolerance_mm < 0:
-        raise ValueError(f"tolerance_mm must be ≥ 0, got {tolerance_mm}")
+        raise UsageError(f"tolerance_mm must be ≥ 0, got {tolerance_mm}")
     missing: list[str] = [f"{m.level}: no landmark ({m.reason})" for m in landmarks.missing]
     warnings: list[str] = []
     if landmarks.unsure:

@@ -17,6 +17,7 @@ import pandas as pd
 from spine_seg.core import geometry
 from spine_seg.core.choices import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR  # noqa: F401 (re-exported)
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.errors import UsageError
 from spine_seg.landmarks import LandmarkSet
 from spine_seg.landmarks.project import StudyProjection
 from spine_seg.segmentation.predict import LabelVolume
@@ -143,7 +144,7 @@ class StudyResult:
 def submission_rows_from_result_json(doc: Mapping[str, Any]) -> pd.DataFrame:
     """The 25 submission rows stored in a ``result.json`` (for re-assembling ``submission.csv`` on resume)."""
     if doc.get("format") != RESULT_FORMAT:
-        raise ValueError(f"not a spineseg result (format {doc.get('format')!r})")
+        raise UsageError(f"not a spineseg result (format {doc.get('format')!r})")
     return pd.DataFrame([{k: r[k] for k in ("row_id", *SEVERITIES)} for r in doc["rows"]])
 
 

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spine_seg.core.errors import UsageError, UserError
 from spine_seg.core.home import HOME_VAR, spineseg_home
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ N_PROC_DA_VAR = "nnUNet_n_proc_DA"
 SMALL_MACHINE_CPUS = 4
 
 
-class NnunetEnvError(RuntimeError):
+class NnunetEnvError(UserError, RuntimeError):
     """A folder nnU-Net needs is missing or not writable; the message names the variable to set."""
 
 
@@ -174,7 +175,7 @@ def apply(
     target.update(env.as_environ())
     for var in require:
         if var not in PATH_VARS:
-            raise ValueError(f"unknown nnU-Net path variable {var!r}; valid: {list(PATH_VARS)}")
+            raise UsageError(f"unknown nnU-Net path variable {var!r}; valid: {list(PATH_VARS)}")
         check_folder(var, env, create=create)
     if target is os.environ:
         _check_import_order(env)

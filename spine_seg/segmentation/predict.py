@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spine_seg.core.errors import NotFoundError, UsageError
 from spine_seg.core.geometry import set_sitk_geometry
 from spine_seg.segmentation import nnunet_env
 
@@ -47,9 +48,9 @@ class LabelVolume:
         labels = np.array(self.labels, dtype=np.uint8, copy=True)
         affine = np.array(self.affine, dtype=float, copy=True)
         if labels.ndim != 3:
-            raise ValueError(f"labels must be 3-D [k, j, i], got shape {labels.shape}")
+            raise UsageError(f"labels must be 3-D [k, j, i], got shape {labels.shape}")
         if affine.shape != (4, 4):
-            raise ValueError(f"affine must be 4×4, got {affine.shape}")
+            raise UsageError(f"affine must be 4×4, got {affine.shape}")
         labels.setflags(write=False)
         affine.setflags(write=False)
         object.__setattr__(self, "labels", labels)
@@ -69,7 +70,7 @@ class LabelVolume:
         for value, n in self.label_names.items():
             if n == name:
                 return value
-        raise KeyError(f"no label {name!r}; valid: {list(self.label_names.values())}")
+        raise NotFoundError(f"no label {name!r}; valid: {list(self.label_names.values())}")
 
     def mask(self, name: str) -> np.ndarray:
         return self.labels == self.value_of(name)
@@ -188,11 +189,11 @@ class SegmentationModel:
         """Labels (uint8, same shape) of a float volume ``[k, j, i]`` whose voxel size is ``spacing_mm_ijk``."""
         volume = np.asarray(volume_kji, dtype=np.float32)
         if volume.ndim != 3:
-            raise ValueError(f"volume must be 3-D [k, j, i], got shape {volume.shape}")
+            raise UsageError(f"volume must be 3-D [k, j, i], got shape {volume.shape}")
         if self.num_channels != 1:
-            raise ValueError(f"this model expects {self.num_channels} input channels; a stack gives 1")
+            raise UsageError(f"this model expects {self.num_channels} input channels; a stack gives 1")
         if len(spacing_mm_ijk) != 3 or min(spacing_mm_ijk) <= 0:
-            raise ValueError(f"spacing_mm_ijk must be three positive numbers, got {spacing_mm_ijk}")
+            raise UsageError(f"spacing_mm_ijk must be three positive numbers, got {spacing_mm_ijk}")
         si, sj, sk = (float(s) for s in spacing_mm_ijk)
         with predictor_threads(self.threads), contextlib.redirect_stdout(io.StringIO()):
             seg = self.predictor.predict_single_npy_array(volume[None], {"spacing": [sk, sj, si]}, None, None, False)

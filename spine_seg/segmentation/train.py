@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from spine_seg.core.choices import Budget, Device, check_choice, values
+from spine_seg.core.errors import UsageError
 from spine_seg.segmentation import nnunet_env
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def resolve_device(device: str = "auto"):
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise UsageError(
             f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device "
             f"(built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto"
         )
@@ -165,10 +166,10 @@ def parse_fold(fold: int | str) -> int | str:
         if fold == "all":
             return fold
         if not fold.strip().isdigit():
-            raise ValueError(f"fold must be a non-negative integer or 'all', got {fold!r}")
+            raise UsageError(f"fold must be a non-negative integer or 'all', got {fold!r}")
         fold = int(fold)
     if fold < 0:
-        raise ValueError(f"fold must be a non-negative integer or 'all', got {fold}")
+        raise UsageError(f"fold must be a non-negative integer or 'all', got {fold}")
     return fold
 
 
@@ -178,20 +179,20 @@ def dataset_folder_name(dataset_id: int, root: Path) -> str | None:
         return None
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and re.fullmatch(rf"Dataset{dataset_id:03d}_.+", p.name))
     if len(names) > 1:
-        raise ValueError(f"dataset id {dataset_id} is ambiguous in {root}: {names}")
+        raise UsageError(f"dataset id {dataset_id} is ambiguous in {root}: {names}")
     return names[0] if names else None
 
 
 def dataset_id_of(folder: Path) -> int:
     m = re.fullmatch(r"Dataset(\d{3})_.+", Path(folder).name)
     if not m:
-        raise ValueError(f"{folder}: not an nnU-Net dataset folder (DatasetNNN_Name)")
+        raise UsageError(f"{folder}: not an nnU-Net dataset folder (DatasetNNN_Name)")
     return int(m.group(1))
 
 
 def _require_dataset(dataset_id: int, env: nnunet_env.NnunetEnv, where: str) -> str:
     if not 0 < dataset_id < 1000:
-        raise ValueError(f"dataset id must be 1–999, got {dataset_id}")
+        raise UsageError(f"dataset id must be 1–999, got {dataset_id}")
     root = env.raw if where == "raw" else env.preprocessed
     name = dataset_folder_name(dataset_id, root)
     if name is None:
@@ -261,7 +262,7 @@ def plan_and_preprocess(
     """
     configurations = tuple(configurations)
     if not configurations:
-        raise ValueError(f"no configuration given; valid: {', '.join(CONFIGURATIONS)}")
+        raise UsageError(f"no configuration given; valid: {', '.join(CONFIGURATIONS)}")
     for c in configurations:
         check_choice("configuration", c, CONFIGURATIONS)
     check_choice("budget", budget, BUDGETS)
@@ -289,17 +290,17 @@ def plan_and_preprocess(
         da_for_planning = {nnunet_env.N_PROC_DA_VAR: "1"} if os.environ.get(nnunet_env.N_PROC_DA_VAR) == "0" else {}
         if inplane_spacing_mm is not None:
             if budget != "cpu":
-                raise ValueError("inplane_spacing_mm applies to budget='cpu' only")
+                raise UsageError("inplane_spacing_mm applies to budget='cpu' only")
             planner.inplane_spacing_mm = float(inplane_spacing_mm)
         if max_features is not None:
             if budget != "cpu":
-                raise ValueError("max_features applies to budget='cpu' only")
+                raise UsageError("max_features applies to budget='cpu' only")
             planner.UNet_max_features_2d = planner.UNet_max_features_3d = int(max_features)
         with _environ(da_for_planning):
             plans = planner.plan_experiment()
         missing = [c for c in configurations if c not in plans["configurations"]]
         if missing:
-            raise ValueError(
+            raise UsageError(
                 f"{name}: nnU-Net planned no {missing} for this data (2D images have no 3d configurations); "
                 f"valid: {', '.join(c for c in CONFIGURATIONS if c in plans['configurations'])}"
             )
@@ -331,7 +332,7 @@ def find_trainer_class(name: str) -> type:
     """A trainer class by name: spineseg's variants, nnU-Net's own (``nnUNetTrainer`` and its variants such as
     ``nnUNetTrainer_250epochs``), or a class in a folder of ``nnUNet_extTrainer``."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
-        raise ValueError(f"unknown trainer {name!r}; valid: {', '.join(('nnUNetTrainer', *SPINESEG_TRAINERS))}")
+        raise UsageError(f"unknown trainer {name!r}; valid: {', '.join(('nnUNetTrainer', *SPINESEG_TRAINERS))}")
     nnunet_env.apply(require=())
     if name in SPINESEG_TRAINERS:
         import spine_seg_nnunet_tasks.trainers as ours
@@ -343,7 +344,7 @@ def find_trainer_class(name: str) -> type:
         with contextlib.redirect_stdout(io.StringIO()):
             return recursive_find_trainer_class_by_name(name)
     except (RuntimeError, AssertionError):
-        raise ValueError(
+        raise UsageError(
             f"unknown trainer {name!r}; valid: {', '.join(('nnUNetTrainer', *SPINESEG_TRAINERS))}, "
             f"nnU-Net's variants (e.g. nnUNetTrainer_250epochs) or a class in nnUNet_extTrainer"
         ) from None
@@ -455,9 +456,9 @@ def train(
     check_choice("configuration", configuration, CONFIGURATIONS)
     fold = parse_fold(fold)
     if epochs is not None and epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
+        raise UsageError(f"epochs must be at least 1, got {epochs}")
     if time_budget_s is not None and time_budget_s <= 0:
-        raise ValueError(f"time_budget_s must be positive, got {time_budget_s}")
+        raise UsageError(f"time_budget_s must be positive, got {time_budget_s}")
     dev = resolve_device(device)
     trainer_name = trainer or DEFAULT_TRAINER[dev.type]
     trainer_cls = find_trainer_class(trainer_name)
@@ -467,7 +468,7 @@ def train(
     plans_name = choose_plans(pre, dev.type, plans)
     plans_doc = json.loads((pre / f"{plans_name}.json").read_text(encoding="utf-8"))
     if configuration not in plans_doc["configurations"]:
-        raise ValueError(
+        raise UsageError(
             f"configuration {configuration!r} is not in the plans {plans_name} of {name}; "
             f"valid: {', '.join(plans_doc['configurations'])}"
         )

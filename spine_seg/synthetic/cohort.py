@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spine_seg import __version__
 from spine_seg.core import geometry
 from spine_seg.core.constants import (
     CONDITIONS,
@@ -42,7 +41,9 @@ from spine_seg.core.constants import (
     kaggle_level,
     row_ids,
 )
+from spine_seg.core.errors import UsageError
 from spine_seg.core.labels import SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
+from spine_seg.core.versions import __version__
 from spine_seg.dicom.write import WRITABLE_SYNTAXES, write_stack
 from spine_seg.synthetic import severity as sevmod
 from spine_seg.synthetic.anatomy import NARROWING_RANGE, NUCLEUS, Anatomy, mark_partial
@@ -74,16 +75,16 @@ class CohortConfig:
 
     def __post_init__(self) -> None:
         if self.n_studies < 1:
-            raise ValueError(f"n_studies must be at least 1, got {self.n_studies}")
+            raise UsageError(f"n_studies must be at least 1, got {self.n_studies}")
         if self.axial_mode not in AXIAL_MODES:
-            raise ValueError(f"unknown axial mode {self.axial_mode!r}; valid: {list(AXIAL_MODES)}")
+            raise UsageError(f"unknown axial mode {self.axial_mode!r}; valid: {list(AXIAL_MODES)}")
         if self.syntax not in WRITABLE_SYNTAXES:
-            raise ValueError(f"unknown transfer syntax {self.syntax!r}; valid: {list(WRITABLE_SYNTAXES)}")
+            raise UsageError(f"unknown transfer syntax {self.syntax!r}; valid: {list(WRITABLE_SYNTAXES)}")
         for name in ("test_fraction", "missing_series_rate", "extra_series_rate"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise UsageError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.label_noise < 1:
-            raise ValueError(f"label_noise must be in [0, 1), got {self.label_noise}")
+            raise UsageError(f"label_noise must be in [0, 1), got {self.label_noise}")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from spine_seg.core.errors import UsageError
 from spine_seg.synthetic.anatomy import (
     AIR,
     ANNULUS,
@@ -54,7 +55,7 @@ def render(
     (coil sensitivity). Noise is Rician: the magnitude of complex Gaussian noise added to the signal.
     """
     if sequence not in CONTRAST:
-        raise ValueError(f"unknown sequence {sequence!r}; valid: {list(CONTRAST)}")
+        raise UsageError(f"unknown sequence {sequence!r}; valid: {list(CONTRAST)}")
     table = np.zeros(len(TISSUE_NAMES), dtype=np.float32)
     for t, value in CONTRAST[sequence].items():
         table[t] = value * rng.uniform(0.9, 1.1)

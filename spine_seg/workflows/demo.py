@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from spine_seg.core.constants import LEVELS
+from spine_seg.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,11 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if self.studies < 6:
-            raise ValueError(f"the demo needs at least 6 studies (4 to train, 2 to test), got {self.studies}")
+            raise UsageError(f"the demo needs at least 6 studies (4 to train, 2 to test), got {self.studies}")
         if not 1 <= self.test_studies <= self.studies - 4:
-            raise ValueError(f"test studies must be between 1 and studies - 4 = {self.studies - 4}, got {self.test_studies}")
+            raise UsageError(f"test studies must be between 1 and studies - 4 = {self.studies - 4}, got {self.test_studies}")
         if self.seg_minutes <= 0 or self.grading_epochs < 1 or self.grading_folds < 2:
-            raise ValueError("seg_minutes > 0, grading_epochs >= 1 and grading_folds >= 2 are required")
+            raise UsageError("seg_minutes > 0, grading_epochs >= 1 and grading_folds >= 2 are required")
 
 
 @dataclass

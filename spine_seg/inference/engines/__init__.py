@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from spine_seg.core.choices import Engine, check_option, values
-from spine_seg.core.errors import MissingDependencyError
+from spine_seg.core.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from spine_seg.inference.batch import BatchEngine
@@ -32,7 +32,7 @@ def make_engine(name: str, *, address: str | None = None, workers: int | None = 
         given = [flag for flag, v in (("--address", address), ("--workers", workers),
                                       ("--gpus-per-worker", gpus_per_worker)) if v is not None]
         if given:
-            raise ValueError(f"{', '.join(given)}: only with --engine ray")
+            raise UsageError(f"{', '.join(given)}: only with --engine ray")
         return None
     from spine_seg.inference.engines.ray_engine import RayEngine
 

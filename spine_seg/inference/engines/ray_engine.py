@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from spine_seg.core.errors import UsageError
 from spine_seg.inference.batch import BatchJob, StudyRun, StudyTask, failed_run, fallback_rows, run_study
 from spine_seg.inference.engines import MissingDependencyError, WorkerStartError
 from spine_seg.inference.predictor import Predictor
@@ -112,13 +113,13 @@ class RayEngine:
     def __init__(self, address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None,
                  cpus_per_worker: float = 1.0, retries: int = 1, init_kwargs: dict[str, Any] | None = None) -> None:
         if workers is not None and workers < 1:
-            raise ValueError(f"--workers: must be at least 1, got {workers}")
+            raise UsageError(f"--workers: must be at least 1, got {workers}")
         if gpus_per_worker is not None and gpus_per_worker < 0:
-            raise ValueError(f"--gpus-per-worker: must be 0 or more, got {gpus_per_worker}")
+            raise UsageError(f"--gpus-per-worker: must be 0 or more, got {gpus_per_worker}")
         if cpus_per_worker <= 0:
-            raise ValueError(f"cpus_per_worker must be positive, got {cpus_per_worker}")
+            raise UsageError(f"cpus_per_worker must be positive, got {cpus_per_worker}")
         if address is not None and address != "auto" and not address.startswith("ray://"):
-            raise ValueError(f"--address: expected 'auto' or 'ray://HOST:PORT', got {address!r}")
+            raise UsageError(f"--address: expected 'auto' or 'ray://HOST:PORT', got {address!r}")
         self.address = address
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
@@ -161,9 +162,9 @@ class RayEngine:
         if gpw is None:
             gpw = 1.0 if gpus >= 1 and job.device != "cpu" else 0.0
         if job.device == "cuda" and gpw == 0:
-            raise ValueError("--device cuda with --engine ray: give the workers GPUs (--gpus-per-worker 1, or 0.5 …)")
+            raise UsageError("--device cuda with --engine ray: give the workers GPUs (--gpus-per-worker 1, or 0.5 …)")
         if gpw > gpus:
-            raise ValueError(f"--gpus-per-worker {gpw}: the Ray cluster has {gpus:g} GPUs")
+            raise UsageError(f"--gpus-per-worker {gpw}: the Ray cluster has {gpus:g} GPUs")
         if self.workers is not None:
             n = self.workers
         else:

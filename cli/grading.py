@@ -12,6 +12,7 @@ import typer
 
 from spine_seg.core.choices import check_option
 from spine_seg.core.constants import CONDITION_GROUPS
+from spine_seg.core.progress import bars_enabled
 from spine_seg_cli.common import USER_ERRORS, fail
 
 CONDITION_CHOICES: tuple[str, ...] = (*CONDITION_GROUPS, "all")
@@ -88,7 +89,7 @@ def train_cls(
     try:
         from tqdm import tqdm
 
-        with tqdm(desc="crops", unit="study", disable=not progress) as bar:
+        with tqdm(desc="crops", unit="study", disable=not bars_enabled(progress)) as bar:
             def tick(i: int, n: int, sid: str) -> None:
                 bar.total = n
                 bar.update(1)

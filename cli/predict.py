@@ -17,6 +17,7 @@ import typer
 from spine_seg.core import textio
 from spine_seg.core.choices import Device, check_option
 from spine_seg.core.errors import UsageError
+from spine_seg.core.progress import bars_enabled
 from spine_seg_cli.common import USER_ERRORS, fail
 
 
@@ -91,12 +92,15 @@ def predict(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(folders), unit="study", disable=not progress, dynamic_ncols=True)
+    draw = bars_enabled(progress)  # a bar on a terminal; in a log, one line per finished study
+    bar = tqdm(total=len(folders), unit="study", disable=not draw, dynamic_ncols=True)
 
     def on_progress(i: int, n: int, study: str, stage: str) -> None:
         bar.set_postfix_str(f"{study}: {stage}")
         if stage in ("done", "failed", "resumed"):
             bar.update(1)
+            if progress and not draw:
+                typer.echo(f"[{i + 1}/{n}] {study}: {stage}", err=True)
 
     try:
         result = predict_batch(input_path, bundle, out, series_csv=series_csv, device=device, resume=not no_resume,

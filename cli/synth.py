@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from spine_seg.core.progress import bars_enabled
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg_cli.common import USER_ERRORS, fail
 
@@ -33,8 +34,12 @@ def synth(
             missing_series_rate=missing_series, extra_series_rate=extra_series, axial_mode=axial, syntax=syntax,
             spider=not no_spider, preview=preview, priors_csv=str(priors) if priors else None,
         )
-        with typer.progressbar(length=studies, label="synth", file=None) as bar:
-            result = generate_cohort(out, cfg, overwrite=overwrite, progress=lambda i, n, sid: bar.update(1))
+        if bars_enabled():
+            with typer.progressbar(length=studies, label="synth", file=None) as bar:
+                result = generate_cohort(out, cfg, overwrite=overwrite, progress=lambda i, n, sid: bar.update(1))
+        else:  # a log: one line per study
+            result = generate_cohort(out, cfg, overwrite=overwrite,
+                                     progress=lambda i, n, sid: typer.echo(f"synth [{i}/{n}] {sid}", err=True))
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     typer.echo(

@@ -330,3 +330,25 @@ def test_report_of_the_real_study(real_study_dir: Path, shared_data: Path, tmp_p
     result = real_result(study, rsna)
     assert_picture(write_report(tmp_path / "report.png", study, result))
 
+
+
+def test_report_content_right_slice_and_labels(synthetic: Synthetic):
+    """What the report shows, not only that it is a picture: the Sagittal T2 panel is the slice through the
+    canal points, with the five level names and the labels that slice holds; each axial panel its level."""
+    from spine_seg.report.figure import level_name, render_report
+
+    fig = render_report(synthetic.study, synthetic.result)
+    titles = {ax.get_title(loc="left"): ax for ax in fig.axes}
+    (t2_title,) = [t for t in titles if t.startswith("Sagittal T2/STIR")]
+    stack = synthetic.seg_stack
+    proj = synthetic.result.projection
+    ks = [p.hit.k for p in proj.canal if (p.hit.series_id, p.hit.stack_index) == (stack.series_id, stack.index)]
+    k = int(np.median(ks))
+    assert f"inst {stack.slices[k].instance_number} ({k + 1}/{stack.n_slices})" in t2_title
+    texts = [t.get_text() for t in titles[t2_title].texts]
+    for lv in LEVELS:
+        assert any(t.startswith(level_name(lv)) for t in texts), (lv, texts)
+    labels_here = {int(v) for v in np.unique(synthetic.result.segmentation.labels[k]) if v}
+    assert any(f"segmentation: {len(labels_here)} labels on this slice" in t for t in texts), texts
+    axial = [t for t in titles if t.endswith("· Axial T2") or "· Axial T2" in t]
+    assert [t.split(" · ")[0] for t in axial] == [level_name(lv) for lv in LEVELS]

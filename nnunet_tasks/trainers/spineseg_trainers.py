@@ -12,6 +12,11 @@ import os
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+try:  # imported by nnU-Net as a top-level module from nnUNet_extTrainer, or as part of the package
+    from spineseg_budget import TimeBudgetMixin
+except ImportError:
+    from spine_seg_nnunet_tasks.trainers.spineseg_budget import TimeBudgetMixin
+
 from spine_seg.core.errors import UsageError
 
 EPOCHS_VAR = "SPINESEG_EPOCHS"
@@ -59,3 +64,10 @@ def _epochs_from_env(default: int) -> int:
     if epochs < 1:
         raise UsageError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}")
     return epochs
+
+
+class nnUNetTrainer_TimeBudget(TimeBudgetMixin, nnUNetTrainer):
+    """Changes the number of epochs to what fits in ``$SPINESEG_TIME_BUDGET_MIN`` minutes of training
+    (re-planned after every epoch, never past nnU-Net's 1000; see ``spineseg_budget``). For nnU-Net's CLI:
+    ``SPINESEG_TIME_BUDGET_MIN=30 nnUNetv2_train 510 2d 0 -tr nnUNetTrainer_TimeBudget``.
+    """

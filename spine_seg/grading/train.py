@@ -53,6 +53,7 @@ from spine_seg.core.constants import (
     TARGET_COLUMNS,
 )
 from spine_seg.core.errors import UsageError
+from spine_seg.core.progress import bars_enabled
 from spine_seg.grading import metric
 from spine_seg.grading.dataset import CropTable, assign_folds
 from spine_seg.grading.ensemble import smoothed_prior, submission_from_rows
@@ -240,7 +241,7 @@ def run_loop(
         if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a batch of one
             batches[-2] = np.concatenate([batches[-2], batches.pop()])
         total, count = 0.0, 0
-        bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress, file=sys.stderr)
+        bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False, disable=not bars_enabled(cfg.progress), file=sys.stderr)
         for idx in bar:
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = train_step_loss(idx, cfg.augment)

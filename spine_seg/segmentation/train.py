@@ -489,14 +489,17 @@ def train(
     history: list[EpochReport] = []
     t0 = time.perf_counter()
     with _torch_threads(threads), _nnunet_console(verbose) as console:
+        if time_budget_s is not None:  # the budget is a trainer variant: spine_seg_nnunet_tasks.trainers.spineseg_budget
+            from spine_seg_nnunet_tasks.trainers.spineseg_budget import with_time_budget
+
+            trainer_cls = with_time_budget(trainer_cls)
         tr = trainer_cls(plans=plans_doc, configuration=configuration, fold=fold, dataset_json=dataset_json, device=dev)
         if epochs is not None:
             tr.num_epochs = int(epochs)
+        if time_budget_s is not None:
+            tr.time_budget_s = float(time_budget_s)
         _hook_epochs(tr, history, progress, console)
-        if time_budget_s is None:
-            tr.run_training()
-        else:
-            _run_training_budgeted(tr, history, float(time_budget_s))
+        tr.run_training()
         if validate:
             _validate(tr, dev.type, validation_mirroring)
     seconds = time.perf_counter() - t0
@@ -525,47 +528,6 @@ def train(
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return result
-
-
-def _run_training_budgeted(tr: Any, history: list[EpochReport], budget_s: float) -> None:
-    """nnU-Net's ``run_training`` loop, with ``num_epochs`` re-planned against a wall-clock budget.
-
-    nnU-Net's own loop fixes ``range(current_epoch, num_epochs)`` before the first epoch, so the loop is
-    mirrored here (same hooks in the same order) with a condition that is read again every epoch.
-    """
-    import torch
-
-    tr.on_train_start()  # network build, data loaders: not an epoch's cost
-    upper = int(tr.num_epochs)  # the caller's bound: the plan may grow back up to it, never past it
-    t0 = time.perf_counter()
-    first_epoch_s: float | None = None
-    while tr.current_epoch < tr.num_epochs:
-        tr.on_epoch_start()
-        tr.on_train_epoch_start()
-        tr.on_train_epoch_end([tr.train_step(next(tr.dataloader_train)) for _ in range(tr.num_iterations_per_epoch)])
-        with torch.no_grad():
-            tr.on_validation_epoch_start()
-            tr.on_validation_epoch_end(
-                [tr.validation_step(next(tr.dataloader_val)) for _ in range(tr.num_val_iterations_per_epoch)]
-            )
-        tr.on_epoch_end()
-        done = int(tr.current_epoch)
-        elapsed = time.perf_counter() - t0
-        if first_epoch_s is None:
-            first_epoch_s = elapsed
-        # the first epoch carries warm-up; later epochs give the pace (a shared machine's pace changes, so
-        # the plan is redone every epoch, down to cut or up to use time freed by faster epochs)
-        per_epoch = elapsed if done < 2 else (elapsed - first_epoch_s) / (done - 1)
-        fits = done + int((budget_s - elapsed) // max(per_epoch, 1e-6))
-        new = min(upper, max(done, fits))
-        if new < tr.num_epochs or new >= tr.num_epochs + 2:
-            log.info("time budget %.0f s at %.1f s/epoch after %d epochs: %d epochs instead of %d",
-                     budget_s, per_epoch, done, new, tr.num_epochs)
-            tr.num_epochs = new
-            scheduler = getattr(tr, "lr_scheduler", None)
-            if scheduler is not None and hasattr(scheduler, "max_steps"):
-                scheduler.max_steps = new
-    tr.on_train_end()
 
 
 def _validate(tr: Any, device_type: str, mirroring: bool | None) -> None:

@@ -16,8 +16,10 @@ from spine_seg.core.errors import UserError
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
 
 #: The line after the traceback of an unexpected error.
-BUG_LINE = ("spineseg: this is a bug, not a problem with your input; please report it to the spineseg developers "
-            "with the command and the traceback above.")
+BUG_LINE = (
+    "spineseg: this is a bug, not a problem with your input; please report it to the spineseg developers "
+    "with the command and the traceback above."
+)
 
 
 def report_bugs() -> None:

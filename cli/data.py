@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
 def _note(msg: str) -> None:
     typer.echo(msg, err=True)
 
@@ -84,8 +85,11 @@ def fetch(
     ] = None,
     url: Annotated[
         Optional[str],
-        typer.Option("--url", help=f"Fetch this one file (archive or data file) instead of the registered ones. "
-                                   f"${ext.BASE_URL_ENV} instead re-roots every registered file under a mirror."),
+        typer.Option(
+            "--url",
+            help=f"Fetch this one file (archive or data file) instead of the registered ones. "
+            f"${ext.BASE_URL_ENV} instead re-roots every registered file under a mirror.",
+        ),
     ] = None,
     keep_archives: Annotated[bool, typer.Option("--keep-archives", help="Keep .zip/.tar.* after extracting.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final verify report as JSON.")] = False,
@@ -93,8 +97,7 @@ def fetch(
     """Download a dataset (resumable, checksum-checked, safely extracted), then verify it."""
     target = dest if dest is not None else ext.default_dest(name)
     try:
-        report = ext.fetch(name, target, url=url, keep_archives=keep_archives,
-                               progress=ext.StderrProgress(), log=_note)
+        report = ext.fetch(name, target, url=url, keep_archives=keep_archives, progress=ext.StderrProgress(), log=_note)
     except ext.ManualDownloadRequired as exc:
         raise fail(exc, code=2) from exc
     except ext.DownloadError as exc:

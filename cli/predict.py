@@ -1,6 +1,7 @@
 """``spineseg predict``, ``spineseg bundle export|import|list|info`` and ``spineseg demo``.
 
-Logic: :mod:`spine_seg.inference` (predict), :mod:`spine_seg.inference.bundle` (bundles), :mod:`spine_seg.workflows.demo`.
+Logic: :mod:`spine_seg.inference` (predict), :mod:`spine_seg.inference.bundle` (bundles),
+:mod:`spine_seg.workflows.demo`.
 Exit codes of ``predict``: 0 every study done, 1 some study failed (see errors.csv; the others are written),
 2 the command could not start (bad INPUT, bad bundle, bad option, Ray missing or unreachable, workers that
 cannot load the bundle). The engines (``--engine local|ray``) are :mod:`spine_seg.inference.engines`.
@@ -32,27 +33,69 @@ def _check_device(device: str) -> str:
 
 
 def predict(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A study folder (<study>/<series>/*.dcm) or a folder of them (test_images/).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz, dicom/.")],
-    model: Annotated[Optional[str], typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle.")] = None,
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="A study folder (<study>/<series>/*.dcm) or a folder of them (test_images/)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Output folder: submission.csv, errors.csv, <study>/result.json, report.png, segmentation.nii.gz, "
+            "dicom/.",
+        ),
+    ],
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle."),
+    ] = None,
     series_csv: Annotated[
-        Optional[Path], typer.Option("--series-csv", help="series_descriptions CSV (study_id, series_id, series_description).")
+        Optional[Path],
+        typer.Option("--series-csv", help="series_descriptions CSV (study_id, series_id, series_description)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Predict studies again even when their result.json exists.")] = False,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="Predict studies again even when their result.json exists.")
+    ] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip report.png (faster).")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar over studies and stages (stderr).")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bar over studies and stages (stderr).")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the batch summary as JSON.")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="local: this process; ray: Ray actors, models loaded once "
-                                                         "per worker (pip install 'spineseg[distributed]').")] = "local",
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join: auto (this node's) or "
-                                                   "ray://HOST:PORT; default: start a local one.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Ray workers (default: one per CPU of the cluster, "
-                                                   "or per GPU share).")] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option("--gpus-per-worker", help="GPU share of each Ray worker "
-                                                             "(default 1 when the cluster has GPUs, else 0; 0.5: two per GPU).")] = None,
-    dicom_out: Annotated[bool, typer.Option("--dicom-out/--no-dicom-out", help="Also write <study>/dicom/seg.dcm "
-                                            "(DICOM SEG) and sr.dcm (Comprehensive 3D SR).")] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: this process; ray: Ray actors, models loaded once "
+            "per worker (pip install 'spineseg[distributed]').",
+        ),
+    ] = "local",
+    address: Annotated[
+        Optional[str],
+        typer.Option(
+            "--address", help="Ray cluster to join: auto (this node's) or ray://HOST:PORT; default: start a local one."
+        ),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", help="Ray workers (default: one per CPU of the cluster, or per GPU share)."),
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            "--gpus-per-worker",
+            help="GPU share of each Ray worker (default 1 when the cluster has GPUs, else 0; 0.5: two per GPU).",
+        ),
+    ] = None,
+    dicom_out: Annotated[
+        bool,
+        typer.Option(
+            "--dicom-out/--no-dicom-out",
+            help="Also write <study>/dicom/seg.dcm (DICOM SEG) and sr.dcm (Comprehensive 3D SR).",
+        ),
+    ] = True,
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
     from spine_seg.dicom import read_series_csv
@@ -103,9 +146,19 @@ def predict(
                 typer.echo(f"[{i + 1}/{n}] {study}: {stage}", err=True)
 
     try:
-        result = predict_batch(input_path, bundle, out, series_csv=series_csv, device=device, resume=not no_resume,
-                               report=not no_report, progress=on_progress, predictor=predictor,
-                               extra_outputs=extra_outputs, engine=batch_engine)
+        result = predict_batch(
+            input_path,
+            bundle,
+            out,
+            series_csv=series_csv,
+            device=device,
+            resume=not no_resume,
+            report=not no_report,
+            progress=on_progress,
+            predictor=predictor,
+            extra_outputs=extra_outputs,
+            engine=batch_engine,
+        )
     except (*USER_ERRORS, *ENGINE_START_ERRORS) as exc:  # before the first study (the engine could not start)
         raise fail(exc) from exc
     except OutputWriteError as exc:
@@ -121,13 +174,18 @@ def predict(
         typer.echo(textio.dumps(result.to_dict(), indent=1))
     else:
         d = result.to_dict()
-        typer.echo(f"{d['studies']} studies: {d['done']} predicted, {d['resumed']} already done, {d['failed']} failed "
-                   f"in {d['seconds']:.1f} s (models loaded in {d['model_load_seconds']:.1f} s)")
+        typer.echo(
+            f"{d['studies']} studies: {d['done']} predicted, {d['resumed']} already done, {d['failed']} failed "
+            f"in {d['seconds']:.1f} s (models loaded in {d['model_load_seconds']:.1f} s)"
+        )
         typer.echo(f"submission: {result.submission}")
         for o in result.failed:
             typer.echo(f"  failed {o.study} ({o.stage}): {o.error}", err=True)
         if result.errors:
-            typer.echo(f"errors: {result.errors} (where their rows in submission.csv came from: its submission_rows column)", err=True)
+            typer.echo(
+                f"errors: {result.errors} (where their rows in submission.csv came from: its submission_rows column)",
+                err=True,
+            )
     if result.failed:
         raise typer.Exit(code=1)
 
@@ -141,16 +199,24 @@ NO_MODEL_MESSAGE = (
 )
 
 
-bundle_app = typer.Typer(help="Model bundles: export trained models, import them offline, list and check them.",
-                         no_args_is_help=True)
+bundle_app = typer.Typer(
+    help="Model bundles: export trained models, import them offline, list and check them.", no_args_is_help=True
+)
 
 
 @bundle_app.command("export")
 def bundle_export(
-    seg_model: Annotated[Path, typer.Option("--seg-model", help="nnU-Net result folder (…/<Trainer>__<Plans>__<config>).")],
-    grading: Annotated[list[Path], typer.Option("--grading", help="ensemble.json, or train-cls run folders / checkpoints (repeatable).")],
+    seg_model: Annotated[
+        Path, typer.Option("--seg-model", help="nnU-Net result folder (…/<Trainer>__<Plans>__<config>).")
+    ],
+    grading: Annotated[
+        list[Path],
+        typer.Option("--grading", help="ensemble.json, or train-cls run folders / checkpoints (repeatable)."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Bundle folder, or a .zip file.")],
-    folds: Annotated[Optional[list[str]], typer.Option("--fold", help="nnU-Net folds to include (repeatable; default all).")] = None,
+    folds: Annotated[
+        Optional[list[str]], typer.Option("--fold", help="nnU-Net folds to include (repeatable; default all).")
+    ] = None,
     fallback: Annotated[Optional[Path], typer.Option("--fallback", help="axial_fallback.pt to include.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Bundle name (default: OUT's name).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
@@ -159,8 +225,15 @@ def bundle_export(
     from spine_seg.inference.bundle import BundleError, export_bundle, load_bundle
 
     try:
-        path = export_bundle(out, seg_model, grading if len(grading) > 1 else grading[0], folds=folds, fallback=fallback,
-                             name=name, overwrite=overwrite)
+        path = export_bundle(
+            out,
+            seg_model,
+            grading if len(grading) > 1 else grading[0],
+            folds=folds,
+            fallback=fallback,
+            name=name,
+            overwrite=overwrite,
+        )
         b = load_bundle(path)
     except (*USER_ERRORS, BundleError) as exc:
         raise fail(exc) from exc
@@ -170,7 +243,9 @@ def bundle_export(
 @bundle_app.command("import")
 def bundle_import(
     source: Annotated[Path, typer.Argument(help="Bundle folder or zip (e.g. downloaded on another machine).")],
-    name: Annotated[Optional[str], typer.Option("--name", help="Install under this name (default: the bundle's).")] = None,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Install under this name (default: the bundle's).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an installed bundle of that name.")] = False,
 ) -> None:
     """Check a bundle and install it into $SPINESEG_HOME/bundles/NAME; then `predict --model NAME`."""
@@ -213,16 +288,34 @@ def bundle_info(
 @bundle_app.command("build-base")
 def bundle_build_base(
     out: Annotated[Path, typer.Option("--out", help="New folder for the base segmentation model.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Shared data folder with vb2/ and myosegmentum/ (default: $SPINESEG_DATA or ../shared/data).")] = None,
-    budget_min: Annotated[float, typer.Option("--budget-min", help="Training budget per fold, minutes of wall clock.")] = 48.0,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data", help="Shared data folder with vb2/ and myosegmentum/ (default: $SPINESEG_DATA or ../shared/data)."
+        ),
+    ] = None,
+    budget_min: Annotated[
+        float, typer.Option("--budget-min", help="Training budget per fold, minutes of wall clock.")
+    ] = 48.0,
     synthetic: Annotated[int, typer.Option("--synthetic", help="Domain-randomised phantom cases.")] = 60,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the phantoms and the slab thicknesses.")] = 510,
-    folds: Annotated[str, typer.Option("--folds", help="Comma-separated: 0,1 (cross-validation halves, predicted as an ensemble) and/or all.")] = "0,1",
+    folds: Annotated[
+        str,
+        typer.Option(
+            "--folds", help="Comma-separated: 0,1 (cross-validation halves, predicted as an ensemble) and/or all."
+        ),
+    ] = "0,1",
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
-    parallel: Annotated[bool, typer.Option("--parallel/--sequential", help="Train the folds at the same time (one core each on a 2-core CPU).")] = True,
+    parallel: Annotated[
+        bool,
+        typer.Option(
+            "--parallel/--sequential", help="Train the folds at the same time (one core each on a 2-core CPU)."
+        ),
+    ] = True,
     no_real: Annotated[bool, typer.Option("--no-real", help="Phantoms only (no real volumes needed).")] = False,
 ) -> None:
-    """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and provenance."""
+    """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and
+    provenance."""
     from spine_seg.segmentation.base_model import build_base
 
     try:
@@ -237,36 +330,68 @@ def bundle_build_base(
             missing = [d for d in ("vb2", "myosegmentum") if not (root / d).is_dir()]
             if missing:
                 raise FileNotFoundError(f"{root}: no {', '.join(missing)}/ folder (pass --data DIR, or --no-real)")
-        result = build_base(out, root, budget_min=budget_min, n_synthetic=synthetic, seed=seed, folds=fold_list,
-                            device=device, workers=2, parallel=parallel and len(fold_list) > 1,
-                            real=() if no_real else ("vb2", "myosegmentum"))
+        result = build_base(
+            out,
+            root,
+            budget_min=budget_min,
+            n_synthetic=synthetic,
+            seed=seed,
+            folds=fold_list,
+            device=device,
+            workers=2,
+            parallel=parallel and len(fold_list) > 1,
+            real=() if no_real else ("vb2", "myosegmentum"),
+        )
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     for f in result.manifest["folds"]:
-        typer.echo(f"fold {f['fold']}: {f['epochs']} epochs ({f['iterations']} iterations) in {f['train_seconds']:.0f} s on {f['device']}")
-    typer.echo(f"base model: {result.out} ({result.manifest['seconds']['total']:.0f} s); use it with "
-               f"spineseg demo --base-model {result.out}")
+        typer.echo(
+            f"fold {f['fold']}: {f['epochs']} epochs ({f['iterations']} iterations) in {f['train_seconds']:.0f} s on "
+            f"{f['device']}"
+        )
+    typer.echo(
+        f"base model: {result.out} ({result.manifest['seconds']['total']:.0f} s); use it with "
+        f"spineseg demo --base-model {result.out}"
+    )
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Everything goes here: cohort, nnU-Net folders, models, bundle, predictions.")] = Path("runs/demo"),
+    out: Annotated[
+        Path, typer.Option("--out", help="Everything goes here: cohort, nnU-Net folders, models, bundle, predictions.")
+    ] = Path("runs/demo"),
     studies: Annotated[int, typer.Option("--studies", help="Synthetic studies in all (training + held out).")] = 28,
     test_studies: Annotated[int, typer.Option("--test-studies", help="Held-out studies to predict and score.")] = 6,
-    seg_minutes: Annotated[float, typer.Option("--seg-minutes", help="Wall-clock budget of the nnU-Net training.")] = 4.5,
+    seg_minutes: Annotated[
+        float, typer.Option("--seg-minutes", help="Wall-clock budget of the nnU-Net training.")
+    ] = 4.5,
     grading_epochs: Annotated[int, typer.Option("--grading-epochs", help="Maximum epochs per grading fold.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort.")] = 7,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
-    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Base segmentation model folder, 'shipped' (the one inside the package, default) or 'none' (train nnU-Net on the cohort instead).")] = "shipped",
+    base_model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--base-model",
+            help="Base segmentation model folder, 'shipped' (the one inside the package, default) or 'none' (train "
+            "nnU-Net on the cohort instead).",
+        ),
+    ] = "shipped",
 ) -> None:
-    """Synthesise a cohort, train grading (and segmentation unless a base model is used), predict held-out studies, score, report."""
+    """Synthesise a cohort, train grading (and segmentation unless a base model is used), predict held-out studies,
+    score, report."""
     from spine_seg.workflows.demo import DemoConfig, run_demo
 
     try:
         _check_device(device)
-        cfg = DemoConfig(studies=studies, test_studies=test_studies, seg_minutes=seg_minutes,
-                         grading_epochs=grading_epochs, seed=seed, device=device,
-                         base_model=None if base_model in (None, "none") else base_model)
+        cfg = DemoConfig(
+            studies=studies,
+            test_studies=test_studies,
+            seg_minutes=seg_minutes,
+            grading_epochs=grading_epochs,
+            seed=seed,
+            device=device,
+            base_model=None if base_model in (None, "none") else base_model,
+        )
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     result = run_demo(out, cfg, echo=typer.echo, progress=progress)

@@ -195,9 +195,7 @@ class Registry:
         try:
             return self.datasets[name]
         except KeyError:
-            raise UnknownDatasetError(
-                f"unknown dataset {name!r}; choose one of: {', '.join(self.names)}"
-            ) from None
+            raise UnknownDatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(self.names)}") from None
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "<dict>") -> Registry:
@@ -569,8 +567,7 @@ def download_file(
                         progress(name, done, total)
         except (OSError, http.client.HTTPException) as exc:
             raise DownloadError(
-                f"download of {url} broke off after {done} bytes ({exc}); run fetch again to resume "
-                f"from {part}{hint}"
+                f"download of {url} broke off after {done} bytes ({exc}); run fetch again to resume from {part}{hint}"
             ) from exc
     if total is not None and done != total:
         raise DownloadError(
@@ -601,8 +598,14 @@ def _plan(ds: Dataset, url: str | None, base_url: str | None) -> list[Download]:
     if base_url:
         root = base_url.rstrip("/")
         return [
-            Download(d.filename, f"{root}/{urllib.parse.quote(d.filename)}", d.extract, d.sha256,
-                     d.reported_sha256, d.reported_source)
+            Download(
+                d.filename,
+                f"{root}/{urllib.parse.quote(d.filename)}",
+                d.extract,
+                d.sha256,
+                d.reported_sha256,
+                d.reported_source,
+            )
             for d in ds.downloads
         ]
     return list(ds.downloads)
@@ -632,9 +635,7 @@ def fetch(
     ds = _as_dataset(name_or_dataset, registry)
     note: Log = log or (lambda _msg: None)
     if ds.access != "direct":
-        raise ManualDownloadRequired(
-            f"{ds.name} cannot be downloaded for you ({ds.licence}). {ds.manual_download}"
-        )
+        raise ManualDownloadRequired(f"{ds.name} cannot be downloaded for you ({ds.licence}). {ds.manual_download}")
     dest = Path(dest) if dest is not None else default_dest(ds.name)
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(f"{dest} exists and is not a folder")

@@ -200,14 +200,20 @@ def check_spider_numbering(
     details: dict[str, Any] = {
         "vertebrae": sorted(vert),
         "discs": sorted(SPIDER_DISC_OFFSET + m for m in disc),
-        "partial": sorted(v for v in uniq.tolist() if SPIDER_PARTIAL_OFFSET < v <= SPIDER_PARTIAL_OFFSET + _MAX_VERTEBRA),
+        "partial": sorted(
+            v for v in uniq.tolist() if SPIDER_PARTIAL_OFFSET < v <= SPIDER_PARTIAL_OFFSET + _MAX_VERTEBRA
+        ),
         "has_geometry": has_geometry,
     }
     problems: list[str] = []
 
     def result(convention: str, decided: bool) -> NumberingCheck:
         if decided and convention != assumed:
-            problems.insert(0, f"discs sit where {convention} numbering puts them, not where spine_seg.core.labels assumes ({assumed})")
+            problems.insert(
+                0,
+                f"discs sit where {convention} numbering puts them, not where spine_seg.core.labels assumes "
+                f"({assumed})",
+            )
         chk = NumberingCheck(not problems, decided, convention, assumed, tuple(problems), details)
         if warn and problems:
             warnings.warn(chk.summary(), SpiderNumberingWarning, stacklevel=3)
@@ -237,14 +243,18 @@ def check_spider_numbering(
     }
     ordered = [s_vert[n] for n in sorted(s_vert)]
     if any(b <= a for a, b in zip(ordered, ordered[1:], strict=False)):
-        problems.append(f"vertebra centroids are not in number order along the spine: {details['position_along_spine']}")
+        problems.append(
+            f"vertebra centroids are not in number order along the spine: {details['position_along_spine']}"
+        )
     if has_geometry:
         cranial = float(u[2])  # LPS: +z is superior
         details["numbers_run"] = "cranially" if cranial > 0.3 else "caudally" if cranial < -0.3 else "sideways"
         if cranial < -0.3:
             problems.append("vertebra numbers increase caudally (top-down numbering): vertebra 1 is the most cranial")
         elif cranial <= 0.3:  # a missing or wrong image direction, not evidence about the numbering
-            details["note"] = f"spine axis not cranio-caudal in patient space (z {cranial:.2f}): cranial direction untested"
+            details["note"] = (
+                f"spine axis not cranio-caudal in patient space (z {cranial:.2f}): cranial direction untested"
+            )
 
     # disc votes for each convention
     votes: dict[str, list[int]] = {}
@@ -296,7 +306,10 @@ def check_spider_numbering(
         if details.get("disc201_between_1_and_2") is False:
             problems.append("disc 201 does not lie between vertebrae 1 and 2")
         if details.get("label1_sacrum_like") is False:
-            problems.append(f"label 1 is no longer along the spine than a vertebra (extent ratio {details['label1_extent_ratio']}): not sacrum-like")
+            problems.append(
+                "label 1 is no longer along the spine than a vertebra (extent ratio "
+                f"{details['label1_extent_ratio']}): not sacrum-like"
+            )
     return result(convention, decided)
 
 
@@ -349,7 +362,11 @@ def _convert_case(job: _Job) -> dict[str, Any]:
     except RuntimeError as exc:
         return {"name": job.name, "skipped": f"unreadable .mha ({str(exc).strip().splitlines()[-1]})"}
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-        return {"name": job.name, "skipped": f"expected a 3-D single-channel image, got {img.GetDimension()}-D with {img.GetNumberOfComponentsPerPixel()} components"}
+        return {
+            "name": job.name,
+            "skipped": f"expected a 3-D single-channel image, got {img.GetDimension()}-D with "
+            f"{img.GetNumberOfComponentsPerPixel()} components",
+        }
     diff = same_geometry(img, msk, tol=1e-3)
     if diff:
         if img.GetSize() != msk.GetSize():
@@ -387,8 +404,13 @@ def _convert_case(job: _Job) -> dict[str, Any]:
 
 
 def _check_record(check: NumberingCheck) -> dict[str, Any]:
-    return {"ok": check.ok, "decided": check.decided, "convention": check.convention,
-            "problems": list(check.problems), "details": check.details}
+    return {
+        "ok": check.ok,
+        "decided": check.decided,
+        "convention": check.convention,
+        "problems": list(check.problems),
+        "details": check.details,
+    }
 
 
 def _read_overview(path: Path) -> dict[str, dict[str, Any]]:
@@ -443,10 +465,18 @@ def convert_spider(
 
     out = prepare_dataset_folder(raw_root, dataset_id, dataset_name, overwrite=overwrite)
     report = ConversionReport(
-        dataset=out.name, source=str(input_dir),
-        options={"sequences": list(wanted), "partial": partial, "on_numbering_mismatch": on_numbering_mismatch,
-                 "validation_as_test": validation_as_test, "n_folds": n_folds, "split_seed": split_seed,
-                 "assumed_numbering": assumed_convention(), "lut": {str(k): v for k, v in sorted(spider_lut(partial).items())}},
+        dataset=out.name,
+        source=str(input_dir),
+        options={
+            "sequences": list(wanted),
+            "partial": partial,
+            "on_numbering_mismatch": on_numbering_mismatch,
+            "validation_as_test": validation_as_test,
+            "n_folds": n_folds,
+            "split_seed": split_seed,
+            "assumed_numbering": assumed_convention(),
+            "lut": {str(k): v for k, v in sorted(spider_lut(partial).items())},
+        },
     )
     jobs: list[_Job] = []
     not_wanted = 0
@@ -467,8 +497,20 @@ def convert_spider(
         if overview and stem not in overview:
             log.warning("%s is not listed in overview.csv", stem)
         test = validation_as_test and str(overview.get(stem, {}).get("subset", "")).strip().lower() == "validation"
-        jobs.append(_Job(stem, f"{case_prefix}_{patient:03d}_{seq}", patient, seq, image, mask, out, test, partial,
-                         on_numbering_mismatch))
+        jobs.append(
+            _Job(
+                stem,
+                f"{case_prefix}_{patient:03d}_{seq}",
+                patient,
+                seq,
+                image,
+                mask,
+                out,
+                test,
+                partial,
+                on_numbering_mismatch,
+            )
+        )
     if not_wanted:
         report.notes.append(f"{not_wanted} series of other sequences left out (wanted {list(wanted)})")
     for res in map_cases(_convert_case, jobs, workers):
@@ -481,9 +523,11 @@ def convert_spider(
     verdicts = Counter(c["numbering"]["convention"] for c in report.cases)
     report.options["numbering_verdicts"] = dict(verdicts)
     if failed:
-        msg = (f"SPIDER numbering check failed on {len(failed)}/{len(report.cases)} converted masks (geometry says "
-               f"{dict(verdicts)}; spine_seg.core.labels assumes {assumed_convention()}), e.g. {failed[:5]}; their "
-               f"vertebra labels may be shifted by one level — see docs/nnunet-datasets.md")
+        msg = (
+            f"SPIDER numbering check failed on {len(failed)}/{len(report.cases)} converted masks (geometry says "
+            f"{dict(verdicts)}; spine_seg.core.labels assumes {assumed_convention()}), e.g. {failed[:5]}; their "
+            f"vertebra labels may be shifted by one level — see docs/nnunet-datasets.md"
+        )
         report.note(msg)
         warnings.warn(msg, SpiderNumberingWarning, stacklevel=2)
     skipped_numbering = sum(1 for s in report.skipped if s["reason"].startswith("numbering:"))
@@ -496,15 +540,19 @@ def convert_spider(
     train = [c for c in report.cases if not c["test"]]
     if not train:
         report.write(out)
-        raise UsageError(f"{input_dir}: no series converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}")
+        raise UsageError(
+            f"{input_dir}: no series converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}"
+        )
     write_dataset_json(
         out,
         channel_names={0: "MRI"},
         labels=dataset_labels(partial),
         num_training=len(train),
         dataset_name=dataset_name,
-        description=("SPIDER sagittal lumbar MRI (T1, T2, T2 SPACE) with vertebrae L1-L5, sacrum, discs L1/L2-L5/S1 and "
-                     "spinal canal remapped to spineseg's labels (spine_seg.core.labels.SEG_LABELS); one case per series."),
+        description=(
+            "SPIDER sagittal lumbar MRI (T1, T2, T2 SPACE) with vertebrae L1-L5, sacrum, discs L1/L2-L5/S1 and "
+            "spinal canal remapped to spineseg's labels (spine_seg.core.labels.SEG_LABELS); one case per series."
+        ),
         reference=REFERENCE,
         licence=LICENCE,
         citation=CITATION,
@@ -513,5 +561,11 @@ def convert_spider(
     )
     write_splits(out, [c["case_id"] for c in train], [str(c["patient"]) for c in train], n_folds, split_seed)
     report.write(out)
-    log.info("SPIDER: %d cases (%d test) in %s, %d skipped", len(report.cases), len(report.cases) - len(train), out, len(report.skipped))
+    log.info(
+        "SPIDER: %d cases (%d test) in %s, %d skipped",
+        len(report.cases),
+        len(report.cases) - len(train),
+        out,
+        len(report.skipped),
+    )
     return out

@@ -77,9 +77,13 @@ def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, 
     if folder.exists():
         if not overwrite:
             raise FileExistsError(f"{folder} already exists; pass overwrite=True (--overwrite) to replace it")
-        looks_like_dataset = (folder / "dataset.json").exists() or (folder / REPORT_NAME).exists() or not any(folder.iterdir())
+        looks_like_dataset = (
+            (folder / "dataset.json").exists() or (folder / REPORT_NAME).exists() or not any(folder.iterdir())
+        )
         if not looks_like_dataset:
-            raise FileExistsError(f"{folder} exists but holds no dataset.json; refusing to delete what is not a dataset")
+            raise FileExistsError(
+                f"{folder} exists but holds no dataset.json; refusing to delete what is not a dataset"
+            )
         shutil.rmtree(folder)
     (folder / "imagesTr").mkdir(parents=True)
     (folder / "labelsTr").mkdir(parents=True)
@@ -90,14 +94,18 @@ def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, 
 # geometry and images
 
 
-def sitk_image(array_kji: np.ndarray, affine: np.ndarray | None = None, *, reference: sitk.Image | None = None) -> sitk.Image:
+def sitk_image(
+    array_kji: np.ndarray, affine: np.ndarray | None = None, *, reference: sitk.Image | None = None
+) -> sitk.Image:
     """A SimpleITK image from a ``[k, j, i]`` array and either an affine or a reference image's geometry."""
     if array_kji.ndim != 3:
         raise UsageError(f"expected a 3-D [k, j, i] array, got shape {array_kji.shape}")
     img = sitk.GetImageFromArray(np.ascontiguousarray(array_kji))
     if reference is not None:
         if tuple(reversed(array_kji.shape)) != reference.GetSize():
-            raise UsageError(f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}")
+            raise UsageError(
+                f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}"
+            )
         img.CopyInformation(reference)
     elif affine is not None:
         set_sitk_geometry(img, affine)
@@ -163,7 +171,9 @@ def write_case(
     paths = []
     for c, img in enumerate(images):
         if c and same_geometry(images[0], img):
-            raise UsageError(f"case {case_id}: channel {c} grid differs from channel 0: {same_geometry(images[0], img)}")
+            raise UsageError(
+                f"case {case_id}: channel {c} grid differs from channel 0: {same_geometry(images[0], img)}"
+            )
         p = img_dir / f"{case_id}_{c:04d}{FILE_ENDING}"
         sitk.WriteImage(img, str(p), useCompression=True)
         paths.append(p)
@@ -459,25 +469,29 @@ def bodies_to_base_labels(
     in_band = (ii > post_i[:, None]) & (ii <= post_i[:, None] + band)  # [j, i]
     j_top, j_bottom = int(rows.min()), int(rows.max())
     in_band[:j_top] = False
-    in_band[j_bottom + 1:] = False
+    in_band[j_bottom + 1 :] = False
     ignore[k_lo:k_hi] |= in_band[None]
 
     def column_box(mask: np.ndarray, front_mm: float, back_mm: float) -> tuple[slice, slice]:
         kk, _, ii_ = np.nonzero(mask)
         pad_k = int(round(10 / spacing_mm))
         ks = slice(max(0, int(kk.min()) - pad_k), min(shape[0], int(kk.max()) + pad_k + 1))
-        is_ = slice(max(0, int(ii_.min() - front_mm / spacing_mm)), min(shape[2], int(ii_.max() + back_mm / spacing_mm) + 1))
+        is_ = slice(
+            max(0, int(ii_.min() - front_mm / spacing_mm)), min(shape[2], int(ii_.max() + back_mm / spacing_mm) + 1)
+        )
         return ks, is_
 
     ks, is_ = column_box(bodies[0], 15.0, 45.0)
     ignore[ks, :j_top, is_] = True
     ks, is_ = column_box(bodies[-1], 20.0, 70.0)
-    ignore[ks, j_bottom + 1:, is_] = True
+    ignore[ks, j_bottom + 1 :, is_] = True
     out[ignore & (out == 0)] = BASE_IGNORE
     return out
 
 
-def thick_slices(image: np.ndarray, labels: np.ndarray, thickness: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def thick_slices(
+    image: np.ndarray, labels: np.ndarray, thickness: int, start: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Thin ``[k, j, i]`` slices → slabs of ``thickness`` slices: the image averaged (partial volume, as a
     3–5 mm clinical sagittal slice), the labels of each slab's middle slice."""
     if thickness < 1:
@@ -485,13 +499,17 @@ def thick_slices(image: np.ndarray, labels: np.ndarray, thickness: int, start: i
     n = (image.shape[0] - start) // thickness
     if n < 1:
         raise UsageError(f"{image.shape[0]} slices cannot make a slab of {thickness}")
-    img = image[start:start + n * thickness].astype(np.float32).reshape(n, thickness, *image.shape[1:]).mean(axis=1)
-    lab = labels[start + thickness // 2: start + n * thickness: thickness][:n]
+    img = image[start : start + n * thickness].astype(np.float32).reshape(n, thickness, *image.shape[1:]).mean(axis=1)
+    lab = labels[start + thickness // 2 : start + n * thickness : thickness][:n]
     return img, np.ascontiguousarray(lab)
 
 
 def write_case_arrays(
-    dataset_dir: Path, case_id: str, image_kji: np.ndarray, label_kji: np.ndarray, spacing_ijk_mm: Sequence[float],
+    dataset_dir: Path,
+    case_id: str,
+    image_kji: np.ndarray,
+    label_kji: np.ndarray,
+    spacing_ijk_mm: Sequence[float],
 ) -> None:
     """One case from arrays, through SimpleITK where it is installed, else nibabel (same files for nnU-Net's
     ``NibabelIO``, which transposes to SimpleITK's axis order). Geometry is the spacing alone: training needs
@@ -500,7 +518,10 @@ def write_case_arrays(
     img_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(sitk, "WriteImage"):
-        for arr, path in ((image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"), (label_kji, lab_dir / f"{case_id}{FILE_ENDING}")):
+        for arr, path in (
+            (image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"),
+            (label_kji, lab_dir / f"{case_id}{FILE_ENDING}"),
+        ):
             im = sitk.GetImageFromArray(arr)
             im.SetSpacing(tuple(float(s) for s in spacing_ijk_mm))
             sitk.WriteImage(im, str(path), useCompression=True)
@@ -508,5 +529,8 @@ def write_case_arrays(
     import nibabel as nib
 
     aff = np.diag([*(float(s) for s in spacing_ijk_mm), 1.0])
-    for arr, path in ((image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"), (label_kji, lab_dir / f"{case_id}{FILE_ENDING}")):
+    for arr, path in (
+        (image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"),
+        (label_kji, lab_dir / f"{case_id}{FILE_ENDING}"),
+    ):
         nib.save(nib.Nifti1Image(np.ascontiguousarray(arr.transpose(2, 1, 0)), aff), str(path))

@@ -53,12 +53,18 @@ def _rsna(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **opti
 
 def _rsna_foraminal(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **options: Any) -> Path:
     return convert_rsna_keypoints(
-        input_dir, raw_root, DEFAULT_IDS["rsna-foraminal"] if dataset_id is None else dataset_id, task="foraminal", **options
+        input_dir,
+        raw_root,
+        DEFAULT_IDS["rsna-foraminal"] if dataset_id is None else dataset_id,
+        task="foraminal",
+        **options,
     )
 
 
 def _myosegmentum(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **options: Any) -> Path:
-    return convert_myosegmentum(input_dir, raw_root, DEFAULT_IDS["myosegmentum"] if dataset_id is None else dataset_id, **options)
+    return convert_myosegmentum(
+        input_dir, raw_root, DEFAULT_IDS["myosegmentum"] if dataset_id is None else dataset_id, **options
+    )
 
 
 def _synthetic(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **options: Any) -> Path:
@@ -90,6 +96,8 @@ def get_converter(source: str) -> Callable[..., Path]:
         raise UsageError(f"unknown dataset source {source!r}; valid: {sorted(CONVERTERS)}") from None
 
 
-def convert(source: str, input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any) -> Path:
+def convert(
+    source: str, input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any
+) -> Path:
     """Run the converter of ``source``; returns the dataset folder."""
     return get_converter(source)(Path(input_dir), Path(raw_root), dataset_id, **options)

@@ -90,10 +90,14 @@ def locate(
     sl = stack.slices[k]
     warnings: list[str] = []
     if not (-0.5 <= float(x_px) <= sl.columns - 0.5 and -0.5 <= float(y_px) <= sl.rows - 0.5):
-        warnings.append(f"pixel ({float(x_px):g}, {float(y_px):g}) lies outside instance {int(instance_number)}'s "
-                        f"{sl.columns}×{sl.rows} image (x 0..{sl.columns - 1}, y 0..{sl.rows - 1})")
+        warnings.append(
+            f"pixel ({float(x_px):g}, {float(y_px):g}) lies outside instance {int(instance_number)}'s "
+            f"{sl.columns}×{sl.rows} image (x 0..{sl.columns - 1}, y 0..{sl.rows - 1})"
+        )
     xyz = sl.pixel_to_world(float(x_px), float(y_px))
     targets = tuple(
-        LocateTarget(series.kind.value, series.locate(xyz)) for series in study.series if series.series_id != source.series_id
+        LocateTarget(series.kind.value, series.locate(xyz))
+        for series in study.series
+        if series.series_id != source.series_id
     )
     return LocateResult(study.study_id, source.series_id, int(instance_number), xyz, targets, tuple(warnings))

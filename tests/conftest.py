@@ -62,16 +62,33 @@ def make_study(root: Path, study_id: str = "777", shuffle_axial: bool = True, **
     study = root / study_id
     for series_id, desc in (("11", "T1"), ("12", "T2")):
         aff = geometry.affine_from_headers((-12.5, -60.0, 40.0), SAG_IOP, (0.8, 0.7), 4.0)
-        write_stack(study / series_id, ramp((6, 40, 32), int(series_id)), aff, study_id=study_id,
-                    series_id=series_id, series_description=desc, slice_thickness_mm=3.5, **kwargs)
+        write_stack(
+            study / series_id,
+            ramp((6, 40, 32), int(series_id)),
+            aff,
+            study_id=study_id,
+            series_id=series_id,
+            series_description=desc,
+            slice_thickness_mm=3.5,
+            **kwargs,
+        )
     rng = np.random.default_rng(0)
     for block, (deg, z0, n, first) in enumerate(((10.0, 0.0, 4, 1), (-15.0, -30.0, 3, 5))):
         iop = tilted_axial_iop(deg)
         aff = geometry.affine_from_headers((-20.0, -40.0, z0), iop, (0.6, 0.6), 3.0)
         order = rng.permutation(n) if shuffle_axial else None
-        write_stack(study / "13", ramp((n, 48, 48), 13 + block), aff, study_id=study_id, series_id="13",
-                    first_instance=first, instance_order=order, series_description="T2",
-                    slice_thickness_mm=3.0, **kwargs)
+        write_stack(
+            study / "13",
+            ramp((n, 48, 48), 13 + block),
+            aff,
+            study_id=study_id,
+            series_id="13",
+            first_instance=first,
+            instance_order=order,
+            series_description="T2",
+            slice_thickness_mm=3.0,
+            **kwargs,
+        )
     return study
 
 
@@ -121,11 +138,19 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
         seg_train.plan_and_preprocess(TINY_BUNDLE_DATASET, ("2d",), "cpu", inplane_spacing_mm=3.0)
         seg = seg_train.train(TINY_BUNDLE_DATASET, "2d", "all", "nnUNetTrainer_Smoke", "cpu", validate=False)
         specs = {g: CropSpec(fov_mm=45.0, size_px=48, n_slices=3) for g in ("spinal", "foraminal", "subarticular")}
-        cfg = TrainConfig(backbone="resnet10t", folds=2, epochs=1, batch_size=16, weights="random",
-                          device="cpu", progress=False)
+        cfg = TrainConfig(
+            backbone="resnet10t", folds=2, epochs=1, batch_size=16, weights="random", device="cpu", progress=False
+        )
         grading = train_grading(cohort.out, root / "crops", specs, cfg, root / "grading" / "tiny", echo=lambda s: None)
-        bundle = export_bundle(root / "bundle", seg.result_folder, grading.ensemble, folds=["all"], fallback=grading.fallback,
-                               name="tiny", training_data={"source": "tests/conftest.py tiny_bundle"})
+        bundle = export_bundle(
+            root / "bundle",
+            seg.result_folder,
+            grading.ensemble,
+            folds=["all"],
+            fallback=grading.fallback,
+            name="tiny",
+            training_data={"source": "tests/conftest.py tiny_bundle"},
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)

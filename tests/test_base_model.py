@@ -111,8 +111,14 @@ def _fake_result_folder(root: Path) -> Path:
     (folder / "fold_0").mkdir(parents=True)
     (folder / "plans.json").write_text("{}")
     (folder / "dataset.json").write_text(json.dumps({"labels": {**BASE_LABELS, "ignore": BASE_IGNORE}}))
-    torch.save({"network_weights": {"w": torch.ones(3, 3), "n": torch.tensor(2)}, "optimizer_state": {"big": torch.ones(100)},
-                "trainer_name": "nnUNetTrainerAdam1en3"}, folder / "fold_0" / "checkpoint_final.pth")
+    torch.save(
+        {
+            "network_weights": {"w": torch.ones(3, 3), "n": torch.tensor(2)},
+            "optimizer_state": {"big": torch.ones(100)},
+            "trainer_name": "nnUNetTrainerAdam1en3",
+        },
+        folder / "fold_0" / "checkpoint_final.pth",
+    )
     return folder
 
 
@@ -147,9 +153,13 @@ def test_bundles_accept_the_structure_scheme_only_whole():
     from spine_seg.inference.bundle import BundleError, check_manifest
 
     def manifest(labels: dict) -> dict:
-        return {"format": "spineseg-bundle", "format_version": 1,
-                "labels": {"conditions": list(CONDITIONS), "levels": list(LEVELS), "severities": list(SEVERITIES)},
-                "segmentation": {"labels": labels}, "grading": {"ensemble": "grading/ensemble.json"}}
+        return {
+            "format": "spineseg-bundle",
+            "format_version": 1,
+            "labels": {"conditions": list(CONDITIONS), "levels": list(LEVELS), "severities": list(SEVERITIES)},
+            "segmentation": {"labels": labels},
+            "grading": {"ensemble": "grading/ensemble.json"},
+        }
 
     check_manifest(manifest({**BASE_LABELS, "ignore": BASE_IGNORE}), "m")
     with pytest.raises(BundleError, match="unknown names"):

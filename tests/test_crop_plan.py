@@ -24,7 +24,11 @@ def _point(level: str, target: str, kind: SeriesKind, series: str, distance: flo
 
 
 def _projection(levels, *, t1: bool = True, axial_distance: float = 0.0) -> StudyProjection:
-    foramina = tuple(_point(lv, f"{s}_foramen", SeriesKind.SAGITTAL_T1, "t1") for lv in levels for s in ("left", "right")) if t1 else ()
+    foramina = (
+        tuple(_point(lv, f"{s}_foramen", SeriesKind.SAGITTAL_T1, "t1") for lv in levels for s in ("left", "right"))
+        if t1
+        else ()
+    )
     axial = tuple(_point(lv, "canal", SeriesKind.AXIAL_T2, "ax", axial_distance) for lv in levels)
     series = {SeriesKind.SAGITTAL_T1.value: ("t1",) if t1 else (), SeriesKind.AXIAL_T2.value: ("ax",)}
     return StudyProjection("1", foramina, axial, (), (), (), series)
@@ -70,11 +74,17 @@ def test_no_sagittal_t1_and_missing_specs():
 @pytest.mark.parametrize("distance, reached", [(0.0, True), (30.0, False)])
 def test_foramen_outside_the_sagittal_t1(distance: float, reached: bool):
     proj = _projection(LEVELS)
-    far = tuple(ProjectedPoint(p.level, p.target, p.kind, p.xyz_lps_mm, p.hit, distance, 4.0, 2.0)
-                if p.level == "l4_l5" and p.target == "left_foramen" else p for p in proj.foramina)
+    far = tuple(
+        ProjectedPoint(p.level, p.target, p.kind, p.xyz_lps_mm, p.hit, distance, 4.0, 2.0)
+        if p.level == "l4_l5" and p.target == "left_foramen"
+        else p
+        for p in proj.foramina
+    )
     proj = StudyProjection("1", far, proj.axial, (), (), (), proj.series_ids)
     plan = plan_crops(_landmarks(), proj, SPECS)
     assert (len(plan.crops) == 25) is reached
     if not reached:
-        assert plan.fallbacks == ("l4_l5 left foramen outside the Sagittal T1 (30.0 mm from the nearest slice): "
-                                  "left_neural_foraminal_narrowing from the training prior",)
+        assert plan.fallbacks == (
+            "l4_l5 left foramen outside the Sagittal T1 (30.0 mm from the nearest slice): "
+            "left_neural_foraminal_narrowing from the training prior",
+        )

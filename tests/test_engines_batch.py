@@ -30,14 +30,22 @@ class ReversedEngine:
         self.fail_after = fail_after
         self.error = error or RuntimeError("the cluster went away")
 
-    def run(self, tasks: Sequence[StudyTask], job: BatchJob,
-            progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+    def run(
+        self, tasks: Sequence[StudyTask], job: BatchJob, progress: Callable[[int, str, str], None]
+    ) -> Iterator[StudyRun]:
         pred = predictor.Predictor(job.bundle, job.device)
         for k, task in enumerate(reversed(tasks)):
             if self.fail_after is not None and k >= self.fail_after:
                 raise self.error
-            yield run_study(pred, task, job.series_csv, report=job.report, run=job.run,
-                            extra_outputs=job.extra_outputs, progress=progress)
+            yield run_study(
+                pred,
+                task,
+                job.series_csv,
+                report=job.report,
+                run=job.run,
+                extra_outputs=job.extra_outputs,
+                progress=progress,
+            )
 
 
 @pytest.fixture()
@@ -68,8 +76,13 @@ def test_engine_that_cannot_start_stops_the_batch(tmp_path: Path, stub):
     inp = _two(tmp_path / "in")
     out = tmp_path / "out"
     with pytest.raises(WorkerStartError):
-        predict_batch(inp, make_bundle(tmp_path / "a"), out, report=False,
-                      engine=ReversedEngine(fail_after=0, error=WorkerStartError("workers could not load the models")))
+        predict_batch(
+            inp,
+            make_bundle(tmp_path / "a"),
+            out,
+            report=False,
+            engine=ReversedEngine(fail_after=0, error=WorkerStartError("workers could not load the models")),
+        )
     assert not (out / "submission.csv").exists() and not [p for p in out.rglob(".*")]
 
 

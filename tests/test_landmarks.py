@@ -442,4 +442,3 @@ def test_vertebra_only_landmarks_on_real_myosegmentum(shared_data: Path):
         # the canal lies behind the disc (+y in LPS is posterior), in the disc plane
         offset = lm.canal_xyz - lm.disc_xyz
         assert offset[1] > 15.0 and abs(float(np.dot(offset, lm.normal))) < 1e-6
-

@@ -25,8 +25,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spine_seg_cli",),
 )
 #: Where each installed package's source lives in the repository.
-SOURCES = {"spine_seg": "spine_seg", "spine_seg_cli": "cli", "spine_seg_nnunet_tasks": "nnunet_tasks",
-           "spine_seg_external_data": "external_data"}
+SOURCES = {
+    "spine_seg": "spine_seg",
+    "spine_seg_cli": "cli",
+    "spine_seg_nnunet_tasks": "nnunet_tasks",
+    "spine_seg_external_data": "external_data",
+}
 
 
 def layer_of(module: str) -> int | None:
@@ -77,7 +81,9 @@ def test_no_lower_layer_imports_a_higher_one():
             if target in modules or target.rsplit(".", 1)[0] in modules or layer_of(target) is not None:
                 theirs = layer_of(target)
                 if theirs is not None and theirs > own:
-                    violations.append(f"{path.relative_to(REPO)}:{line}: {module} (layer {own}) imports {target} (layer {theirs})")
+                    violations.append(
+                        f"{path.relative_to(REPO)}:{line}: {module} (layer {own}) imports {target} (layer {theirs})"
+                    )
     assert not violations, "imports against the layers of docs/architecture.md:\n" + "\n".join(violations)
 
 

@@ -25,7 +25,9 @@ def test_synth_in_a_log_writes_one_line_per_study(tmp_path):
 
     from spine_seg_cli.main import app
 
-    res = CliRunner().invoke(app, ["synth", "--studies", "2", "--out", str(tmp_path / "c"), "--seed", "4", "--no-spider"])
+    res = CliRunner().invoke(
+        app, ["synth", "--studies", "2", "--out", str(tmp_path / "c"), "--seed", "4", "--no-spider"]
+    )
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("synth [")]
     assert len(lines) == 2 and lines[-1].startswith("synth [2/2]")

@@ -104,13 +104,18 @@ def make_result(
         landmarks=landmarks,
         projection=projection,
         segmentation=segmentation,
-        segmentation_stack=None if seg_stack is None else {
-            "series_id": seg_stack.series_id, "stack": seg_stack.index, "shape_kji": list(seg_stack.shape),
+        segmentation_stack=None
+        if seg_stack is None
+        else {
+            "series_id": seg_stack.series_id,
+            "stack": seg_stack.index,
+            "shape_kji": list(seg_stack.shape),
             "spacing_mm": list(seg_stack.spacing_mm),
         },
         crops=crops,
-        series={k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind
-                if study.series_of_kind(k)},
+        series={
+            k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind if study.series_of_kind(k)
+        },
         fallbacks=fallbacks,
         warnings=warnings,
         timings_s={"total": 1.0},
@@ -130,8 +135,16 @@ def subarticular_crops(study: Study, truth: dict) -> dict[str, CropSource]:
             hits = [s.locate(xyz) for s in axial]
             hit = min(hits, key=lambda h: (not h.inside_fov, abs(h.distance_mm)))
             out[row_id(study.study_id, condition, lv)] = CropSource(
-                condition, lv, hit.series_id, hit.stack_index, hit.instance_number, tuple(float(v) for v in xyz),
-                hit.x_px, hit.y_px, hit.distance_mm, side == "right",
+                condition,
+                lv,
+                hit.series_id,
+                hit.stack_index,
+                hit.instance_number,
+                tuple(float(v) for v in xyz),
+                hit.x_px,
+                hit.y_px,
+                hit.distance_mm,
+                side == "right",
             )
     return out
 
@@ -223,13 +236,20 @@ def test_report_of_a_synthetic_study(synthetic: Synthetic, tmp_path: Path):
 def test_report_of_an_incomplete_study(synthetic: Synthetic, tmp_path: Path, drop: tuple[SeriesKind, ...]):
     study = without(synthetic.study, *drop)
     if SeriesKind.SAGITTAL_T2 in drop:  # nothing to segment: no landmarks, projection or segmentation
-        result = make_result(study, landmarks=None, segmentation=None, seg_stack=None, crops={},
-                             fallbacks=("no Sagittal T2/STIR: every row from the axial fallback or the prior",))
+        result = make_result(
+            study,
+            landmarks=None,
+            segmentation=None,
+            seg_stack=None,
+            crops={},
+            fallbacks=("no Sagittal T2/STIR: every row from the axial fallback or the prior",),
+        )
         assert result.projection is None
     else:
         r = synthetic.result
-        result = make_result(study, landmarks=r.landmarks, segmentation=r.segmentation, seg_stack=synthetic.seg_stack,
-                             crops={})
+        result = make_result(
+            study, landmarks=r.landmarks, segmentation=r.segmentation, seg_stack=synthetic.seg_stack, crops={}
+        )
     assert_picture(write_report(tmp_path / "report.png", study, result))
 
 
@@ -240,8 +260,10 @@ def test_unreadable_pixels_get_a_panel(synthetic: Synthetic, tmp_path: Path):
     def broken(series):
         if series.kind is not SeriesKind.AXIAL_T2:
             return series
-        stacks = tuple(dataclasses.replace(st, slices=tuple(dataclasses.replace(s, path=gone) for s in st.slices))
-                       for st in series.stacks)
+        stacks = tuple(
+            dataclasses.replace(st, slices=tuple(dataclasses.replace(s, path=gone) for s in st.slices))
+            for st in series.stacks
+        )
         return dataclasses.replace(series, stacks=stacks)
 
     study = dataclasses.replace(synthetic.study, series=tuple(broken(s) for s in synthetic.study.series))
@@ -289,8 +311,10 @@ def real_result(study: Study, rsna: Path) -> StudyResult:
     kp["condition"] = kp.condition.map(normalize_condition)
     kp["level"] = kp.level.map(normalize_level)
     spinal = kp[kp.condition == "spinal_canal_stenosis"]
-    points = {r.level: study.get_series(r.series_id).pixel_to_world(int(r.instance_number), r.x, r.y)
-              for r in spinal.itertuples()}
+    points = {
+        r.level: study.get_series(r.series_id).pixel_to_world(int(r.instance_number), r.x, r.y)
+        for r in spinal.itertuples()
+    }
     landmarks = landmarks_from_points(points)
     crops = {}
     for r in kp[kp.condition.isin(SUBARTICULAR)].itertuples():
@@ -298,8 +322,17 @@ def real_result(study: Study, rsna: Path) -> StudyResult:
         stack, k = series.find_instance(int(r.instance_number))
         xyz = stack.slices[k].pixel_to_world(r.x, r.y)
         crops[row_id(study.study_id, r.condition, r.level)] = CropSource(
-            r.condition, r.level, r.series_id, stack.index, int(r.instance_number), tuple(float(v) for v in xyz),
-            float(r.x), float(r.y), 0.0, r.condition.startswith("right"))
+            r.condition,
+            r.level,
+            r.series_id,
+            stack.index,
+            int(r.instance_number),
+            tuple(float(v) for v in xyz),
+            float(r.x),
+            float(r.y),
+            0.0,
+            r.condition.startswith("right"),
+        )
     labels = pd.read_csv(rsna / "train.csv", dtype={"study_id": str}).set_index("study_id").loc[study.study_id]
     rows = []
     for c in CONDITIONS:
@@ -313,12 +346,22 @@ def real_result(study: Study, rsna: Path) -> StudyResult:
             rows.append({"row_id": row_id(study.study_id, c, lv), **dict(zip(SEVERITIES, p, strict=True))})
     projection = project_landmarks(landmarks, study)
     return StudyResult(
-        study_id=study.study_id, folder=study.root, submission=pd.DataFrame(rows),
-        sources={r["row_id"]: SOURCE_MODEL for r in rows}, landmarks=landmarks, projection=projection,
-        segmentation=None, segmentation_stack=None, crops=crops,
-        series={k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind
-                if study.series_of_kind(k)},
-        fallbacks=(), warnings=projection.warnings, timings_s={}, versions={"spineseg": "test"},
+        study_id=study.study_id,
+        folder=study.root,
+        submission=pd.DataFrame(rows),
+        sources={r["row_id"]: SOURCE_MODEL for r in rows},
+        landmarks=landmarks,
+        projection=projection,
+        segmentation=None,
+        segmentation_stack=None,
+        crops=crops,
+        series={
+            k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind if study.series_of_kind(k)
+        },
+        fallbacks=(),
+        warnings=projection.warnings,
+        timings_s={},
+        versions={"spineseg": "test"},
         bundle={"name": "annotations (train.csv + keypoints)"},
     )
 
@@ -329,7 +372,6 @@ def test_report_of_the_real_study(real_study_dir: Path, shared_data: Path, tmp_p
     study = load_study(real_study_dir, rsna / "train_series_descriptions.csv")
     result = real_result(study, rsna)
     assert_picture(write_report(tmp_path / "report.png", study, result))
-
 
 
 def test_report_content_right_slice_and_labels(synthetic: Synthetic):

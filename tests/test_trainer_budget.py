@@ -113,5 +113,5 @@ def test_the_trainer_variant_is_registered():
     import spine_seg_nnunet_tasks.trainers as trainers
 
     assert "nnUNetTrainer_TimeBudget" in trainers.BUDGET_TRAINER_NAMES
-    src = (trainers.__path__[0] + "/spineseg_trainers.py")
+    src = trainers.__path__[0] + "/spineseg_trainers.py"
     assert "class nnUNetTrainer_TimeBudget(TimeBudgetMixin, nnUNetTrainer)" in open(src, encoding="utf-8").read()

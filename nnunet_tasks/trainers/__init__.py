@@ -36,7 +36,15 @@ _MODULE_OF = {
     PLANNER_NAME: "spineseg_cpu_planner",
 }
 
-__all__ = ["BUDGET_TRAINER_NAMES", "BUDGET_VAR", "CPU_PLANS", "EPOCHS_VAR", "PLANNER_NAME", "TRAINER_NAMES", *_MODULE_OF]
+__all__ = [
+    "BUDGET_TRAINER_NAMES",
+    "BUDGET_VAR",
+    "CPU_PLANS",
+    "EPOCHS_VAR",
+    "PLANNER_NAME",
+    "TRAINER_NAMES",
+    *_MODULE_OF,
+]
 
 
 def __getattr__(name: str):

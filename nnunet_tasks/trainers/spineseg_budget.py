@@ -82,7 +82,9 @@ class TimeBudgetMixin:
         while tr.current_epoch < tr.num_epochs:
             tr.on_epoch_start()
             tr.on_train_epoch_start()
-            tr.on_train_epoch_end([tr.train_step(next(tr.dataloader_train)) for _ in range(tr.num_iterations_per_epoch)])
+            tr.on_train_epoch_end(
+                [tr.train_step(next(tr.dataloader_train)) for _ in range(tr.num_iterations_per_epoch)]
+            )
             with torch.no_grad():
                 tr.on_validation_epoch_start()
                 tr.on_validation_epoch_end(
@@ -95,8 +97,14 @@ class TimeBudgetMixin:
                 first_epoch_s = elapsed
             new = replan_epochs(done, elapsed, first_epoch_s, budget_s, int(tr.num_epochs), upper)
             if new != tr.num_epochs:
-                log.info("time budget %.0f s at %.1f s/epoch after %d epochs: %d epochs instead of %d",
-                         budget_s, epoch_pace(done, elapsed, first_epoch_s), done, new, tr.num_epochs)
+                log.info(
+                    "time budget %.0f s at %.1f s/epoch after %d epochs: %d epochs instead of %d",
+                    budget_s,
+                    epoch_pace(done, elapsed, first_epoch_s),
+                    done,
+                    new,
+                    tr.num_epochs,
+                )
                 tr.num_epochs = new
                 scheduler = getattr(tr, "lr_scheduler", None)
                 if scheduler is not None and hasattr(scheduler, "max_steps"):
@@ -109,6 +117,12 @@ def with_time_budget(trainer_cls: type) -> type:
     trainer's class name, and prediction later loads that class: the budget changes training only)."""
     if issubclass(trainer_cls, TimeBudgetMixin):
         return trainer_cls
-    return type(trainer_cls.__name__, (TimeBudgetMixin, trainer_cls),
-                {"__module__": trainer_cls.__module__, "__qualname__": trainer_cls.__qualname__,
-                 "__doc__": trainer_cls.__doc__})
+    return type(
+        trainer_cls.__name__,
+        (TimeBudgetMixin, trainer_cls),
+        {
+            "__module__": trainer_cls.__module__,
+            "__qualname__": trainer_cls.__qualname__,
+            "__doc__": trainer_cls.__doc__,
+        },
+    )

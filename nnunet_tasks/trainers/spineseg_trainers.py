@@ -29,8 +29,14 @@ class nnUNetTrainer_Smoke(nnUNetTrainer):
     dataset, its plans and the prediction path work end to end.
     """
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 2
         self.num_iterations_per_epoch = 2
@@ -45,8 +51,14 @@ class nnUNetTrainer_CPUBudget(nnUNetTrainer):
     ``spineseg train-seg --epochs`` sets it on any trainer. Pair it with the ``nnUNetPlans_CPUBudget`` plans.
     """
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_iterations_per_epoch = 50
         self.num_val_iterations_per_epoch = 10

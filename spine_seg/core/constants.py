@@ -118,7 +118,10 @@ def parse_row_id(text: str) -> tuple[str, str, str]:
             suffix = f"_{condition}_{level}"
             if text.endswith(suffix) and len(text) > len(suffix):
                 return text[: -len(suffix)], condition, level
-    raise UsageError(f"malformed row_id {text!r}: expected <study>_<condition>_<level> with condition in {list(CONDITIONS)} and level in {list(LEVELS)}")
+    raise UsageError(
+        f"malformed row_id {text!r}: expected <study>_<condition>_<level> with condition in {list(CONDITIONS)} and "
+        f"level in {list(LEVELS)}"
+    )
 
 
 #: Conditions in sample_submission.csv's row order (alphabetical, unlike train.csv's columns).

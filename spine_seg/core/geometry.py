@@ -187,7 +187,9 @@ def position_problem(ipp: ArrayLike) -> str | None:
     return None
 
 
-def resampled_shape(shape: Sequence[int], spacing_mm: Sequence[float], target_spacing_mm: Sequence[float]) -> tuple[int, ...]:
+def resampled_shape(
+    shape: Sequence[int], spacing_mm: Sequence[float], target_spacing_mm: Sequence[float]
+) -> tuple[int, ...]:
     """The array shape after resampling ``shape`` (voxel size ``spacing_mm``) to ``target_spacing_mm``, axis by
     axis in the same order; axes beyond ``target_spacing_mm``'s length are left as they are (nnU-Net's 2d
     configurations resample only in-plane: pass the trailing axes' spacings)."""
@@ -206,8 +208,13 @@ def resampled_shape(shape: Sequence[int], spacing_mm: Sequence[float], target_sp
     return tuple(out)
 
 
-def check_resample_budget(shape: Sequence[int], spacing_mm: Sequence[float], target_spacing_mm: Sequence[float],
-                          max_voxels: int, what: str = "stack") -> tuple[int, ...]:
+def check_resample_budget(
+    shape: Sequence[int],
+    spacing_mm: Sequence[float],
+    target_spacing_mm: Sequence[float],
+    max_voxels: int,
+    what: str = "stack",
+) -> tuple[int, ...]:
     """Refuse, before anything is allocated, a resampling whose result would exceed ``max_voxels`` voxels.
 
     Why: a decimal slip in PixelSpacing (75.8 mm for 0.758) makes an upsampling to a model's 0.5 mm spacing
@@ -217,7 +224,8 @@ def check_resample_budget(shape: Sequence[int], spacing_mm: Sequence[float], tar
     n = int(np.prod([float(v) for v in new]))
     if n > max_voxels:
         raise ValueError(
-            f"{what}: resampling {tuple(int(s) for s in shape)} at {_fmt(spacing_mm)} mm to {_fmt(target_spacing_mm)} mm "
+            f"{what}: resampling {tuple(int(s) for s in shape)} at {_fmt(spacing_mm)} mm to {_fmt(target_spacing_mm)} "
+            "mm "
             f"would make {tuple(new)} = {n:.3g} voxels, over the budget of {max_voxels:.3g} "
             f"(check the spacing tags; raise SPINESEG_MAX_RESAMPLED_VOXELS if the study is really that large)"
         )

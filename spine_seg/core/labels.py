@@ -24,7 +24,11 @@ from spine_seg.core.errors import UsageError
 #: Vertebra names from cranial to caudal as spineseg uses them.
 VERTEBRAE: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S")
 #: The disc below each vertebra, keyed by the upper vertebra.
-DISC_BELOW: dict[str, str] = {"T11": "t11_t12", "T12": "t12_l1", **dict(zip(("L1", "L2", "L3", "L4", "L5"), LEVELS, strict=True))}
+DISC_BELOW: dict[str, str] = {
+    "T11": "t11_t12",
+    "T12": "t12_l1",
+    **dict(zip(("L1", "L2", "L3", "L4", "L5"), LEVELS, strict=True)),
+}
 
 #: SPIDER vertebra number of each vertebra (see the module docstring for the assumption).
 SPIDER_VERTEBRA_NUMBER: dict[str, int] = {"L5": 1, "L4": 2, "L3": 3, "L2": 4, "L1": 5, "T12": 6, "T11": 7}

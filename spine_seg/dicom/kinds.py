@@ -40,7 +40,9 @@ def read_series_csv(path: str | Path) -> dict[tuple[str, str], SeriesKind]:
     df.columns = [str(c).strip() for c in df.columns]
     missing = {"study_id", "series_id", "series_description"} - set(df.columns)
     if missing:
-        raise UsageError(f"{path}: series descriptions CSV lacks columns {sorted(missing)}; has {list(df.columns)[:10]}")
+        raise UsageError(
+            f"{path}: series descriptions CSV lacks columns {sorted(missing)}; has {list(df.columns)[:10]}"
+        )
     if df.empty:
         raise UsageError(f"{path}: series descriptions CSV has no rows")
     out: dict[tuple[str, str], SeriesKind] = {}
@@ -117,9 +119,7 @@ def infer_kind(
     return SeriesKind.UNKNOWN, tuple(evidence), tuple(warnings)
 
 
-def listed_kind(
-    table: Mapping[tuple[str, str], SeriesKind] | None, study_id: str, series_id: str
-) -> SeriesKind | None:
+def listed_kind(table: Mapping[tuple[str, str], SeriesKind] | None, study_id: str, series_id: str) -> SeriesKind | None:
     if not table:
         return None
     return table.get((str(study_id), str(series_id)))

@@ -218,7 +218,8 @@ class Series:
                 return st, k
         valid = sorted(i for st in self.stacks for i in st.instance_numbers)
         raise NotFoundError(
-            f"series {self.series_id} has no instance {instance_number}; valid: {valid[0]}..{valid[-1]} ({len(valid)} instances)"
+            f"series {self.series_id} has no instance {instance_number}; valid: {valid[0]}..{valid[-1]} ({len(valid)} "
+            "instances)"
         )
 
     def pixel_to_world(self, instance_number: int, x_px: float, y_px: float) -> np.ndarray:
@@ -261,7 +262,9 @@ class Study:
         for s in self.series:
             if s.series_id == str(series_id):
                 return s
-        raise NotFoundError(f"study {self.study_id} has no series {series_id!r}; valid: {[s.series_id for s in self.series]}")
+        raise NotFoundError(
+            f"study {self.study_id} has no series {series_id!r}; valid: {[s.series_id for s in self.series]}"
+        )
 
     def series_of_kind(self, kind: SeriesKind) -> list[Series]:
         return [s for s in self.series if s.kind is kind]

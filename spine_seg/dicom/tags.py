@@ -137,7 +137,9 @@ def geometry_tags(ds: Any) -> tuple[tuple[float, float, float], tuple[float, ...
     :class:`TagError` for the first tag that is damaged or implausible."""
     with warnings.catch_warnings():  # pydicom warns on every invalid DS/IS; the TagError says it once
         warnings.simplefilter("ignore")
-        raw = {t: ds.get(t) for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")}
+        raw = {
+            t: ds.get(t) for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+        }
     ipp = parse_numbers(raw["ImagePositionPatient"], 3, "ImagePositionPatient")
     problem = geometry.position_problem(ipp)
     if problem:

@@ -31,8 +31,9 @@ def _require_highdicom() -> None:
     except ImportError as exc:
         from spine_seg.core.errors import MissingDependencyError
 
-        raise MissingDependencyError(f"DICOM outputs need highdicom: {HIGHDICOM_INSTALL_COMMAND} "
-                                     "(or predict with --no-dicom-out)") from exc
+        raise MissingDependencyError(
+            f"DICOM outputs need highdicom: {HIGHDICOM_INSTALL_COMMAND} (or predict with --no-dicom-out)"
+        ) from exc
 
 
 def write_dicom_outputs(result: StudyResult, study_dir: Path, study: Study | None = None) -> dict[str, Path]:
@@ -62,8 +63,13 @@ def write_dicom_outputs(result: StudyResult, study_dir: Path, study: Study | Non
     out = Path(study_dir) / DICOM_DIR
     seg = None
     if result.segmentation is not None:
-        seg = build_seg(result.segmentation.labels, result.segmentation.label_names, sources,
-                        version=__version__, bundle_name=bundle_name)
+        seg = build_seg(
+            result.segmentation.labels,
+            result.segmentation.label_names,
+            sources,
+            version=__version__,
+            bundle_name=bundle_name,
+        )
         written["dicom_seg"] = atomic_write(out / SEG_FILE, lambda p: seg.save_as(p, enforce_file_format=True))
     crop_images = _crop_images(result, study, {sl.path: ds for sl, ds in zip(stack.slices, sources, strict=True)})
     sr = build_sr(result, sources, seg, version=__version__, bundle_name=bundle_name, crop_images=crop_images)

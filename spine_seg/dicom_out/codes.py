@@ -33,12 +33,27 @@ def private(value: str, meaning: str) -> CodedConcept:
 #: Segmented property category of every segment.
 ANATOMICAL_STRUCTURE = codes.SCT.AnatomicalStructure
 
-_LEVEL_DISC = dict(zip(LEVELS, (codes.SCT.L1L2Disc, codes.SCT.L2L3Disc, codes.SCT.L3L4Disc, codes.SCT.L4L5Disc,
-                                codes.SCT.L5S1Disc), strict=True))
+_LEVEL_DISC = dict(
+    zip(
+        LEVELS,
+        (codes.SCT.L1L2Disc, codes.SCT.L2L3Disc, codes.SCT.L3L4Disc, codes.SCT.L4L5Disc, codes.SCT.L5S1Disc),
+        strict=True,
+    )
+)
 #: The level itself (a finding site): "Level of L4/L5 intervertebral disc".
-LEVEL_SITE = dict(zip(LEVELS, (codes.SCT.LevelOfL1L2IntervertebralDisc, codes.SCT.LevelOfL2L3IntervertebralDisc,
-                               codes.SCT.LevelOfL3L4IntervertebralDisc, codes.SCT.LevelOfL4L5IntervertebralDisc,
-                               codes.SCT.LevelOfL5S1IntervertebralDisc), strict=True))
+LEVEL_SITE = dict(
+    zip(
+        LEVELS,
+        (
+            codes.SCT.LevelOfL1L2IntervertebralDisc,
+            codes.SCT.LevelOfL2L3IntervertebralDisc,
+            codes.SCT.LevelOfL3L4IntervertebralDisc,
+            codes.SCT.LevelOfL4L5IntervertebralDisc,
+            codes.SCT.LevelOfL5S1IntervertebralDisc,
+        ),
+        strict=True,
+    )
+)
 #: The disc structure of each level (the SR's landmark finding type).
 LEVEL_DISC = _LEVEL_DISC
 

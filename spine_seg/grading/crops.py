@@ -92,10 +92,14 @@ def crop_stack(volume: np.ndarray, stack: Stack, xyz_lps_mm: np.ndarray, spec: C
         out[c] = ndimage.map_coordinates(volume[k], [jj, ii], order=1, mode="constant", cval=0.0)
     if flip:
         out = out[:, :, ::-1].copy()
-    return Crop(out, stack.series_id, stack.index, hit.k, hit.instance_number, (hit.x_px, hit.y_px), hit.distance_mm, flip)
+    return Crop(
+        out, stack.series_id, stack.index, hit.k, hit.instance_number, (hit.x_px, hit.y_px), hit.distance_mm, flip
+    )
 
 
-def crop_series(series: Series, xyz_lps_mm: np.ndarray, spec: CropSpec, flip: bool = False, cache: dict | None = None) -> Crop:
+def crop_series(
+    series: Series, xyz_lps_mm: np.ndarray, spec: CropSpec, flip: bool = False, cache: dict | None = None
+) -> Crop:
     """Crop from the stack of ``series`` nearest the point; ``cache`` holds loaded, normalised stacks."""
     hit = series.locate(np.asarray(xyz_lps_mm, dtype=float))
     stack = series.stacks[hit.stack_index]
@@ -156,7 +160,9 @@ def keypoint_crops(
             warnings.append(f"{r.condition} {r.level}: {exc.args[0]}")
             continue
         spec = specs[GROUP_OF_CONDITION[r.condition]]
-        out[(r.condition, r.level)] = crop_series(series, xyz, spec, flip=SIDE_OF_CONDITION[r.condition] == "right", cache=cache)
+        out[(r.condition, r.level)] = crop_series(
+            series, xyz, spec, flip=SIDE_OF_CONDITION[r.condition] == "right", cache=cache
+        )
     return out, warnings
 
 
@@ -208,7 +214,9 @@ class CropCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest = _Manifest(self.root)
 
-    def get(self, study: Study, keypoints: pd.DataFrame, specs: Mapping[str, CropSpec] = DEFAULT_SPECS) -> dict[tuple[str, str], np.ndarray]:
+    def get(
+        self, study: Study, keypoints: pd.DataFrame, specs: Mapping[str, CropSpec] = DEFAULT_SPECS
+    ) -> dict[tuple[str, str], np.ndarray]:
         """The study's crops as float32 arrays, from the cache when its fingerprint matches."""
         fp = _fingerprint(study, keypoints, specs)
         path = self.root / f"{study.study_id}.npz"
@@ -219,11 +227,26 @@ class CropCache:
         crops, warnings = keypoint_crops(study, keypoints, specs)
         arrays = {f"{c}|{lv}": crop.pixels.astype(np.float16) for (c, lv), crop in crops.items()}
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         tmp.replace(path)
         doc = {
             "fingerprint": fp,
-            "records": [asdict(CropRecord(study.study_id, c, lv, cr.series_id, cr.instance_number, cr.xy_px[0], cr.xy_px[1], cr.flipped, round(cr.distance_mm, 3))) for (c, lv), cr in crops.items()],
+            "records": [
+                asdict(
+                    CropRecord(
+                        study.study_id,
+                        c,
+                        lv,
+                        cr.series_id,
+                        cr.instance_number,
+                        cr.xy_px[0],
+                        cr.xy_px[1],
+                        cr.flipped,
+                        round(cr.distance_mm, 3),
+                    )
+                )
+                for (c, lv), cr in crops.items()
+            ],
             "warnings": warnings,
         }
         tmp_json = self.root / f"{study.study_id}.json.tmp"

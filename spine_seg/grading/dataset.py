@@ -72,19 +72,24 @@ class CropTable:
             keep &= self.rows["study_id"].isin(studies).to_numpy()
             lab &= self.labels["study_id"].isin(studies).to_numpy()
         return CropTable(
-            self.rows[keep].reset_index(drop=True), self.labels[lab].reset_index(drop=True), dict(self.specs),
-            dict(self.skipped), [r for r in self.missing if studies is None or parse_row_id(r)[0] in studies],
+            self.rows[keep].reset_index(drop=True),
+            self.labels[lab].reset_index(drop=True),
+            dict(self.specs),
+            dict(self.skipped),
+            [r for r in self.missing if studies is None or parse_row_id(r)[0] in studies],
         )
 
     def summary(self) -> str:
         counts = self.rows[self.rows.label >= 0].groupby("group")["label"].value_counts().unstack(fill_value=0)
         parts = [
-            f"{g}: " + "/".join(str(int(counts.loc[g].get(i, 0))) if g in counts.index else "0" for i in range(len(SEVERITIES)))
+            f"{g}: "
+            + "/".join(str(int(counts.loc[g].get(i, 0))) if g in counts.index else "0" for i in range(len(SEVERITIES)))
             for g in CONDITION_GROUPS
         ]
         return (
             f"{len(self.studies)} studies, {len(self.rows)} crops ({int((self.rows.label < 0).sum())} ungraded); "
-            f"labels n/m/s {'; '.join(parts)}; {len(self.skipped)} studies skipped, {len(self.missing)} graded locations without a crop"
+            f"labels n/m/s {'; '.join(parts)}; {len(self.skipped)} studies skipped, {len(self.missing)} graded "
+            "locations without a crop"
         )
 
 
@@ -115,12 +120,15 @@ def build_crop_table(
     coords_csv = data_dir / "train_label_coordinates.csv"
     for p in (train_csv, coords_csv):
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: missing; --data must be a competition-layout folder (train.csv, train_label_coordinates.csv, train_images/)")
+            raise FileNotFoundError(
+                f"{p}: missing; --data must be a competition-layout folder (train.csv, train_label_coordinates.csv, "
+                "train_images/)"
+            )
     images = Path(images_dir) if images_dir else data_dir / "train_images"
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: missing image folder (train_images/<study>/<series>/<instance>.dcm)")
-    series_csv = data_dir / "train_series_descriptions.csv"
-    series_csv = series_csv if series_csv.is_file() else None
+    listed = data_dir / "train_series_descriptions.csv"
+    series_csv: Path | None = listed if listed.is_file() else None
 
     groups = tuple(CONDITION_GROUPS) if groups is None else tuple(groups)
     bad = [g for g in groups if g not in CONDITION_GROUPS]
@@ -151,7 +159,9 @@ def build_crop_table(
             study = load_study(folder, series_csv)
             crops = cache.get(study, kp, specs)
             if not crops:
-                raise UsageError("no crop could be cut: " + "; ".join(cache.manifest.get(sid, {}).get("warnings", [])[:3]))
+                raise UsageError(
+                    "no crop could be cut: " + "; ".join(cache.manifest.get(sid, {}).get("warnings", [])[:3])
+                )
         except Exception as exc:  # noqa: BLE001 - one bad study must not stop a cohort; the reason is kept
             reason = f"{type(exc).__name__}: {exc}"
             skipped[sid] = reason
@@ -159,7 +169,17 @@ def build_crop_table(
         else:
             for (condition, level), arr in crops.items():
                 rid = row_id(sid, condition, level)
-                records.append((sid, condition, level, GROUP_OF_CONDITION[condition], rid, grade.get(rid, -1), arr.astype(np.float16)))
+                records.append(
+                    (
+                        sid,
+                        condition,
+                        level,
+                        GROUP_OF_CONDITION[condition],
+                        rid,
+                        grade.get(rid, -1),
+                        arr.astype(np.float16),
+                    )
+                )
             for w in cache.manifest.get(sid, {}).get("warnings", []):
                 log.info("study %s: %s", sid, w)
             done.append(sid)

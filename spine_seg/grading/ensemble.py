@@ -59,13 +59,17 @@ def normalise_rows(p: np.ndarray) -> np.ndarray:
 
 
 def submission_from_rows(
-    study_ids: Sequence[str], rows: pd.DataFrame | None, prior: pd.DataFrame | None, fallback: pd.DataFrame | None = None
+    study_ids: Sequence[str],
+    rows: pd.DataFrame | None,
+    prior: pd.DataFrame | None,
+    fallback: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """25 rows per study (sample_submission order), each summing to 1, and where each row came from.
 
     ``rows``: ``row_id`` + the three probabilities, predicted from crops (rows of other studies are
     ignored); ``fallback``: the same for rows without a crop (the axial fallback); ``prior``: a
-    :func:`smoothed_prior` (or :func:`spine_seg.grading.metric.prior_table`) for the rest (None: 1/3 each). Returns (submission, sources indexed by row_id).
+    :func:`smoothed_prior` (or :func:`spine_seg.grading.metric.prior_table`) for the rest (None: 1/3 each).
+    Returns (submission, sources indexed by row_id).
     """
     ids = [r for s in study_ids for r in row_ids(s)]
     keys = [parse_row_id(r)[1:] for r in ids]
@@ -116,7 +120,10 @@ def _row_groups(ids: Iterable[str]) -> np.ndarray:
 
 
 def apply_temperature(
-    sub: pd.DataFrame, temperatures: Mapping[str, float], rows: Iterable[str] | None = None, _groups: np.ndarray | None = None
+    sub: pd.DataFrame,
+    temperatures: Mapping[str, float],
+    rows: Iterable[str] | None = None,
+    _groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """``p ∝ p^(1/T_group)`` per row (only ``rows`` when given, e.g. the model's rows, not the prior's)."""
     out = sub.copy()
@@ -163,7 +170,7 @@ def fit_temperature(
     objective: str = "metric",
     groups: Iterable[str] | None = None,
     rows: Iterable[str] | None = None,
-    grid: Sequence[float] = TEMPERATURE_GRID,
+    grid: Sequence[float] | np.ndarray = TEMPERATURE_GRID,
     sweeps: int = 2,
 ) -> TemperatureFit:
     """One temperature per condition group on out-of-fold predictions (see module doc).
@@ -287,7 +294,12 @@ def _checkpoint_paths(sources: Iterable[str | Path]) -> list[Path]:
 class Ensemble:
     """Grading models of several folds/backbones behind one ``predict`` (see module doc)."""
 
-    def __init__(self, members: Sequence[Member], temperatures: Mapping[str, float] | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        members: Sequence[Member],
+        temperatures: Mapping[str, float] | None = None,
+        device: str | torch.device = "cpu",
+    ):
         if not members:
             raise UsageError("an ensemble needs at least one checkpoint")
         self.members = list(members)
@@ -333,7 +345,9 @@ class Ensemble:
         weights = dict(weights or {})
         unknown = set(weights) - {m.name for m in members} - {m.meta["backbone"] for m in members}
         if unknown:
-            raise UsageError(f"ensemble weights for unknown members {sorted(unknown)}; members: {sorted({m.name for m in members})}")
+            raise UsageError(
+                f"ensemble weights for unknown members {sorted(unknown)}; members: {sorted({m.name for m in members})}"
+            )
         for m in members:
             m.weight = float(weights.get(m.name, weights.get(m.meta["backbone"], 1.0)))
         return cls(members, temperatures, device)
@@ -342,7 +356,9 @@ class Ensemble:
     def groups(self) -> set[str]:
         return {g for m in self.members for g in m.groups}
 
-    def predict_crops(self, crops: np.ndarray, groups: Sequence[str], calibrated: bool = True, batch_size: int = 64) -> np.ndarray:
+    def predict_crops(
+        self, crops: np.ndarray, groups: Sequence[str], calibrated: bool = True, batch_size: int = 64
+    ) -> np.ndarray:
         """[N, 3] probabilities for crops [N, C, H, W] of the given groups (rows sum to 1)."""
         crops = np.asarray(crops, dtype=np.float32)
         groups = list(groups)
@@ -407,15 +423,27 @@ class Ensemble:
     def predict_keypoints(self, study, keypoints: pd.DataFrame) -> StudyPrediction:
         """Crops at the study's keypoints (competition layout) with the members' crop specs, then predict."""
         crops, warnings = keypoint_crops(study, keypoints, self.specs)
-        pred = self.predict_study(study.study_id, {k: c.pixels for k, c in crops.items() if GROUP_OF_CONDITION[k[0]] in self.specs})
+        pred = self.predict_study(
+            study.study_id, {k: c.pixels for k, c in crops.items() if GROUP_OF_CONDITION[k[0]] in self.specs}
+        )
         pred.notes.extend(warnings)
         return pred
 
     def to_dict(self) -> dict:
         return {
-            "members": [{"path": str(m.path), "name": m.name, "backbone": m.meta["backbone"], "fold": m.meta.get("fold"),
-                         "groups": list(m.groups), "weight": m.weight, "val_score": m.meta.get("val", {}).get("score"),
-                         "weight_source": m.meta.get("weight_source")} for m in self.members],
+            "members": [
+                {
+                    "path": str(m.path),
+                    "name": m.name,
+                    "backbone": m.meta["backbone"],
+                    "fold": m.meta.get("fold"),
+                    "groups": list(m.groups),
+                    "weight": m.weight,
+                    "val_score": m.meta.get("val", {}).get("score"),
+                    "weight_source": m.meta.get("weight_source"),
+                }
+                for m in self.members
+            ],
             "temperatures": self.temperatures,
             "crop_specs": {g: asdict(s) for g, s in self.specs.items()},
         }

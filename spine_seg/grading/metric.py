@@ -130,7 +130,9 @@ def labels_from_train_csv(df: pd.DataFrame, source: str | Path | None = None) ->
         raise UsageError(f"{_where(source)}blank study_id in {int((study.eq('') | df['study_id'].isna()).sum())} rows")
     dup = study[study.duplicated()].unique()
     if len(dup):
-        raise UsageError(f"{_where(source)}duplicated study_id: {len(dup)} studies appear more than once ({_examples(dup)})")
+        raise UsageError(
+            f"{_where(source)}duplicated study_id: {len(dup)} studies appear more than once ({_examples(dup)})"
+        )
     by_label = {label: sev for sev in SEVERITIES for label in (sev, SEVERITY_LABELS[sev])}
     records: list[tuple[str, str, str, str, str]] = []
     unknown: dict[str, str] = {}
@@ -219,7 +221,7 @@ def _check_row_ids(column: pd.Series, source: str | Path | None) -> np.ndarray:
     return ids.to_numpy(dtype=object)
 
 
-def _check_malformed(ids: Sequence[str], source: str | Path | None) -> None:
+def _check_malformed(ids: Sequence[str] | np.ndarray, source: str | Path | None) -> None:
     malformed = []
     for r in ids:
         try:
@@ -265,12 +267,14 @@ def check_submission(df: pd.DataFrame, source: str | Path | None = None) -> tupl
             rows = bad.any(axis=1)
             cols = [s for j, s in enumerate(SEVERITIES) if bad[:, j].any()]
             raise UsageError(
-                f"{_where(source)}{what} probabilities in {int(rows.sum())} rows (columns {cols}): {_examples(ids[rows])}"
+                f"{_where(source)}{what} probabilities in {int(rows.sum())} rows (columns {cols}): "
+                f"{_examples(ids[rows])}"
             )
     zero = probs.sum(axis=1) == 0
     if zero.any():
         raise UsageError(
-            f"{_where(source)}{int(zero.sum())} rows have all-zero probabilities (cannot be normalised): {_examples(ids[zero])}"
+            f"{_where(source)}{int(zero.sum())} rows have all-zero probabilities (cannot be normalised): "
+            f"{_examples(ids[zero])}"
         )
     return ids, probs
 
@@ -339,14 +343,18 @@ def score(labels: pd.DataFrame, submission: pd.DataFrame, source: str | Path | N
         parts[name] = _weighted_log_loss(p_true[m], weights[m])
 
     spinal = labels["condition"].isin(_SPINAL_CONDITIONS).to_numpy()
-    per_study = pd.DataFrame(
-        {
-            "study_id": labels["study_id"].to_numpy(dtype=object)[spinal],
-            "y": (true[spinal] == _SEVERE).astype(np.float64),
-            "p": p[spinal, _SEVERE],
-            "w": weights[spinal],
-        }
-    ).groupby("study_id", sort=False).max()
+    per_study = (
+        pd.DataFrame(
+            {
+                "study_id": labels["study_id"].to_numpy(dtype=object)[spinal],
+                "y": (true[spinal] == _SEVERE).astype(np.float64),
+                "p": p[spinal, _SEVERE],
+                "w": weights[spinal],
+            }
+        )
+        .groupby("study_id", sort=False)
+        .max()
+    )
     y, ps = per_study["y"].to_numpy(), np.clip(per_study["p"].to_numpy(), EPS, 1.0 - EPS)
     p_true_any = np.where(y == 1.0, ps, 1.0 - ps)
     parts["any_severe_spinal"] = _weighted_log_loss(p_true_any, per_study["w"].to_numpy())

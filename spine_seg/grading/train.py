@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -154,7 +155,9 @@ def any_severe_loss(spinal_logits: torch.Tensor, labels: torch.Tensor, study: to
     n = len(uniq)
     pmax = torch.zeros(n, device=p.device).scatter_reduce(0, inv, p, "amax", include_self=False)
     y = torch.zeros(n, device=p.device).scatter_reduce(0, inv, (labels == 2).float(), "amax", include_self=False)
-    w = torch.zeros(n, device=p.device).scatter_reduce(0, inv, CLASS_WEIGHTS.to(p.device)[labels], "amax", include_self=False)
+    w = torch.zeros(n, device=p.device).scatter_reduce(
+        0, inv, CLASS_WEIGHTS.to(p.device)[labels], "amax", include_self=False
+    )
     bce = F.binary_cross_entropy(pmax.clamp(1e-6, 1 - 1e-6), y, reduction="none")
     return (w * bce).sum() / w.sum()
 
@@ -183,8 +186,13 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=min(max(cfg.warmup_frac, 2.0 / total_steps), 0.5),
-            anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0,
+            opt,
+            max_lr=cfg.lr,
+            total_steps=total_steps,
+            pct_start=min(max(cfg.warmup_frac, 2.0 / total_steps), 0.5),
+            anneal_strategy="cos",
+            div_factor=10.0,
+            final_div_factor=100.0,
         )
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=cfg.lr / 100)
 
@@ -241,7 +249,13 @@ def run_loop(
         if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a batch of one
             batches[-2] = np.concatenate([batches[-2], batches.pop()])
         total, count = 0.0, 0
-        bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False, disable=not bars_enabled(cfg.progress), file=sys.stderr)
+        bar = tqdm(
+            batches,
+            desc=f"{desc} epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            disable=not bars_enabled(cfg.progress),
+            file=sys.stderr,
+        )
         for idx in bar:
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = train_step_loss(idx, cfg.augment)
@@ -263,12 +277,20 @@ def run_loop(
             since_best = 0
         else:
             since_best += 1
-        row = {"epoch": epoch, "train_loss": total / max(count, 1), **details, "score": score,
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            **details,
+            "score": score,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         best.history.append(row)
         parts = "  ".join(f"{k} {v:.4f}" for k, v in details.items() if isinstance(v, float))
-        echo(f"{desc} epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  val {score:.4f} ({parts})  "
-             f"best {best.best_score:.4f}@{best.best_epoch}{' *' if improved else ''}  {row['seconds']:.0f}s")
+        echo(
+            f"{desc} epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  val {score:.4f} ({parts})  "
+            f"best {best.best_score:.4f}@{best.best_epoch}{' *' if improved else ''}  {row['seconds']:.0f}s"
+        )
         if cfg.patience and since_best >= cfg.patience:
             echo(f"{desc}: no improvement for {cfg.patience} epochs, stopping early")
             break
@@ -298,7 +320,9 @@ class CropBatches:
         return x.contiguous(memory_format=self.memory_format)
 
 
-def crop_loss(model: GradingModel, data: CropBatches, idx: np.ndarray, augment: bool, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+def crop_loss(
+    model: GradingModel, data: CropBatches, idx: np.ndarray, augment: bool, cfg: TrainConfig, gen: torch.Generator
+) -> torch.Tensor:
     x = data.inputs(idx)
     if augment:
         x = augment_batch(x, cfg, gen)
@@ -332,7 +356,9 @@ def labels_to_train_csv(labels: pd.DataFrame) -> pd.DataFrame:
     wide = pd.DataFrame({"study_id": list(dict.fromkeys(labels["study_id"]))})
     col = labels["condition"] + "_" + labels["level"]
     values = labels["severity"].map(SEVERITY_LABELS)
-    piv = pd.DataFrame({"study_id": labels["study_id"], "col": col, "v": values}).pivot(index="study_id", columns="col", values="v")
+    piv = pd.DataFrame({"study_id": labels["study_id"], "col": col, "v": values}).pivot(
+        index="study_id", columns="col", values="v"
+    )
     wide = wide.join(piv, on="study_id")
     for c in TARGET_COLUMNS:
         if c not in wide.columns:
@@ -351,8 +377,16 @@ def label_maps() -> dict:
     }
 
 
-def checkpoint_meta(model: GradingModel, cfg: TrainConfig, table: CropTable, fold: int, val: Mapping,
-                    prior: pd.DataFrame, train_studies: Sequence[str], val_studies: Sequence[str]) -> dict:
+def checkpoint_meta(
+    model: GradingModel,
+    cfg: TrainConfig,
+    table: CropTable,
+    fold: int,
+    val: Mapping,
+    prior: pd.DataFrame,
+    train_studies: Sequence[str],
+    val_studies: Sequence[str],
+) -> dict:
     """What a checkpoint carries next to its weights, so that it can be used and audited on its own."""
     return {
         "kind": "crop",
@@ -370,14 +404,22 @@ def checkpoint_meta(model: GradingModel, cfg: TrainConfig, table: CropTable, fol
         "seed": cfg.seed,
         "train_studies": list(train_studies),
         "val_studies": list(val_studies),
-        "prior": {"index": [list(i) for i in prior.index], "columns": list(prior.columns), "values": prior.to_numpy().tolist()},
+        "prior": {
+            "index": [list(i) for i in prior.index],
+            "columns": list(prior.columns),
+            "values": prior.to_numpy().tolist(),
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
 def prior_from_meta(meta: Mapping) -> pd.DataFrame:
     p = meta["prior"]
-    return pd.DataFrame(p["values"], index=pd.MultiIndex.from_tuples([tuple(i) for i in p["index"]], names=["condition", "level"]), columns=p["columns"])
+    return pd.DataFrame(
+        p["values"],
+        index=pd.MultiIndex.from_tuples([tuple(i) for i in p["index"]], names=["condition", "level"]),
+        columns=p["columns"],
+    )
 
 
 def init_heads_at_prior(model: GradingModel, labels: pd.DataFrame) -> None:
@@ -401,7 +443,9 @@ class CVResult:
     seconds: float
 
 
-def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Callable[[str], None] = _echo_default) -> CVResult:
+def train_cv(
+    table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Callable[[str], None] = _echo_default
+) -> CVResult:
     """K-fold training on ``table`` (rows of ``cfg.groups`` with a grade); writes the files of the module doc."""
     cfg.validate()
     t_start = time.perf_counter()
@@ -414,7 +458,9 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
         raise UsageError(f"the crop table has no crops for {missing_specs} (it holds {sorted(table.specs)})")
     shapes = {(table.specs[g].n_slices, table.specs[g].size_px) for g in groups}
     if len(shapes) != 1:
-        raise UsageError(f"one model needs one input shape: the crop specs of {groups} differ in n_slices/size_px {sorted(shapes)}")
+        raise UsageError(
+            f"one model needs one input shape: the crop specs of {groups} differ in n_slices/size_px {sorted(shapes)}"
+        )
     in_chans = shapes.pop()[0]
     table = table.subset(groups=groups)
     graded = table.rows[table.rows.label >= 0]
@@ -423,10 +469,13 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
     folds = assign_folds(table.labels, cfg.folds, cfg.seed, studies=table.studies)
     amp_on = device.type == "cuda" and cfg.amp
     cl = device.type == "cuda" and cfg.channels_last
-    echo(f"train {cfg.backbone} on {groups}: {table.summary()}; {cfg.folds} folds, device {device}"
-         f"{' (AMP, channels_last)' if amp_on and cl else ''}")
+    echo(
+        f"train {cfg.backbone} on {groups}: {table.summary()}; {cfg.folds} folds, device {device}"
+        f"{' (AMP, channels_last)' if amp_on and cl else ''}"
+    )
 
-    histories, ckpts, fold_scores, oof_parts, oof_subs = [], [], {}, [], []
+    histories: list[Any] = []
+    ckpts, fold_scores, oof_parts, oof_subs = [], {}, [], []
     source = ""
     for k in cfg.run_folds if cfg.run_folds is not None else range(cfg.folds):
         seed_everything(cfg.seed + k)
@@ -456,13 +505,25 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
 
         desc = f"{cfg.backbone} fold {k}"
         echo(f"{desc}: {len(train_studies)} train / {len(val_studies)} val studies, {len(tr)} crops; weights {source}")
-        res = run_loop(model, len(tr), lambda idx, aug, model=model, data=data, gen=gen: crop_loss(model, data, idx, aug, cfg, gen),
-                       validate, cfg, device, desc, echo)
+        res = run_loop(
+            model,
+            len(tr),
+            lambda idx, aug, model=model, data=data, gen=gen: crop_loss(model, data, idx, aug, cfg, gen),  # type: ignore[misc]
+            validate,
+            cfg,
+            device,
+            desc,
+            echo,
+        )
         model.load_state_dict(res.best_state)
         probs = val_probs()
         val = {"score": res.best_score, **res.best_details, "epoch": res.best_epoch}
         fold_scores[k] = val
-        path = save_checkpoint(out_dir / f"fold{k}.pt", model, checkpoint_meta(model, cfg, table, k, val, prior, train_studies, val_studies))
+        path = save_checkpoint(
+            out_dir / f"fold{k}.pt",
+            model,
+            checkpoint_meta(model, cfg, table, k, val, prior, train_studies, val_studies),
+        )
         ckpts.append(path)
         part = va.rows[["row_id", "study_id", "condition", "level", "group", "label"]].copy()
         part[list(SEVERITIES)] = probs
@@ -486,16 +547,30 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
     labels_to_train_csv(oof_labels).to_csv(out_dir / "oof_labels.csv", index=False)
     oof_score = metric.score(oof_labels, oof).to_dict() if not oof_labels.empty else None
     result = CVResult(out_dir, ckpts, fold_scores, oof_score, oof, oof_rows, source, time.perf_counter() - t_start)
-    (out_dir / "summary.json").write_text(json.dumps({
-        "config": asdict(cfg), "groups": groups, "weight_source": source, "device": str(device),
-        "crop_specs": {g: asdict(table.specs[g]) for g in groups}, "table": table.summary(),
-        "skipped_studies": table.skipped, "folds": {str(k): v for k, v in fold_scores.items()},
-        "oof": oof_score, "checkpoints": [str(p) for p in ckpts], "seconds": result.seconds,
-        "versions": package_versions(),
-    }, indent=1))
+    (out_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "config": asdict(cfg),
+                "groups": groups,
+                "weight_source": source,
+                "device": str(device),
+                "crop_specs": {g: asdict(table.specs[g]) for g in groups},
+                "table": table.summary(),
+                "skipped_studies": table.skipped,
+                "folds": {str(k): v for k, v in fold_scores.items()},
+                "oof": oof_score,
+                "checkpoints": [str(p) for p in ckpts],
+                "seconds": result.seconds,
+                "versions": package_versions(),
+            },
+            indent=1,
+        )
+    )
     if oof_score:
-        echo(f"{cfg.backbone}: out-of-fold score {oof_score['score']:.4f} over {len(oof_studies)} studies "
-             f"({'  '.join(f'{k} {v:.4f}' for k, v in oof_score.items() if k != 'score')}) in {result.seconds:.0f}s")
+        echo(
+            f"{cfg.backbone}: out-of-fold score {oof_score['score']:.4f} over {len(oof_studies)} studies "
+            f"({'  '.join(f'{k} {v:.4f}' for k, v in oof_score.items() if k != 'score')}) in {result.seconds:.0f}s"
+        )
     return result
 
 

@@ -111,8 +111,17 @@ class BatchResult:
             "failed": len(self.failed),
             "seconds": round(self.seconds, 2),
             "model_load_seconds": round(self.load_seconds, 2),
-            "outcomes": [{"study": o.study, "status": o.status, "stage": o.stage, "error": o.error,
-                          "seconds": round(o.seconds, 2), "fallbacks": o.fallbacks} for o in self.outcomes],
+            "outcomes": [
+                {
+                    "study": o.study,
+                    "status": o.status,
+                    "stage": o.stage,
+                    "error": o.error,
+                    "seconds": round(o.seconds, 2),
+                    "fallbacks": o.fallbacks,
+                }
+                for o in self.outcomes
+            ],
         }
 
 
@@ -175,20 +184,31 @@ class StudyRun:
     error: Mapping[str, str] | None = None
 
 
-def failed_run(task: StudyTask, stage: str, error: str, rows: pd.DataFrame, source: str,
-               seconds: float = 0.0) -> StudyRun:
+def failed_run(
+    task: StudyTask, stage: str, error: str, rows: pd.DataFrame, source: str, seconds: float = 0.0
+) -> StudyRun:
     """A failed study's run: its ``errors.csv`` row (stage, reason, where its rows came from) and those rows.
     The one place every engine (and the batch itself) turns a failure into its outcome."""
     name = task.folder.name
     log.warning("%s failed in %s: %s", name, stage, error)
     outcome = StudyOutcome(task.folder, name, "failed", stage, error, seconds, note=task.note)
-    return StudyRun(outcome, rows, {"study": name, "folder": str(task.folder), "stage": stage, "error": error,
-                                    "submission_rows": source})
+    return StudyRun(
+        outcome,
+        rows,
+        {"study": name, "folder": str(task.folder), "stage": stage, "error": error, "submission_rows": source},
+    )
 
 
-def run_study(pred: Predictor, task: StudyTask, series_csv: str | Path | None = None, *, report: bool = True,
-              run: Mapping[str, Any] | None = None, extra_outputs: ExtraOutputs | None = None,
-              progress: Callable[[int, str, str], None] | None = None) -> StudyRun:
+def run_study(
+    pred: Predictor,
+    task: StudyTask,
+    series_csv: str | Path | None = None,
+    *,
+    report: bool = True,
+    run: Mapping[str, Any] | None = None,
+    extra_outputs: ExtraOutputs | None = None,
+    progress: Callable[[int, str, str], None] | None = None,
+) -> StudyRun:
     """Predict one study and write its files (the unit of work of every engine: local loop or Ray worker).
 
     Never raises for the study's own failures: any exception (a :class:`StageError`, damaged DICOM, an OSError
@@ -230,18 +250,21 @@ def run_study(pred: Predictor, task: StudyTask, series_csv: str | Path | None = 
         else:
             rows, source = fallback_rows(pred, name)
         return failed_run(task, st, msg, rows, source, time.perf_counter() - ts)
-    outcome = StudyOutcome(task.folder, name, "done", seconds=time.perf_counter() - ts,
-                           fallbacks=len(result.fallbacks), note=task.note)
+    outcome = StudyOutcome(
+        task.folder, name, "done", seconds=time.perf_counter() - ts, fallbacks=len(result.fallbacks), note=task.note
+    )
     return StudyRun(outcome, result.submission)
 
 
 class BatchEngine(Protocol):
-    """Runs a batch's pending studies somewhere (``spine_seg.inference.engines``: in this process, or on Ray workers)."""
+    """Runs a batch's pending studies somewhere (``spine_seg.inference.engines``: in this process, or on Ray
+    workers)."""
 
     load_seconds: float
 
-    def run(self, tasks: Sequence[StudyTask], job: BatchJob,
-            progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+    def run(
+        self, tasks: Sequence[StudyTask], job: BatchJob, progress: Callable[[int, str, str], None]
+    ) -> Iterator[StudyRun]:
         """Yield one :class:`StudyRun` per task, in any order, as each finishes (each from :func:`run_study`,
         or :func:`failed_run` where the engine itself lost the study). Raise before the first one for what
         stops the batch from starting (:data:`ENGINE_START_ERRORS`)."""
@@ -262,16 +285,21 @@ class BatchJob:
 
 #: Raised by an engine before its first study, these mean the batch could not start (``predict`` exits 2);
 #: anything else an engine raises costs only the studies it had not finished (stage ``engine``).
-ENGINE_START_ERRORS: tuple[type[BaseException], ...] = (WorkerStartError, MissingDependencyError, ConnectionError,
-                                                         ValueError)
+ENGINE_START_ERRORS: tuple[type[BaseException], ...] = (
+    WorkerStartError,
+    MissingDependencyError,
+    ConnectionError,
+    ValueError,
+)
 
 
 #: Stage in errors.csv of studies an engine lost when it failed as a whole.
 ENGINE_STAGE = "engine"
 
 
-def _batch_bundle(bundle: ModelBundle | str | Path | None, predictor: Predictor | None,
-                  engine: BatchEngine | None) -> ModelBundle:
+def _batch_bundle(
+    bundle: ModelBundle | str | Path | None, predictor: Predictor | None, engine: BatchEngine | None
+) -> ModelBundle:
     """The batch's bundle (for the resume key): the predictor's (given, or the engine's own), else loaded."""
     for pred in (predictor, getattr(engine, "predictor", None)):
         if pred is not None:
@@ -361,11 +389,21 @@ def predict_batch(
             if folder in duplicated:
                 uid = found.study_uids.get(folder, "")
                 note = (f"{note}; " if note else "") + (
-                    f"StudyInstanceUID {uid} is also in another folder: rows under the folder name {name}")
+                    f"StudyInstanceUID {uid} is also in another folder: rows under the folder name {name}"
+                )
             task = StudyTask(i, folder, study_dir, rename=folder in duplicated, note=note)
             if pred is not None:
-                record(run_study(pred, task, series_csv, report=report, run=key, extra_outputs=extra_outputs,
-                                 progress=report_progress))
+                record(
+                    run_study(
+                        pred,
+                        task,
+                        series_csv,
+                        report=report,
+                        run=key,
+                        extra_outputs=extra_outputs,
+                        progress=report_progress,
+                    )
+                )
             else:
                 pending.append(task)
         if engine is not None and pending:
@@ -383,8 +421,11 @@ def predict_batch(
                 log.warning("the %s engine failed: %s: %s", type(engine).__name__, type(exc).__name__, exc)
             for task in pending:  # studies the engine lost: errors.csv rows, uniform rows in the submission
                 if task.folder not in finished:
-                    why = (f"the engine failed before this study finished: {type(lost).__name__}: {lost}"
-                           if lost is not None else "the engine returned no result for it")
+                    why = (
+                        f"the engine failed before this study finished: {type(lost).__name__}: {lost}"
+                        if lost is not None
+                        else "the engine returned no result for it"
+                    )
                     record(failed_run(task, ENGINE_STAGE, why, *fallback_rows(None, task.folder.name)))
     finally:
         if reserve is not None:
@@ -397,11 +438,12 @@ def predict_batch(
         sub_path = atomic_write(out / SUBMISSION_CSV, lambda p: submission.to_csv(p, index=False, float_format="%.6f"))
         err_path = _write_errors(out, sorted(errors, key=lambda e: order.get(Path(e["folder"]), n)))
     except OSError as exc:
-        raise OutputWriteError(f"{out}: cannot write {SUBMISSION_CSV} / {ERRORS_CSV}: {exc.strerror or exc}; "
-                               "per-study results written so far are kept, run again to assemble them") from exc
+        raise OutputWriteError(
+            f"{out}: cannot write {SUBMISSION_CSV} / {ERRORS_CSV}: {exc.strerror or exc}; "
+            "per-study results written so far are kept, run again to assemble them"
+        ) from exc
     load_seconds = engine.load_seconds if engine is not None else pred.load_seconds  # type: ignore[union-attr]
-    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, load_seconds,
-                       found.warnings)
+    return BatchResult(out, tuple(outcomes), sub_path, err_path, time.perf_counter() - t0, load_seconds, found.warnings)
 
 
 def check_submission(frame: pd.DataFrame, study_ids: Sequence[str]) -> list[str]:

@@ -98,7 +98,9 @@ class ModelBundle:
             "path": str(self.root),
             "created": m.get("created"),
             "spineseg_version": m.get("versions", {}).get("spineseg"),
-            "segmentation": {k: m["segmentation"].get(k) for k in ("folder", "folds", "configuration", "trainer", "plans")},
+            "segmentation": {
+                k: m["segmentation"].get(k) for k in ("folder", "folds", "configuration", "trainer", "plans")
+            },
             "grading": {"backbones": m["grading"].get("backbones"), "members": m["grading"].get("members")},
             "fallback": bool(m.get("fallback")),
             "training_data": m.get("training_data"),
@@ -107,7 +109,9 @@ class ModelBundle:
     def segmentation_model(self, device: str = "auto"):
         from spine_seg.segmentation.predict import SegmentationModel
 
-        return SegmentationModel.from_folder(self.segmentation_folder, fold=list(self.segmentation_folds), device=device)
+        return SegmentationModel.from_folder(
+            self.segmentation_folder, fold=list(self.segmentation_folds), device=device
+        )
 
     def ensemble(self, device: str = "auto"):
         from spine_seg.grading.ensemble import Ensemble
@@ -181,12 +185,17 @@ def verify_bundle(root: Path, manifest: Mapping[str, Any], checksums: bool = Tru
         elif checksums and sha256_file(p) != info["sha256"]:
             problems.append(f"{rel}: sha256 differs from the manifest (modified or corrupt)")
     if problems:
-        raise BundleError(f"{root}: bundle incomplete or damaged: " + "; ".join(problems[:8])
-                          + (f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""))
+        raise BundleError(
+            f"{root}: bundle incomplete or damaged: "
+            + "; ".join(problems[:8])
+            + (f" (+{len(problems) - 8} more)" if len(problems) > 8 else "")
+        )
     ds = root / manifest["segmentation"]["folder"] / "dataset.json"
     ds_labels = json.loads(ds.read_text(encoding="utf-8")).get("labels", {})
     if {k: int(v) for k, v in ds_labels.items()} != {k: int(v) for k, v in manifest["segmentation"]["labels"].items()}:
-        raise BundleError(f"{ds}: labels {ds_labels} differ from the manifest's {dict(manifest['segmentation']['labels'])}")
+        raise BundleError(
+            f"{ds}: labels {ds_labels} differ from the manifest's {dict(manifest['segmentation']['labels'])}"
+        )
 
 
 def _unpack_zip(path: Path, home: Path | None) -> Path:
@@ -224,7 +233,11 @@ def _extract(path: Path, dest: Path) -> None:
 
 def installed_bundles(home: str | Path | None = None) -> list[str]:
     root = bundles_home(home)
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file() and not p.name.startswith(".")) if root.is_dir() else []
+    return (
+        sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file() and not p.name.startswith("."))
+        if root.is_dir()
+        else []
+    )
 
 
 def load_bundle(ref: str | Path, *, checksums: bool = True, home: str | Path | None = None) -> ModelBundle:
@@ -244,7 +257,7 @@ def load_bundle(ref: str | Path, *, checksums: bool = True, home: str | Path | N
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise BundleError(f"{path}: neither a bundle folder nor a zip")
-        path = _unpack_zip(path, home)
+        path = _unpack_zip(path, None if home is None else Path(home))
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{path}: no {MANIFEST}; not a spineseg bundle")
@@ -253,7 +266,9 @@ def load_bundle(ref: str | Path, *, checksums: bool = True, home: str | Path | N
     except ValueError as exc:
         raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict):
-        raise BundleError(f"{manifest_path}: a JSON {type(manifest).__name__}, not an object; not a spineseg bundle manifest")
+        raise BundleError(
+            f"{manifest_path}: a JSON {type(manifest).__name__}, not an object; not a spineseg bundle manifest"
+        )
     try:
         check_manifest(manifest, str(manifest_path))
         verify_bundle(path, manifest, checksums)
@@ -303,11 +318,13 @@ def export_bundle(
     for required in ("dataset.json", "plans.json"):
         if not (seg / required).is_file():
             raise FileNotFoundError(f"{seg}: not an nnU-Net result folder ({required} missing)")
-    available = sorted(p.parent.name[len("fold_"):] for p in seg.glob("fold_*/checkpoint_final.pth"))
+    available = sorted(p.parent.name[len("fold_") :] for p in seg.glob("fold_*/checkpoint_final.pth"))
     wanted = [str(f) for f in (folds if folds is not None else available)]
     missing = [f for f in wanted if f not in available]
     if not wanted or missing:
-        raise FileNotFoundError(f"{seg}: no checkpoint_final.pth for fold(s) {missing or 'any'}; available: {available or 'none'}")
+        raise FileNotFoundError(
+            f"{seg}: no checkpoint_final.pth for fold(s) {missing or 'any'}; available: {available or 'none'}"
+        )
 
     sources = [grading] if isinstance(grading, str | Path) else list(grading)
     if len(sources) == 1 and Path(sources[0]).suffix == ".json":
@@ -334,8 +351,8 @@ def export_bundle(
             _copy(m.path, staging / rel)
             members.append({"path": rel.relative_to("grading").as_posix(), "name": m.name, "weight": m.weight})
         ens_doc = ens.to_dict()
-        for d, m in zip(ens_doc["members"], members, strict=True):
-            d["path"] = m["path"]
+        for d, member in zip(ens_doc["members"], members, strict=True):
+            d["path"] = member["path"]
         (staging / "grading" / "ensemble.json").write_text(json.dumps(ens_doc, indent=1), encoding="utf-8")
         fb_entry = None
         if fallback is not None:
@@ -343,8 +360,12 @@ def export_bundle(
             if fb_doc.get("kind") != "axial_fallback":
                 raise BundleError(f"{fallback}: not an axial fallback checkpoint")
             _copy(Path(fallback), staging / "fallback" / "axial_fallback.pt")
-            fb_entry = {"path": "fallback/axial_fallback.pt", "beats_prior": bool(fb_doc.get("val", {}).get("beats_prior")),
-                        "backbone": fb_doc.get("backbone"), "val": fb_doc.get("val")}
+            fb_entry = {
+                "path": "fallback/axial_fallback.pt",
+                "beats_prior": bool(fb_doc.get("val", {}).get("beats_prior")),
+                "backbone": fb_doc.get("backbone"),
+                "val": fb_doc.get("val"),
+            }
         dataset_json = json.loads((seg / "dataset.json").read_text(encoding="utf-8"))
         train_record = seg / f"fold_{wanted[0]}" / "spineseg_train.json"
         record = json.loads(train_record.read_text(encoding="utf-8")) if train_record.is_file() else {}
@@ -381,7 +402,8 @@ def export_bundle(
         check_manifest(manifest, "export")
         manifest["files"] = {
             p.relative_to(staging).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(staging.rglob("*")) if p.is_file()
+            for p in sorted(staging.rglob("*"))
+            if p.is_file()
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         if as_zip:
@@ -404,8 +426,9 @@ def export_bundle(
     return out
 
 
-def import_bundle(source: str | Path, name: str | None = None, *, home: str | Path | None = None,
-                  overwrite: bool = False) -> ModelBundle:
+def import_bundle(
+    source: str | Path, name: str | None = None, *, home: str | Path | None = None, overwrite: bool = False
+) -> ModelBundle:
     """Install a bundle (folder or zip) into ``$SPINESEG_HOME/bundles/<name>`` offline, checked first."""
     source = Path(source)
     if not source.exists():

@@ -32,8 +32,9 @@ SUBARTICULAR_OFFSET_MM = 7.0
 AXIAL_MIN_CONFIDENCE = 0.5
 
 
-def subarticular_points(canal_xyz_lps_mm: np.ndarray, normal_lps: np.ndarray,
-                        offset_mm: float = SUBARTICULAR_OFFSET_MM) -> dict[str, np.ndarray]:
+def subarticular_points(
+    canal_xyz_lps_mm: np.ndarray, normal_lps: np.ndarray, offset_mm: float = SUBARTICULAR_OFFSET_MM
+) -> dict[str, np.ndarray]:
     """Left and right lateral-recess points of a level: the canal point ± ``offset_mm`` along the patient's
     left–right axis kept in the disc plane (+x in LPS is the patient's left)."""
     _, _, left = disc_frame(normal_lps)
@@ -41,8 +42,9 @@ def subarticular_points(canal_xyz_lps_mm: np.ndarray, normal_lps: np.ndarray,
     return {"left": c + offset_mm * left, "right": c - offset_mm * left}
 
 
-def spinal_point(disc_xyz_lps_mm: np.ndarray, canal_xyz_lps_mm: np.ndarray,
-                 fraction: float = SPINAL_POINT_FRACTION) -> np.ndarray:
+def spinal_point(
+    disc_xyz_lps_mm: np.ndarray, canal_xyz_lps_mm: np.ndarray, fraction: float = SPINAL_POINT_FRACTION
+) -> np.ndarray:
     d, c = np.asarray(disc_xyz_lps_mm, dtype=float), np.asarray(canal_xyz_lps_mm, dtype=float)
     return d + fraction * (c - d)
 
@@ -110,8 +112,10 @@ def plan_crops(
             if p is None:
                 continue  # no Sagittal T1: said once in the projection's `missing`
             if not p.reached:
-                fallbacks.append(f"{lv} {side} foramen outside the Sagittal T1 ({abs(p.plane_distance_mm):.1f} mm "
-                                 f"from the nearest slice): {cond} from the training prior")
+                fallbacks.append(
+                    f"{lv} {side} foramen outside the Sagittal T1 ({abs(p.plane_distance_mm):.1f} mm "
+                    f"from the nearest slice): {cond} from the training prior"
+                )
                 continue
             add(cond, lv, p.hit.series_id, np.asarray(p.xyz_lps_mm), side == "right")
         ax = projection.axial_at(lv)
@@ -120,6 +124,7 @@ def plan_crops(
             axial_fallback[lv] = lm.canal_xyz
             fallbacks.append(f"{lv} subarticular: {why}")
             continue
+        assert ax is not None  # _axial_refusal refuses a missing axial point
         for side, xyz in subarticular_points(lm.canal_xyz, lm.normal).items():
             add(f"{side}_subarticular_stenosis", lv, ax.hit.series_id, xyz, side == "right")
     if projection.series_ids.get(SeriesKind.SAGITTAL_T1.value) == ():

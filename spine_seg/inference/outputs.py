@@ -51,9 +51,14 @@ ERROR_COLUMNS: tuple[str, ...] = ("study", "folder", "stage", "error", "submissi
 ExtraOutputs = Callable[[StudyResult, Path, Study | None], Mapping[str, Path]]
 
 
-def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | None = None,
-                        report: bool = True, run: Mapping[str, Any] | None = None,
-                        extra_outputs: ExtraOutputs | None = None) -> dict[str, Path]:
+def write_study_outputs(
+    result: StudyResult,
+    study_dir: Path,
+    study: Study | None = None,
+    report: bool = True,
+    run: Mapping[str, Any] | None = None,
+    extra_outputs: ExtraOutputs | None = None,
+) -> dict[str, Path]:
     """``segmentation.nii.gz``, ``report.png``, what ``extra_outputs`` writes and, last, ``result.json`` (its
     presence marks the study done). A report or extra output that fails is a warning, not a failed study,
     unless the output folder itself fails (full, read-only: the OSError propagates and the study is not done).
@@ -83,12 +88,15 @@ def write_study_outputs(result: StudyResult, study_dir: Path, study: Study | Non
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, DicomError) as exc:
             if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
                 raise  # as for report.png: the output folder itself fails
-            extra_warnings.append(f"{getattr(extra_outputs, '__name__', 'extra outputs')} failed: {type(exc).__name__}: {exc}")
+            extra_warnings.append(
+                f"{getattr(extra_outputs, '__name__', 'extra outputs')} failed: {type(exc).__name__}: {exc}"
+            )
             log.warning("%s: extra outputs not written: %s", result.study_id, exc)
     doc = result.to_dict()
     doc["warnings"] += extra_warnings
-    doc["outputs"] = {k: p.relative_to(study_dir).as_posix() if p.is_relative_to(study_dir) else p.name
-                      for k, p in written.items()}
+    doc["outputs"] = {
+        k: p.relative_to(study_dir).as_posix() if p.is_relative_to(study_dir) else p.name for k, p in written.items()
+    }
     if run is not None:
         doc["run"] = dict(run)
     written["result"] = atomic_write_text(study_dir / RESULT_JSON, textio.dumps(doc, indent=1))
@@ -161,8 +169,9 @@ def _reserve_space(out: Path, n_studies: int) -> Path | None:
                 fp.write(b"\0" * size)
     except OSError as exc:
         path.unlink(missing_ok=True)
-        raise OutputFolderError(f"--out {out}: cannot hold {size // 1024} KiB for submission.csv and errors.csv "
-                                f"({exc.strerror or exc})") from exc
+        raise OutputFolderError(
+            f"--out {out}: cannot hold {size // 1024} KiB for submission.csv and errors.csv ({exc.strerror or exc})"
+        ) from exc
     return path
 
 

@@ -118,8 +118,13 @@ def check_segmentation_budget(seg_model: Any, stack: Any) -> None:
     target = model_target_spacing(seg_model)
     if target is None:
         return
-    geometry.check_resample_budget(stack.shape, tuple(reversed(stack.spacing_mm)), target, max_resampled_voxels(),
-                                   what=f"series {stack.series_id} stack {stack.index}")
+    geometry.check_resample_budget(
+        stack.shape,
+        tuple(reversed(stack.spacing_mm)),
+        target,
+        max_resampled_voxels(),
+        what=f"series {stack.series_id} stack {stack.index}",
+    )
 
 
 class Predictor:
@@ -134,11 +139,15 @@ class Predictor:
         fb = self.bundle.fallback(device)
         self.fallback = fb if fb is not None and fb.beats_prior else None
         self.fallback_note = (
-            None if fb is None or fb.beats_prior
+            None
+            if fb is None or fb.beats_prior
             else "the bundle's axial fallback did not beat the prior in its validation: not used"
         )
         self.load_seconds = time.perf_counter() - t0
-        self.versions = {**package_versions(), "bundle_spineseg": str(self.bundle.manifest.get("versions", {}).get("spineseg"))}
+        self.versions = {
+            **package_versions(),
+            "bundle_spineseg": str(self.bundle.manifest.get("versions", {}).get("spineseg")),
+        }
 
     def prior_rows(self, study_id: str) -> pd.DataFrame:
         """The bundle's training prior as 25 rows: the documented answer where nothing better exists."""
@@ -147,14 +156,23 @@ class Predictor:
         sub, _ = submission_from_rows([study_id], None, self.ensemble.prior)
         return sub
 
-    def predict(self, path: str | Path, series_csv: str | Path | None = None,
-                progress: ProgressCallback | None = None, study: Study | None = None) -> StudyResult:
+    def predict(
+        self,
+        path: str | Path,
+        series_csv: str | Path | None = None,
+        progress: ProgressCallback | None = None,
+        study: Study | None = None,
+    ) -> StudyResult:
         """All stages for one study folder (see the module doc); raises :class:`StageError` on failure."""
         return self.predict_with_study(path, series_csv, progress, study)[0]
 
-    def predict_with_study(self, path: str | Path, series_csv: str | Path | None = None,
-                           progress: ProgressCallback | None = None,
-                           study: Study | None = None) -> tuple[StudyResult, Study]:
+    def predict_with_study(
+        self,
+        path: str | Path,
+        series_csv: str | Path | None = None,
+        progress: ProgressCallback | None = None,
+        study: Study | None = None,
+    ) -> tuple[StudyResult, Study]:
         """:meth:`predict`, also returning the ingested :class:`Study`, so that writing the report reads the
         headers once and with the same series kinds (``series_csv``) as the prediction."""
         run = _StudyRun(Path(path), progress)
@@ -165,8 +183,9 @@ class Predictor:
             run.warnings += list(study.warnings)
         t2_series, t2_stack = _segmentation_stack(study)
         if t2_stack is None:
-            run.fallbacks.append("no Sagittal T2/STIR series: no segmentation or landmarks; every row from the "
-                                 "training prior")
+            run.fallbacks.append(
+                "no Sagittal T2/STIR series: no segmentation or landmarks; every row from the training prior"
+            )
         else:
             self._locate(run, study, t2_stack)
         crops: dict[tuple[str, str], np.ndarray] = {}
@@ -174,7 +193,8 @@ class Predictor:
         needs_fallback: dict[str, np.ndarray] = {}
         if run.landmarks is not None and run.landmarks.levels and run.projection is not None:
             with run.stage("crop"):
-                plan = plan_crops(run.landmarks, run.projection, self.ensemble.specs, t2_series.series_id)
+                spinal_series = t2_series.series_id if t2_series is not None else None
+                plan = plan_crops(run.landmarks, run.projection, self.ensemble.specs, spinal_series)
                 run.fallbacks += plan.fallbacks
                 needs_fallback = dict(plan.axial_fallback)
                 self._cut(study, plan, crops, sources)
@@ -208,29 +228,37 @@ class Predictor:
         with run.stage("segment"):
             check_segmentation_budget(self.seg_model, t2_stack)
             label_volume = run.label_volume = self.seg_model.predict_stack(t2_stack)
-            run.seg_info = {"series_id": t2_stack.series_id, "stack": t2_stack.index,
-                            "shape_kji": list(t2_stack.shape),
-                            "spacing_mm": [round(v, 4) for v in t2_stack.spacing_mm],
-                            "labels_present": list(label_volume.present())}
+            run.seg_info = {
+                "series_id": t2_stack.series_id,
+                "stack": t2_stack.index,
+                "shape_kji": list(t2_stack.shape),
+                "spacing_mm": [round(v, 4) for v in t2_stack.spacing_mm],
+                "labels_present": list(label_volume.present()),
+            }
         with run.stage("landmarks"):
             landmarks = run.landmarks = landmarks_from_label_volume(label_volume)
             run.warnings += list(landmarks.warnings)
             if not landmarks.levels:
                 reason = landmarks.missing[0].reason if landmarks.missing else "no disc"
-                run.fallbacks.append(f"no disc level found in the segmentation ({reason}): every row from the "
-                                     "training prior")
+                run.fallbacks.append(
+                    f"no disc level found in the segmentation ({reason}): every row from the training prior"
+                )
             else:
-                run.fallbacks += [f"{m.level}: no landmark ({m.reason}): its rows from the training prior"
-                                  for m in landmarks.missing]
+                run.fallbacks += [
+                    f"{m.level}: no landmark ({m.reason}): its rows from the training prior" for m in landmarks.missing
+                ]
             if landmarks.unsure and landmarks.levels:
-                run.warnings.append("level names unsure (no sacrum anchor or inconsistent evidence): grades may be "
-                                    "shifted by a level; subarticular rows from the axial fallback")
+                run.warnings.append(
+                    "level names unsure (no sacrum anchor or inconsistent evidence): grades may be "
+                    "shifted by a level; subarticular rows from the axial fallback"
+                )
         with run.stage("project"):
             run.projection = project_landmarks(landmarks, study)
             run.warnings += list(run.projection.warnings)
 
-    def _cut(self, study: Study, plan: CropPlan, crops: dict[tuple[str, str], np.ndarray],
-             sources: dict[str, CropSource]) -> None:
+    def _cut(
+        self, study: Study, plan: CropPlan, crops: dict[tuple[str, str], np.ndarray], sources: dict[str, CropSource]
+    ) -> None:
         """Cut the plan's crops (``crops``) and record where each was cut (``sources``), in the plan's order."""
         from spine_seg.grading.crops import crop_series
 
@@ -239,25 +267,42 @@ class Predictor:
         by_id: dict[str, Series] = {s.series_id: s for s in study.series}
         for pc in plan.crops:
             series = t2_series if pc.series_id is None else by_id[pc.series_id]
+            assert series is not None, "a crop on the segmented series needs one"  # plan_crops: only with landmarks
             spec = self.ensemble.specs[GROUP_OF_CONDITION[pc.condition]]
             c = crop_series(series, pc.xyz_lps_mm, spec, flip=pc.flip, cache=cache)
             crops[(pc.condition, pc.level)] = c.pixels
             sources[row_id(study.study_id, pc.condition, pc.level)] = CropSource(
-                pc.condition, pc.level, c.series_id, c.stack_index, c.instance_number,
-                tuple(float(v) for v in pc.xyz_lps_mm), c.xy_px[0], c.xy_px[1], c.distance_mm, c.flipped)
+                pc.condition,
+                pc.level,
+                c.series_id,
+                c.stack_index,
+                c.instance_number,
+                _xyz(pc.xyz_lps_mm),
+                c.xy_px[0],
+                c.xy_px[1],
+                c.distance_mm,
+                c.flipped,
+            )
 
-    def _axial_fallback(self, run: _StudyRun, study: Study,
-                        needs_fallback: dict[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+    def _axial_fallback(
+        self, run: _StudyRun, study: Study, needs_fallback: dict[str, np.ndarray]
+    ) -> dict[tuple[str, str], np.ndarray]:
         """The axial fallback model's probabilities for the levels the plan sent to it (none without a model)."""
         if not needs_fallback:
             return {}
         if self.fallback is None:
-            run.fallbacks.append(self.fallback_note or "no axial fallback in the bundle: those subarticular rows "
-                                 "from the training prior")
+            run.fallbacks.append(
+                self.fallback_note or "no axial fallback in the bundle: those subarticular rows from the training prior"
+            )
             return {}
         fb_probs, notes = self.fallback.predict(study, needs_fallback)
         run.fallbacks += [f"axial fallback: {n}; those subarticular rows from the training prior" for n in notes]
         return fb_probs
+
+
+def _xyz(v: np.ndarray) -> tuple[float, float, float]:
+    x, y, z = (float(c) for c in v)
+    return x, y, z
 
 
 @dataclasses.dataclass
@@ -278,7 +323,8 @@ class _StudyRun:
         return _stage(name, self.timings, self.progress, self.folder.name)
 
 
-def predict_study(path: str | Path, bundle: ModelBundle | str | Path, *, series_csv: str | Path | None = None,
-                  device: str = "auto") -> StudyResult:
+def predict_study(
+    path: str | Path, bundle: ModelBundle | str | Path, *, series_csv: str | Path | None = None, device: str = "auto"
+) -> StudyResult:
     """One study folder → :class:`StudyResult` (loads the bundle's models; use :class:`Predictor` for many)."""
     return Predictor(bundle, device).predict(path, series_csv)

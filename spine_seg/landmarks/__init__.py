@@ -58,4 +58,31 @@ from spine_seg.landmarks.types import (
     MissingLevel,
 )
 
-__all__ = ['CANAL_BEHIND_BODY_MM', 'CANAL_LABEL', 'DEFAULT_FORAMEN_OFFSET_MM', 'DISC_LABELS', 'FORAMEN_OFFSET_PER_HALF_WIDTH', 'FORAMEN_OFFSET_RANGE_MM', 'FRAGMENT_FRACTION', 'LEVEL_OF_DISC_LABEL', 'LOWER_VERTEBRA', 'LandmarkSet', 'LevelLandmark', 'MIN_COMPONENT_FRACTION', 'MIN_COMPONENT_MM3', 'MissingLevel', 'PRIOR_DISC_SPACING_MM', 'SACRUM_LABEL', 'TYPICAL_DISC_HEIGHT_MM', 'UPPER_VERTEBRA', 'VERTEBRA_DISC_CONFIDENCE', 'VERTEBRA_LABELS', 'VERTEBRA_NAMES', 'disc_frame', 'landmarks_from_labels', 'landmarks_from_points', 'landmarks_from_vertebrae', 'load_label_volume']
+__all__ = [
+    "CANAL_BEHIND_BODY_MM",
+    "CANAL_LABEL",
+    "DEFAULT_FORAMEN_OFFSET_MM",
+    "DISC_LABELS",
+    "FORAMEN_OFFSET_PER_HALF_WIDTH",
+    "FORAMEN_OFFSET_RANGE_MM",
+    "FRAGMENT_FRACTION",
+    "LEVEL_OF_DISC_LABEL",
+    "LOWER_VERTEBRA",
+    "LandmarkSet",
+    "LevelLandmark",
+    "MIN_COMPONENT_FRACTION",
+    "MIN_COMPONENT_MM3",
+    "MissingLevel",
+    "PRIOR_DISC_SPACING_MM",
+    "SACRUM_LABEL",
+    "TYPICAL_DISC_HEIGHT_MM",
+    "UPPER_VERTEBRA",
+    "VERTEBRA_DISC_CONFIDENCE",
+    "VERTEBRA_LABELS",
+    "VERTEBRA_NAMES",
+    "disc_frame",
+    "landmarks_from_labels",
+    "landmarks_from_points",
+    "landmarks_from_vertebrae",
+    "load_label_volume",
+]

@@ -3,8 +3,8 @@
 A radiologist (or whoever checks a run) should see in a few seconds whether the numbers can be trusted:
 
 * **Sagittal T2/STIR** – the slice through the canal landmarks, the segmentation outlined on it, each found
-  level's disc (○) and canal (+) point with its name, its box coloured like the canal's grade. A wrong level name or a disc point off the disc is
-  obvious here, and every finding downstream inherits it.
+  level's disc (○) and canal (+) point with its name, its box coloured like the canal's grade. A wrong level
+  name or a disc point off the disc is obvious here, and every finding downstream inherits it.
 * **Sagittal T1** – one panel per side on the slice where most of that side's foramen points fall, with
   the points: they must sit in the foramina, not in the pedicles or the canal.
 * **Axial T2** – one zoomed panel per level on the slice the projection chose, with the canal point and the
@@ -71,15 +71,24 @@ AXIAL_HALF_FOV_MM = 42.0
 SAGITTAL_MARGIN_MM = 40.0
 #: Segmentation colours by label name (vertebrae alternate so neighbours stay apart).
 _SEG_COLOURS: dict[str, str] = {
-    "L1": "#4c9be8", "L2": "#7fc4ff", "L3": "#4c9be8", "L4": "#7fc4ff", "L5": "#4c9be8",
-    "sacrum": "#b48ef0", "spinal_canal": "#3ee0d0",
+    "L1": "#4c9be8",
+    "L2": "#7fc4ff",
+    "L3": "#4c9be8",
+    "L4": "#7fc4ff",
+    "L5": "#4c9be8",
+    "sacrum": "#b48ef0",
+    "spinal_canal": "#3ee0d0",
     **{f"disc_{lv}": "#ffd84d" for lv in LEVELS},
 }
 _HEADER_LINES = 3  # fallbacks and warnings shown each; the rest are counted
 _LINE_CHARS = 118
 _LANDMARK_CHARS = 80
-_CANAL_SOURCE = {"canal_label": "canal label", "disc_posterior_margin": "disc margin",
-                 "vertebra_posterior_estimate": "behind bodies", "keypoint": "keypoint"}
+_CANAL_SOURCE = {
+    "canal_label": "canal label",
+    "disc_posterior_margin": "disc margin",
+    "vertebra_posterior_estimate": "behind bodies",
+    "keypoint": "keypoint",
+}
 
 
 def level_name(level: str) -> str:
@@ -101,8 +110,9 @@ def write_report(path: str | Path, study: Study, result: StudyResult) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = render_report(study, result)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, facecolor=FIG_BG,
-                                                      metadata={"Software": None}))
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, facecolor=FIG_BG, metadata={"Software": None})
+    )
 
 
 def render_report(study: Study, result: StudyResult) -> Figure:
@@ -170,7 +180,7 @@ class _Context:
 # drawing helpers
 
 
-def _text_colour(rgb: Sequence[float]) -> str:
+def _text_colour(rgb: Sequence[float] | np.ndarray) -> str:
     """Black on light cells, white on dark ones (relative luminance)."""
     r, g, b = (float(v) for v in rgb[:3])
     return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"
@@ -196,10 +206,27 @@ def _missing(ax: Axes, title: str, why: str) -> None:
 
     _blank(ax)
     ax.set_title(title, color=TEXT, fontsize=10, loc="left")
-    ax.text(0.5, 0.58, "missing", color="#ff8a65", fontsize=14, fontweight="bold", ha="center", va="center",
-            transform=ax.transAxes)
-    ax.text(0.5, 0.45, textwrap.fill(_clip_line(why, 240), 34), color=DIM, fontsize=9, ha="center", va="top",
-            transform=ax.transAxes)
+    ax.text(
+        0.5,
+        0.58,
+        "missing",
+        color="#ff8a65",
+        fontsize=14,
+        fontweight="bold",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+    )
+    ax.text(
+        0.5,
+        0.45,
+        textwrap.fill(_clip_line(why, 240), 34),
+        color=DIM,
+        fontsize=9,
+        ha="center",
+        va="top",
+        transform=ax.transAxes,
+    )
 
 
 def _view(
@@ -237,7 +264,9 @@ def _view(
     return ((cx - half_w) / col_sp, (cx + half_w) / col_sp, (cy - half_h) / row_sp, (cy + half_h) / row_sp)
 
 
-def _image(ax: Axes, img: np.ndarray, view: tuple[float, float, float, float], sl: SliceInfo, alpha: float = 1.0) -> None:
+def _image(
+    ax: Axes, img: np.ndarray, view: tuple[float, float, float, float], sl: SliceInfo, alpha: float = 1.0
+) -> None:
     """Show a slice windowed by the percentiles of the region shown (not the whole field of view, whose
     fat and air would wash out the spine), in physical proportions."""
     _blank(ax)
@@ -246,10 +275,17 @@ def _image(ax: Axes, img: np.ndarray, view: tuple[float, float, float, float], s
     c0, c1 = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)) + 1, img.shape[1])
     region = img[r0:r1, c0:c1]
     finite = region[np.isfinite(region)] if region.size else img[np.isfinite(img)]
-    lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
     row_sp, col_sp = sl.pixel_spacing_mm
-    ax.imshow(np.nan_to_num(img), cmap="gray", vmin=float(lo), vmax=float(max(hi, lo + 1e-6)),
-              interpolation="bilinear", aspect=float(row_sp) / float(col_sp), alpha=alpha)
+    ax.imshow(
+        np.nan_to_num(img),
+        cmap="gray",
+        vmin=float(lo),
+        vmax=float(max(hi, lo + 1e-6)),
+        interpolation="bilinear",
+        aspect=float(row_sp) / float(col_sp),
+        alpha=alpha,
+    )
     ax.set_xlim(x0, x1)
     ax.set_ylim(y1, y0)
 
@@ -259,18 +295,28 @@ def _on_slice(distance_mm: float, stack: Stack) -> bool:
 
 
 def _label(
-    ax: Axes, x: float, y: float, text: str, colour: str, fontsize: float = 8.5, ha: str = "left",
-    fill: Sequence[float] | None = None,
+    ax: Axes,
+    x: float,
+    y: float,
+    text: str,
+    colour: str,
+    fontsize: float = 8.5,
+    ha: str = "left",
+    fill: Sequence[float] | np.ndarray | None = None,
 ) -> None:
     """A point's name; with ``fill`` (a grade's cell colour) the box repeats the table next to the image."""
     if fill is None:
         box = {"boxstyle": "round,pad=0.15", "facecolor": "black", "edgecolor": "none", "alpha": 0.55}
     else:
-        box = {"boxstyle": "round,pad=0.2", "facecolor": tuple(fill), "edgecolor": colour, "linewidth": 1.0,
-               "alpha": 0.9}
+        box = {
+            "boxstyle": "round,pad=0.2",
+            "facecolor": tuple(fill),
+            "edgecolor": colour,
+            "linewidth": 1.0,
+            "alpha": 0.9,
+        }
         colour = _text_colour(fill)
-    ax.text(x, y, text, color=colour, fontsize=fontsize, ha=ha, va="center", fontweight="bold", clip_on=True,
-            bbox=box)
+    ax.text(x, y, text, color=colour, fontsize=fontsize, ha=ha, va="center", fontweight="bold", clip_on=True, bbox=box)
 
 
 def _grade_fill(ctx: _Context, condition: str, level: str) -> np.ndarray | None:
@@ -285,8 +331,18 @@ def _grade_fill(ctx: _Context, condition: str, level: str) -> np.ndarray | None:
 
 def _corner_note(ax: Axes, text: str, colour: str = DIM, where: str = "bottom") -> None:
     y, va = (0.01, "bottom") if where == "bottom" else (0.99, "top")
-    ax.text(0.01, y, text, color=colour, fontsize=7.5, ha="left", va=va, transform=ax.transAxes, clip_on=True,
-            bbox={"boxstyle": "round,pad=0.2", "facecolor": "black", "edgecolor": "none", "alpha": 0.6})
+    ax.text(
+        0.01,
+        y,
+        text,
+        color=colour,
+        fontsize=7.5,
+        ha="left",
+        va=va,
+        transform=ax.transAxes,
+        clip_on=True,
+        bbox={"boxstyle": "round,pad=0.2", "facecolor": "black", "edgecolor": "none", "alpha": 0.6},
+    )
 
 
 def _read(ax: Axes, ctx: _Context, stack: Stack, k: int, title: str) -> np.ndarray | None:
@@ -350,14 +406,18 @@ def labels_on_slice(seg: LabelVolume, sl: SliceInfo) -> np.ndarray:
     jj, ii = np.mgrid[0 : sl.rows, 0 : sl.columns]
     iop = np.asarray(sl.iop, dtype=float)
     row_sp, col_sp = (float(v) for v in sl.pixel_spacing_mm)
-    xyz = (np.asarray(sl.ipp, dtype=float) + ii[..., None] * (col_sp * iop[:3]) + jj[..., None] * (row_sp * iop[3:]))
+    xyz = np.asarray(sl.ipp, dtype=float) + ii[..., None] * (col_sp * iop[:3]) + jj[..., None] * (row_sp * iop[3:])
     affine = np.asarray(seg.affine, dtype=float)
     ijk = (xyz - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
     idx = np.rint(ijk).astype(np.int64)
     nk, nj, ni = seg.shape
     ok = (
-        (idx[..., 0] >= 0) & (idx[..., 0] < ni) & (idx[..., 1] >= 0) & (idx[..., 1] < nj)
-        & (idx[..., 2] >= 0) & (idx[..., 2] < nk)
+        (idx[..., 0] >= 0)
+        & (idx[..., 0] < ni)
+        & (idx[..., 1] >= 0)
+        & (idx[..., 1] < nj)
+        & (idx[..., 2] >= 0)
+        & (idx[..., 2] < nk)
     )
     out = np.zeros((sl.rows, sl.columns), dtype=np.uint8)
     out[ok] = seg.labels[idx[..., 2][ok], idx[..., 1][ok], idx[..., 0][ok]]
@@ -423,13 +483,24 @@ def _draw_sagittal_t2(ax: Axes, ctx: _Context) -> None:
         v = v / np.linalg.norm(v) if np.linalg.norm(v) > 1e-6 else np.array([-1.0, 0.0])
         lx, ly = dx + v[0] * 26 / col_sp, dy + v[1] * 26 / row_sp
         name = level_name(lm.level) + ("" if lm.confidence >= 0.8 else f" ? {lm.confidence:.2f}")
-        _label(ax, lx, ly, name, colour, ha="left" if v[0] >= 0 else "right",
-               fill=_grade_fill(ctx, "spinal_canal_stenosis", lm.level))
+        _label(
+            ax,
+            lx,
+            ly,
+            name,
+            colour,
+            ha="left" if v[0] >= 0 else "right",
+            fill=_grade_fill(ctx, "spinal_canal_stenosis", lm.level),
+        )
     flags = []
     if ctx.landmarks is not None and ctx.landmarks.unsure:
         flags.append("LEVEL NAMES UNSURE")
-    ax.set_title(f"{title} · series {stack.series_id} · inst {sl.instance_number} ({k + 1}/{stack.n_slices})",
-                 color=TEXT, fontsize=9.5, loc="left")
+    ax.set_title(
+        f"{title} · series {stack.series_id} · inst {sl.instance_number} ({k + 1}/{stack.n_slices})",
+        color=TEXT,
+        fontsize=9.5,
+        loc="left",
+    )
     lines = [f"{how} · {seg_note}", "○ disc  + canal  dim: off this slice  red: confidence < 0.8"]
     if ctx.landmarks is None:
         lines.insert(0, "no landmarks")
@@ -476,8 +547,13 @@ def _draw_sagittal_t1(ax: Axes, ctx: _Context, side: str) -> None:
         placed.append((p, x, y, same))
     canal_px = [sl.world_to_pixel(lm.canal_xyz)[:2] for lm in ctx.landmarks.levels]
     aspect_wh = ax.get_position().width * FIGSIZE_IN[0] / (ax.get_position().height * FIGSIZE_IN[1])
-    view = _view([(x, y) for _, x, y, _ in placed] + canal_px, (sl.rows, sl.columns), sl.pixel_spacing_mm,
-                 SAGITTAL_MARGIN_MM, aspect_wh)
+    view = _view(
+        [(x, y) for _, x, y, _ in placed] + canal_px,
+        (sl.rows, sl.columns),
+        sl.pixel_spacing_mm,
+        SAGITTAL_MARGIN_MM,
+        aspect_wh,
+    )
     _image(ax, img, view, sl)
     col_sp = float(sl.pixel_spacing_mm[1])
     for p, x, y, same in placed:
@@ -491,13 +567,23 @@ def _draw_sagittal_t1(ax: Axes, ctx: _Context, side: str) -> None:
             note += f" (inst {p.hit.instance_number})"
         if not p.reached:
             note += " not reached"
-        _label(ax, x + 6 / col_sp, y, note, colour, fontsize=8,
-               fill=_grade_fill(ctx, f"{side}_neural_foraminal_narrowing", p.level))
+        _label(
+            ax,
+            x + 6 / col_sp,
+            y,
+            note,
+            colour,
+            fontsize=8,
+            fill=_grade_fill(ctx, f"{side}_neural_foraminal_narrowing", p.level),
+        )
     others = sorted({p.hit.instance_number for p in points} - {sl.instance_number})
-    ax.set_title(f"{title} · inst {sl.instance_number} ({k + 1}/{stack.n_slices})", color=TEXT, fontsize=9.5,
-                 loc="left")
-    lines = [f"series {sid}" + (f" · other points on inst {', '.join(map(str, others))}" if others else ""),
-             "○ foramen  dim: on another slice  × outside the T1"]
+    ax.set_title(
+        f"{title} · inst {sl.instance_number} ({k + 1}/{stack.n_slices})", color=TEXT, fontsize=9.5, loc="left"
+    )
+    lines = [
+        f"series {sid}" + (f" · other points on inst {', '.join(map(str, others))}" if others else ""),
+        "○ foramen  dim: on another slice  × outside the T1",
+    ]
     _corner_note(ax, "\n".join(lines))
 
 
@@ -566,16 +652,37 @@ def _draw_axial(ax: Axes, ctx: _Context, level: str) -> None:
         ax.plot(x, y, "s", ms=9, mfc="none", mec=colour, mew=1.8, alpha=1.0 if same else 0.5)
         note = tag if same else f"{tag} (inst {crop.instance_number})"
         away = 1.0 if x >= canal_x else -1.0  # the name goes outwards, off the canal
-        _label(ax, x + away * 7 / col_sp, y, note, colour, fontsize=8, ha="left" if away > 0 else "right",
-               fill=_grade_fill(ctx, crop.condition, level))
+        _label(
+            ax,
+            x + away * 7 / col_sp,
+            y,
+            note,
+            colour,
+            fontsize=8,
+            ha="left" if away > 0 else "right",
+            fill=_grade_fill(ctx, crop.condition, level),
+        )
     parts = [f"inst {sl.instance_number}"]
     if p is not None:
         parts.append(f"{abs(p.plane_distance_mm):.1f} mm")
     ax.set_title(f"{title} · " + " · ".join(parts), color=TEXT if reached else "#ff8a65", fontsize=9.5, loc="left")
     if not reached and p is not None:
-        where = "outside the field of view" if not p.hit.inside_fov else f"nearest slice {abs(p.plane_distance_mm):.1f} mm away"
-        ax.text(0.5, 0.5, f"NOT REACHED\n{where}", color="#ff8a65", fontsize=11, fontweight="bold", ha="center",
-                va="center", transform=ax.transAxes)
+        where = (
+            "outside the field of view"
+            if not p.hit.inside_fov
+            else f"nearest slice {abs(p.plane_distance_mm):.1f} mm away"
+        )
+        ax.text(
+            0.5,
+            0.5,
+            f"NOT REACHED\n{where}",
+            color="#ff8a65",
+            fontsize=11,
+            fontweight="bold",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     note = f"series {stack.series_id}"
     if p is None:
         note += " · the crop's slice (no projection)"
@@ -611,20 +718,38 @@ def _draw_table(ax: Axes, ctx: _Context) -> None:
     head_h = 0.09
     cell_h = (1 - head_h) / len(CONDITIONS)
     for n, level in enumerate(LEVELS):
-        ax.text(label_w + (n + 0.5) * cell_w, 1 - head_h / 2, level_name(level), color=TEXT, fontsize=10.5,
-                fontweight="bold", ha="center", va="center")
+        ax.text(
+            label_w + (n + 0.5) * cell_w,
+            1 - head_h / 2,
+            level_name(level),
+            color=TEXT,
+            fontsize=10.5,
+            fontweight="bold",
+            ha="center",
+            va="center",
+        )
     for r, condition in enumerate(CONDITIONS):
         y0 = 1 - head_h - (r + 1) * cell_h
-        ax.text(label_w - 0.01, y0 + cell_h / 2, CONDITION_SHORT[condition], color=TEXT, fontsize=10, ha="right",
-                va="center")
+        ax.text(
+            label_w - 0.01,
+            y0 + cell_h / 2,
+            CONDITION_SHORT[condition],
+            color=TEXT,
+            fontsize=10,
+            ha="right",
+            va="center",
+        )
         for n, level in enumerate(LEVELS):
             x0 = label_w + n * cell_w
             rid = row_id(res.study_id, condition, level)
             try:
                 probs = res.probabilities(condition, level)
             except KeyError:
-                ax.add_patch(Rectangle((x0 + 0.003, y0 + 0.004), cell_w - 0.006, cell_h - 0.008, facecolor="#2a2d31",
-                                       edgecolor="#555"))
+                ax.add_patch(
+                    Rectangle(
+                        (x0 + 0.003, y0 + 0.004), cell_w - 0.006, cell_h - 0.008, facecolor="#2a2d31", edgecolor="#555"
+                    )
+                )
                 ax.text(x0 + cell_w / 2, y0 + cell_h / 2, "no row", color=DIM, fontsize=9, ha="center", va="center")
                 continue
             best = int(np.argmax(probs))
@@ -632,28 +757,71 @@ def _draw_table(ax: Axes, ctx: _Context) -> None:
             colour = _cell_colour(severity, float(probs[best]))
             source = res.sources.get(rid, SOURCE_PRIOR)
             model = source == SOURCE_MODEL
-            ax.add_patch(Rectangle((x0 + 0.003, y0 + 0.004), cell_w - 0.006, cell_h - 0.008, facecolor=colour,
-                                   edgecolor="white" if not model else colour, lw=1.2 if not model else 0.5,
-                                   linestyle="--" if not model else "-"))
+            ax.add_patch(
+                Rectangle(
+                    (x0 + 0.003, y0 + 0.004),
+                    cell_w - 0.006,
+                    cell_h - 0.008,
+                    facecolor=colour,
+                    edgecolor="white" if not model else colour,
+                    lw=1.2 if not model else 0.5,
+                    linestyle="--" if not model else "-",
+                )
+            )
             ink = _text_colour(colour)
-            ax.text(x0 + cell_w / 2, y0 + cell_h * 0.62, SEVERITY_LABELS[severity], color=ink, fontsize=9,
-                    fontweight="bold", ha="center", va="center")
-            ax.text(x0 + cell_w / 2, y0 + cell_h * 0.36, f"{100 * probs[best]:.0f}%", color=ink, fontsize=9.5,
-                    ha="center", va="center")
+            ax.text(
+                x0 + cell_w / 2,
+                y0 + cell_h * 0.62,
+                SEVERITY_LABELS[severity],
+                color=ink,
+                fontsize=9,
+                fontweight="bold",
+                ha="center",
+                va="center",
+            )
+            ax.text(
+                x0 + cell_w / 2,
+                y0 + cell_h * 0.36,
+                f"{100 * probs[best]:.0f}%",
+                color=ink,
+                fontsize=9.5,
+                ha="center",
+                va="center",
+            )
             # the whole distribution as a thin stacked bar: normal/mild | moderate | severe
             # (shortened on cells not graded by the model, to make room for their mark at its end)
             bx, bw, by, bh = x0 + 0.012, cell_w - (0.024 if model else 0.05), y0 + 0.014, cell_h * 0.11
             acc = 0.0
             for s, pr in zip(SEVERITIES, probs, strict=True):
-                ax.add_patch(Rectangle((bx + acc * bw, by), float(pr) * bw, bh, facecolor=SEVERITY_COLOURS[s],
-                                       edgecolor="black", lw=0.3))
+                ax.add_patch(
+                    Rectangle(
+                        (bx + acc * bw, by),
+                        float(pr) * bw,
+                        bh,
+                        facecolor=SEVERITY_COLOURS[s],
+                        edgecolor="black",
+                        lw=0.3,
+                    )
+                )
                 acc += float(pr)
             if not model:
                 mark = SOURCE_MARKS.get(source, "?")
-                ax.text(x0 + cell_w - 0.011, by + bh / 2, mark, color=ink, fontsize=8.5, fontweight="bold",
-                        ha="right", va="center")
-    ax.set_title("Most probable grade (probability) · bar: P(normal/mild | moderate | severe)", color=TEXT,
-                 fontsize=9.5, loc="left")
+                ax.text(
+                    x0 + cell_w - 0.011,
+                    by + bh / 2,
+                    mark,
+                    color=ink,
+                    fontsize=8.5,
+                    fontweight="bold",
+                    ha="right",
+                    va="center",
+                )
+    ax.set_title(
+        "Most probable grade (probability) · bar: P(normal/mild | moderate | severe)",
+        color=TEXT,
+        fontsize=9.5,
+        loc="left",
+    )
 
 
 def _landmark_lines(ctx: _Context) -> list[tuple[str, str]]:
@@ -663,8 +831,10 @@ def _landmark_lines(ctx: _Context) -> list[tuple[str, str]]:
     """
     lms, proj = ctx.landmarks, ctx.result.projection
     if lms is None:
-        return [("no landmarks: no Sagittal T2/STIR segmentation;", "#ff8a65"),
-                ("the grades come from the fallbacks", "#ff8a65")]
+        return [
+            ("no landmarks: no Sagittal T2/STIR segmentation;", "#ff8a65"),
+            ("the grades come from the fallbacks", "#ff8a65"),
+        ]
     out = [("level conf  canal from   axial T1 L/R      doubts", DIM)]
     for level in LEVELS:
         lm = lms.get(level)
@@ -699,8 +869,15 @@ def _draw_legend_and_landmarks(ax: Axes, ctx: _Context) -> None:
         x += 0.19
     ax.text(0.575, 0.94, "faded: less probable · image labels alike", color=DIM, fontsize=8, va="center")
     ax.add_patch(Rectangle((0.0, 0.77), 0.03, 0.08, facecolor="#2a2d31", edgecolor="white", lw=1.0, linestyle="--"))
-    ax.text(0.04, 0.81, f"{SOURCE_MARKS[SOURCE_FALLBACK]}: axial fallback model   {SOURCE_MARKS[SOURCE_PRIOR]}: prior "
-            "(no image evidence) — not graded by the main model", color=TEXT, fontsize=8.5, va="center")
+    ax.text(
+        0.04,
+        0.81,
+        f"{SOURCE_MARKS[SOURCE_FALLBACK]}: axial fallback model   {SOURCE_MARKS[SOURCE_PRIOR]}: prior "
+        "(no image evidence) — not graded by the main model",
+        color=TEXT,
+        fontsize=8.5,
+        va="center",
+    )
     y = 0.67
     for text, colour in _landmark_lines(ctx):
         ax.text(0.0, y, text, color=colour, fontsize=7.5, family="monospace", va="center", clip_on=True)
@@ -735,8 +912,10 @@ def _draw_header(fig: Figure, ctx: _Context) -> None:
     grades = "grades: " + ", ".join(f"{n} {s}" for s, n in n_sources.most_common())
     fig.text(0.2, 0.985, "   ".join(facts), color=DIM, fontsize=9.5, va="top")
     fig.text(0.2, 0.962, lm_text + "     " + grades, color=lm_colour, fontsize=9.5, va="top")
-    for x, (what, items, colour) in ((0.006, ("fallback", res.fallbacks, "#ffb347")),
-                                     (0.503, ("warning", res.warnings, "#ffe14d"))):
+    for x, (what, items, colour) in (
+        (0.006, ("fallback", res.fallbacks, "#ffb347")),
+        (0.503, ("warning", res.warnings, "#ffe14d")),
+    ):
         lines = [_clip_line(f"{what}: {item}", _LINE_CHARS) for item in items[:_HEADER_LINES]]
         if len(items) > _HEADER_LINES:
             lines.append(f"… and {len(items) - _HEADER_LINES} more {what}s (see result.json)")

@@ -110,15 +110,19 @@ class StudyResult:
     def to_dict(self) -> dict:
         rows = []
         for r in self.submission.itertuples(index=False):
-            rows.append({
-                "row_id": r.row_id,
-                **{s: round(float(getattr(r, s)), 6) for s in SEVERITIES},
-                "source": self.sources.get(r.row_id, SOURCE_PRIOR),
-                "crop": self.crops[r.row_id].to_dict() if r.row_id in self.crops else None,
-            })
+            rows.append(
+                {
+                    "row_id": r.row_id,
+                    **{s: round(float(getattr(r, s)), 6) for s in SEVERITIES},
+                    "source": self.sources.get(r.row_id, SOURCE_PRIOR),
+                    "crop": self.crops[r.row_id].to_dict() if r.row_id in self.crops else None,
+                }
+            )
         per_level = {
-            level: {c: dict(zip(SEVERITIES, (round(float(p), 6) for p in self.probabilities(c, level)), strict=True))
-                    for c in CONDITIONS}
+            level: {
+                c: dict(zip(SEVERITIES, (round(float(p), 6) for p in self.probabilities(c, level)), strict=True))
+                for c in CONDITIONS
+            }
             for level in LEVELS
         }
         return {

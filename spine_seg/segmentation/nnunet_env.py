@@ -33,6 +33,7 @@ import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spine_seg.core.errors import UsageError, UserError
 from spine_seg.core.home import HOME_VAR, spineseg_home
@@ -130,6 +131,7 @@ def resolve(environ: Mapping[str, str] | None = None, cpus: int | None = None) -
         n_proc, source[N_PROC_VAR] = environ[N_PROC_VAR].strip(), "user"
     else:
         n_proc = str(min(8, max(1, cpus // 2)))
+    n_proc_da: str | None
     if environ.get(N_PROC_DA_VAR, "").strip():
         n_proc_da, source[N_PROC_DA_VAR] = environ[N_PROC_DA_VAR].strip(), "user"
     else:
@@ -187,18 +189,22 @@ def _check_import_order(env: NnunetEnv) -> None:
     paths_mod = sys.modules.get("nnunetv2.paths")
     if paths_mod is not None:
         for var in PATH_VARS:
-            held = getattr(paths_mod, var, None)
+            held: Any = getattr(paths_mod, var, None)
             held = held.get() if hasattr(held, "get") else held  # nnunetv2 >= 2.8 reads the variable lazily
             if held is not None and str(held) != str(env.path_of(var)):
                 raise NnunetEnvError(
-                    f"nnunetv2 was imported before spineseg set {var} and holds {held!r}, not {str(env.path_of(var))!r}: "
-                    f"set {var} before starting Python, or call spine_seg.segmentation.nnunet_env.apply() before importing nnunetv2"
+                    f"nnunetv2 was imported before spineseg set {var} and holds {held!r}, not "
+                    f"{str(env.path_of(var))!r}: "
+                    f"set {var} before starting Python, or call spine_seg.segmentation.nnunet_env.apply() before "
+                    "importing nnunetv2"
                 )
     conf = sys.modules.get("nnunetv2.configuration")
     if conf is not None and str(getattr(conf, "default_num_processes", env.n_proc)) != env.n_proc:
         log.warning(
             "nnunetv2 was imported before spineseg set %s=%s; it keeps %s worker processes for this Python session",
-            N_PROC_VAR, env.n_proc, conf.default_num_processes,
+            N_PROC_VAR,
+            env.n_proc,
+            conf.default_num_processes,
         )
 
 

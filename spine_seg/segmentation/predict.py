@@ -115,8 +115,17 @@ def predictor_threads(n: int) -> Iterator[None]:
 class SegmentationModel:
     """A trained nnU-Net model held in memory; build it with :meth:`from_folder`."""
 
-    def __init__(self, predictor: Any, result_folder: Path, folds: tuple[int | str, ...], device: str,
-                 mirroring: bool, label_names: Mapping[int, str], num_channels: int, threads: int = 1) -> None:
+    def __init__(
+        self,
+        predictor: Any,
+        result_folder: Path,
+        folds: tuple[int | str, ...],
+        device: str,
+        mirroring: bool,
+        label_names: Mapping[int, str],
+        num_channels: int,
+        threads: int = 1,
+    ) -> None:
         self.predictor = predictor
         self.result_folder = result_folder
         self.folds = folds
@@ -127,8 +136,10 @@ class SegmentationModel:
         self.threads = threads
 
     def __repr__(self) -> str:
-        return (f"SegmentationModel({str(self.result_folder)!r}, folds={self.folds}, device={self.device!r}, "
-                f"mirroring={self.mirroring})")
+        return (
+            f"SegmentationModel({str(self.result_folder)!r}, folds={self.folds}, device={self.device!r}, "
+            f"mirroring={self.mirroring})"
+        )
 
     @classmethod
     def from_folder(
@@ -156,7 +167,7 @@ class SegmentationModel:
         for required in ("plans.json", "dataset.json"):
             if not (folder / required).is_file():
                 raise FileNotFoundError(f"{folder}: not an nnU-Net result folder ({required} missing)")
-        available = sorted(p.parent.name[len("fold_"):] for p in folder.glob(f"fold_*/{checkpoint}"))
+        available = sorted(p.parent.name[len("fold_") :] for p in folder.glob(f"fold_*/{checkpoint}"))
         if fold is None:
             folds: tuple[int | str, ...] = tuple(parse_fold(f) for f in available)
         elif isinstance(fold, int | str):
@@ -175,9 +186,16 @@ class SegmentationModel:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         with contextlib.redirect_stdout(io.StringIO()):
-            predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
-                                        perform_everything_on_device=dev.type == "cuda", device=dev, verbose=False,
-                                        verbose_preprocessing=False, allow_tqdm=False)
+            predictor = nnUNetPredictor(
+                tile_step_size=tile_step_size,
+                use_gaussian=True,
+                use_mirroring=use_mirroring,
+                perform_everything_on_device=dev.type == "cuda",
+                device=dev,
+                verbose=False,
+                verbose_preprocessing=False,
+                allow_tqdm=False,
+            )
             predictor.initialize_from_trained_model_folder(str(folder), folds, checkpoint_name=checkpoint)
         dataset_json = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
         names = {int(v): str(k) for k, v in dataset_json.get("labels", {}).items() if isinstance(v, int)}
@@ -206,6 +224,11 @@ class SegmentationModel:
         """Segment one stack (``stack.load()`` pixels); the result shares the stack's grid and affine."""
         t0 = time.perf_counter()
         labels = self.predict_array(stack.load(), stack.spacing_mm)
-        log.info("segmented series %s stack %d %s in %.1f s", stack.series_id, stack.index, stack.shape,
-                 time.perf_counter() - t0)
+        log.info(
+            "segmented series %s stack %d %s in %.1f s",
+            stack.series_id,
+            stack.index,
+            stack.shape,
+            time.perf_counter() - t0,
+        )
         return LabelVolume(labels, np.asarray(stack.affine), self.label_names)

@@ -177,7 +177,9 @@ def dataset_folder_name(dataset_id: int, root: Path) -> str | None:
     """``DatasetNNN_Name`` for ``dataset_id`` under ``root``; ``None`` when absent; an error when ambiguous."""
     if not root.is_dir():
         return None
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and re.fullmatch(rf"Dataset{dataset_id:03d}_.+", p.name))
+    names = sorted(
+        p.name for p in root.iterdir() if p.is_dir() and re.fullmatch(rf"Dataset{dataset_id:03d}_.+", p.name)
+    )
     if len(names) > 1:
         raise UsageError(f"dataset id {dataset_id} is ambiguous in {root}: {names}")
     return names[0] if names else None
@@ -283,8 +285,14 @@ def plan_and_preprocess(
         planner_cls, plans_name = ExperimentPlanner, DEFAULT_PLANS
 
     with _nnunet_console(verbose):
-        extract_fingerprint_dataset(dataset_id, num_processes=n_proc, check_dataset_integrity=verify, clean=True,
-                                    verbose=verbose, show_progress_bar=verbose)
+        extract_fingerprint_dataset(
+            dataset_id,
+            num_processes=n_proc,
+            check_dataset_integrity=verify,
+            clean=True,
+            verbose=verbose,
+            show_progress_bar=verbose,
+        )
         planner = planner_cls(dataset_id, plans_name=plans_name)
         # nnunetv2 2.8.1's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
         da_for_planning = {nnunet_env.N_PROC_DA_VAR: "1"} if os.environ.get(nnunet_env.N_PROC_DA_VAR) == "0" else {}
@@ -304,8 +312,9 @@ def plan_and_preprocess(
                 f"{name}: nnU-Net planned no {missing} for this data (2D images have no 3d configurations); "
                 f"valid: {', '.join(c for c in CONFIGURATIONS if c in plans['configurations'])}"
             )
-        preprocess_dataset(dataset_id, plans_name, configurations, num_processes=[n_proc], verbose=verbose,
-                           show_progress_bar=verbose)
+        preprocess_dataset(
+            dataset_id, plans_name, configurations, num_processes=[n_proc], verbose=verbose, show_progress_bar=verbose
+        )
 
     plans_file = env.preprocessed / name / f"{plans_name}.json"
     confs = plans["configurations"]
@@ -474,7 +483,9 @@ def train(
         )
     data_id = plans_doc["configurations"][configuration].get("data_identifier", f"{plans_name}_{configuration}")
     if not (pre / data_id).is_dir():
-        raise FileNotFoundError(f"{pre / data_id} missing: preprocess {configuration} first (spineseg prepare --config {configuration})")
+        raise FileNotFoundError(
+            f"{pre / data_id} missing: preprocess {configuration} first (spineseg prepare --config {configuration})"
+        )
     dataset_json = json.loads((pre / "dataset.json").read_text(encoding="utf-8"))
 
     import torch
@@ -489,7 +500,9 @@ def train(
     history: list[EpochReport] = []
     t0 = time.perf_counter()
     with _torch_threads(threads), _nnunet_console(verbose) as console:
-        if time_budget_s is not None:  # the budget is a trainer variant: spine_seg_nnunet_tasks.trainers.spineseg_budget
+        if (
+            time_budget_s is not None
+        ):  # the budget is a trainer variant: spine_seg_nnunet_tasks.trainers.spineseg_budget
             from spine_seg_nnunet_tasks.trainers.spineseg_budget import with_time_budget
 
             trainer_cls = with_time_budget(trainer_cls)

@@ -190,7 +190,13 @@ def _sagittal_plan(rng: np.random.Generator) -> SagittalPlan:
 
 
 def _sagittal(
-    anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, kind: SeriesKind, seq: str, plan: SagittalPlan,
+    anat: Anatomy,
+    rng: np.random.Generator,
+    matrix: int,
+    sid: str,
+    kind: SeriesKind,
+    seq: str,
+    plan: SagittalPlan,
     same_grid_as: Acquisition | None = None,
 ) -> Acquisition:
     """0.74–0.8 mm pixels on a rectangular FOV (rows S–I, columns A–P: spine protocols reduce the phase FOV).
@@ -211,8 +217,10 @@ def _sagittal(
     slack = rows * px - extent
     mid = (top + bottom) / 2
     centre = (
-        mid + np.dot(anat.to_world(0.0, -12.0, 0.0) - mid, row) * row
-        + plan.centre_offset_mm[0] * row + plan.centre_offset_mm[1] / 12.0 * max(slack / 2 - 2, 0) * col
+        mid
+        + np.dot(anat.to_world(0.0, -12.0, 0.0) - mid, row) * row
+        + plan.centre_offset_mm[0] * row
+        + plan.centre_offset_mm[1] / 12.0 * max(slack / 2 - 2, 0) * col
         + plan.slab_offset_mm * step
     )
     centre = centre + rng.uniform(-3, 3) * row + rng.uniform(-1, 1) * min(3.0, max(slack / 2 - 2, 0)) * col
@@ -232,7 +240,9 @@ def _axial_orientation(anat: Anatomy, s: float) -> tuple[np.ndarray, np.ndarray,
     return row, col, n
 
 
-def _axial(anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, mode: str, covered: list[str]) -> Acquisition:
+def _axial(
+    anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, mode: str, covered: list[str]
+) -> Acquisition:
     """Either one oblique block per covered disc (angled along it) or one stack over all covered levels."""
     px = float(rng.uniform(0.75, 0.9))
     thickness = float(rng.choice([3.5, 4.0]))
@@ -246,7 +256,9 @@ def _axial(anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, mode:
             centre = anat.to_world(s, anat.canal_centre_v() + 18.0, 0.0) + shift[0] * row + shift[1] * col
             top = centre + (k - 1) / 2 * thickness * n
             first = top - (matrix - 1) / 2 * px * (row + col)
-            stacks.append((geometry.affine_from_headers(first, (*row, *col), (px, px), -n * thickness), (k, matrix, matrix)))
+            stacks.append(
+                (geometry.affine_from_headers(first, (*row, *col), (px, px), -n * thickness), (k, matrix, matrix))
+            )
             block_levels.append(level)
     else:
         s_hi = anat.disc_centre_s(covered[0]) + 5
@@ -370,9 +382,15 @@ def generate_study(
             tissue, labels, bias, nucleus_level = grids[key]
             pixels = render(tissue, acq.sequence, rng, nucleus_level=nucleus_level, bias=bias, vendor_scale=vendor)
             write_stack(
-                study_dir / acq.series_id, pixels, affine, study_id=study_id, series_id=acq.series_id,
-                first_instance=instance, series_description="T1" if acq.sequence == "T1" else "T2",
-                slice_thickness_mm=acq.thickness_mm, syntax=cfg.syntax,
+                study_dir / acq.series_id,
+                pixels,
+                affine,
+                study_id=study_id,
+                series_id=acq.series_id,
+                first_instance=instance,
+                series_description="T1" if acq.sequence == "T1" else "T2",
+                slice_thickness_mm=acq.thickness_mm,
+                syntax=cfg.syntax,
             )
             if acq is not extra:
                 if acq.kind is SeriesKind.AXIAL_T2:
@@ -380,13 +398,19 @@ def generate_study(
                 else:
                     volumes[acq.kind.value] = (pixels, affine, labels)
             instance += shape[0]
-        series_truth.append({
-            "series_id": acq.series_id, "kind": acq.kind.value, "sequence": acq.sequence,
-            "thickness_mm": round(acq.thickness_mm, 3),
-            "stacks": [{"affine": np.round(a, 5).tolist(), "shape": list(sh), "level": lv}
-                       for (a, sh), lv in zip(acq.stacks, acq.block_levels or [None] * len(acq.stacks), strict=True)],
-            "extra": acq is extra,
-        })
+        series_truth.append(
+            {
+                "series_id": acq.series_id,
+                "kind": acq.kind.value,
+                "sequence": acq.sequence,
+                "thickness_mm": round(acq.thickness_mm, 3),
+                "stacks": [
+                    {"affine": np.round(a, 5).tolist(), "shape": list(sh), "level": lv}
+                    for (a, sh), lv in zip(acq.stacks, acq.block_levels or [None] * len(acq.stacks), strict=True)
+                ],
+                "extra": acq is extra,
+            }
+        )
 
     landmarks = anat.landmarks()
     by_kind = {a.kind: a for a in acqs if a is not extra}
@@ -400,11 +424,23 @@ def generate_study(
             if kind is SeriesKind.AXIAL_T2 and lv not in covered:
                 continue
             side = next((sd for sd in SIDES if condition.startswith(sd)), None)
-            key = "spinal_keypoint" if side is None else (f"{side}_foramen" if "foraminal" in condition else f"{side}_subarticular")
+            key = (
+                "spinal_keypoint"
+                if side is None
+                else (f"{side}_foramen" if "foraminal" in condition else f"{side}_subarticular")
+            )
             inst, x, y, _ = _nearest_slice(acq, np.array(landmarks[lv][key]))
-            coords.append({"study_id": int(study_id), "series_id": int(acq.series_id), "instance_number": inst,
-                           "condition": kaggle_condition(condition), "level": kaggle_level(lv),
-                           "x": round(x, 4), "y": round(y, 4)})
+            coords.append(
+                {
+                    "study_id": int(study_id),
+                    "series_id": int(acq.series_id),
+                    "instance_number": inst,
+                    "condition": kaggle_condition(condition),
+                    "level": kaggle_level(lv),
+                    "x": round(x, 4),
+                    "y": round(y, 4),
+                }
+            )
     grades = {}
     for c, condition in enumerate(CONDITIONS):
         for i, lv in enumerate(LEVELS):
@@ -419,20 +455,37 @@ def generate_study(
         "axial_levels": covered,
         "landmarks_lps_mm": landmarks,
         "vertebra_centres_lps_mm": anat.vertebra_centres(),
-        "severity_true": {f"{c}_{lv}": SEVERITIES[int(sev_true[ci, li])] for ci, c in enumerate(CONDITIONS) for li, lv in enumerate(LEVELS)},
+        "severity_true": {
+            f"{c}_{lv}": SEVERITIES[int(sev_true[ci, li])]
+            for ci, c in enumerate(CONDITIONS)
+            for li, lv in enumerate(LEVELS)
+        },
         "severity_label": {k: (None if v is None else SEVERITY_FROM_LABEL[v]) for k, v in grades.items()},
         "label_noise": cfg.label_noise,
         "anatomy": {
-            "radius_mm": round(anat.radius_mm, 3), "sacral_kink_deg": round(float(np.degrees(anat.sacral_kink_rad)), 3),
-            "canal_ap_mm": round(anat.canal_ap_mm, 3), "canal_width_mm": round(anat.canal_width_mm, 3),
+            "radius_mm": round(anat.radius_mm, 3),
+            "sacral_kink_deg": round(float(np.degrees(anat.sacral_kink_rad)), 3),
+            "canal_ap_mm": round(anat.canal_ap_mm, 3),
+            "canal_width_mm": round(anat.canal_width_mm, 3),
             "spinal_narrowing": np.round(anat.spinal_narrowing, 4).tolist(),
-            "foraminal_narrowing": {sd: np.round(anat.foraminal_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)},
-            "subarticular_narrowing": {sd: np.round(anat.subarticular_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)},
+            "foraminal_narrowing": {
+                sd: np.round(anat.foraminal_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)
+            },
+            "subarticular_narrowing": {
+                sd: np.round(anat.subarticular_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)
+            },
             "disc_degeneration": np.round(anat.disc_degeneration, 4).tolist(),
             "vendor_scale": vendor,
         },
     }
-    return {"truth": truth, "grades": grades, "coords": coords, "volumes": volumes, "axial": axial_volumes, "acqs": acqs}
+    return {
+        "truth": truth,
+        "grades": grades,
+        "coords": coords,
+        "volumes": volumes,
+        "axial": axial_volumes,
+        "acqs": acqs,
+    }
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -453,7 +506,9 @@ def generate_cohort(
         if not overwrite:
             raise FileExistsError(f"{out}: folder is not empty; choose another --out or pass --overwrite")
         if not (out / "cohort.json").exists():
-            raise FileExistsError(f"{out}: not empty and holds no cohort.json; refusing to overwrite what is not a cohort")
+            raise FileExistsError(
+                f"{out}: not empty and holds no cohort.json; refusing to overwrite what is not a cohort"
+            )
     counts = sevmod.load_counts(cfg.priors_csv)
     p, blanks = sevmod.probabilities(counts), sevmod.blank_rates(counts)
     tmp = out.with_name(out.name + ".partial")
@@ -484,7 +539,10 @@ def generate_cohort(
         _write_json(tmp / "truth" / f"{study_id}.json", rec["truth"])
         grade_rows[split].append({"study_id": int(study_id), **rec["grades"]})
         coord_rows[split].extend(rec["coords"])
-        desc_rows[split].extend({"study_id": int(study_id), "series_id": int(a.series_id), "series_description": a.kind.value} for a in rec["acqs"])
+        desc_rows[split].extend(
+            {"study_id": int(study_id), "series_id": int(a.series_id), "series_description": a.kind.value}
+            for a in rec["acqs"]
+        )
         if cfg.spider and split == "train":
             spider_rows.extend(_write_spider(tmp / "spider", len(spider_rows) // 2 + 1, study_id, rec))
         if cfg.preview:
@@ -501,21 +559,39 @@ def generate_cohort(
     pd.DataFrame(coord_rows["train"], columns=coord_cols).to_csv(tmp / "train_label_coordinates.csv", index=False)
     pd.DataFrame(desc_rows["train"], columns=desc_cols).to_csv(tmp / "train_series_descriptions.csv", index=False)
     pd.DataFrame(desc_rows["test"], columns=desc_cols).to_csv(tmp / "test_series_descriptions.csv", index=False)
-    sub = [{"row_id": r, "normal_mild": 1 / 3, "moderate": 1 / 3, "severe": 1 / 3}
-           for sid in sorted(test_ids, key=ids.index) for r in row_ids(sid)]
+    sub = [
+        {"row_id": r, "normal_mild": 1 / 3, "moderate": 1 / 3, "severe": 1 / 3}
+        for sid in sorted(test_ids, key=ids.index)
+        for r in row_ids(sid)
+    ]
     pd.DataFrame(sub, columns=["row_id", *SEVERITIES]).to_csv(tmp / "sample_submission.csv", index=False)
     pd.DataFrame(grade_rows["test"], columns=cols).to_csv(tmp / "truth" / "test_labels.csv", index=False)
-    pd.DataFrame(coord_rows["test"], columns=coord_cols).to_csv(tmp / "truth" / "test_label_coordinates.csv", index=False)
+    pd.DataFrame(coord_rows["test"], columns=coord_cols).to_csv(
+        tmp / "truth" / "test_label_coordinates.csv", index=False
+    )
     if cfg.spider:
         pd.DataFrame(spider_rows).to_csv(tmp / "spider" / "overview.csv", index=False)
-    _write_json(tmp / "cohort.json", {"generator": "spineseg.synthetic", "version": __version__, "config": asdict(cfg),
-                                       "train_ids": [i for i in ids if i not in test_ids], "test_ids": [i for i in ids if i in test_ids]})
+    _write_json(
+        tmp / "cohort.json",
+        {
+            "generator": "spineseg.synthetic",
+            "version": __version__,
+            "config": asdict(cfg),
+            "train_ids": [i for i in ids if i not in test_ids],
+            "test_ids": [i for i in ids if i in test_ids],
+        },
+    )
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return CohortResult(out, tuple(i for i in ids if i not in test_ids), tuple(i for i in ids if i in test_ids),
-                        time.perf_counter() - t0, size)
+    return CohortResult(
+        out,
+        tuple(i for i in ids if i not in test_ids),
+        tuple(i for i in ids if i in test_ids),
+        time.perf_counter() - t0,
+        size,
+    )
 
 
 def _write_spider(root: Path, n: int, study_id: str, rec: dict) -> list[dict]:
@@ -530,15 +606,19 @@ def _write_spider(root: Path, n: int, study_id: str, rec: dict) -> list[dict]:
         _write_mha(root / "masks" / f"{n}_{tag}.mha", mask, affine)
         values = set(np.unique(mask).tolist())
         sp = np.linalg.norm(affine[:3, :3], axis=0)
-        rows.append({
-            "new_file_name": f"{n}_{tag}",
-            "num_vertebrae": sum(1 for v in values if 0 < v < SYNTHETIC_SACRUM or SPIDER_PARTIAL_OFFSET < v < SPIDER_DISC_OFFSET),
-            "num_discs": sum(1 for v in values if v > SPIDER_DISC_OFFSET),
-            "subset": "training",
-            "PixelSpacing": str([round(float(sp[1]), 6), round(float(sp[0]), 6)]),
-            "SliceThickness": round(next(a.thickness_mm for a in rec["acqs"] if a.kind is kind), 3),
-            "SpacingBetweenSlices": round(float(sp[2]), 3),
-            "SeriesDescription": tag.upper(),
-            "synthetic_study_id": study_id,
-        })
+        rows.append(
+            {
+                "new_file_name": f"{n}_{tag}",
+                "num_vertebrae": sum(
+                    1 for v in values if 0 < v < SYNTHETIC_SACRUM or SPIDER_PARTIAL_OFFSET < v < SPIDER_DISC_OFFSET
+                ),
+                "num_discs": sum(1 for v in values if v > SPIDER_DISC_OFFSET),
+                "subset": "training",
+                "PixelSpacing": str([round(float(sp[1]), 6), round(float(sp[0]), 6)]),
+                "SliceThickness": round(next(a.thickness_mm for a in rec["acqs"] if a.kind is kind), 3),
+                "SpacingBetweenSlices": round(float(sp[2]), 3),
+                "SeriesDescription": tag.upper(),
+                "synthetic_study_id": study_id,
+            }
+        )
     return rows

@@ -38,7 +38,14 @@ def load_counts(train_csv: str | Path | None = None) -> pd.DataFrame:
             if col not in df.columns:
                 raise UsageError(f"{path}: no column {col!r}; is this the competition's train.csv?")
             vc = df[col].map(SEVERITY_FROM_LABEL).value_counts()
-            rows.append({"condition": c, "level": lv, **{s: int(vc.get(s, 0)) for s in SEVERITIES}, "blank": int(df[col].isna().sum())})
+            rows.append(
+                {
+                    "condition": c,
+                    "level": lv,
+                    **{s: int(vc.get(s, 0)) for s in SEVERITIES},
+                    "blank": int(df[col].isna().sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 

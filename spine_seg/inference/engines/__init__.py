@@ -22,15 +22,19 @@ class WorkerStartError(RuntimeError):
     """The workers of a distributed engine could not start (e.g. the bundle is not readable on their node)."""
 
 
-def make_engine(name: str, *, address: str | None = None, workers: int | None = None,
-                gpus_per_worker: float | None = None) -> BatchEngine | None:
+def make_engine(
+    name: str, *, address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None
+) -> BatchEngine | None:
     """The engine called ``name``; ``None`` for ``local`` (``predict_batch``'s own loop, which also takes a
     preloaded :class:`~spine_seg.inference.predictor.Predictor`). Ray options given to the local engine are refused, so
     that a forgotten ``--engine ray`` does not silently run on one core."""
     check_option("--engine", name, ENGINES)
     if name == "local":
-        given = [flag for flag, v in (("--address", address), ("--workers", workers),
-                                      ("--gpus-per-worker", gpus_per_worker)) if v is not None]
+        given = [
+            flag
+            for flag, v in (("--address", address), ("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
+            if v is not None
+        ]
         if given:
             raise UsageError(f"{', '.join(given)}: only with --engine ray")
         return None

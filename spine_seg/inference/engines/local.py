@@ -20,14 +20,22 @@ class LocalEngine:
         self.predictor = predictor
         self.load_seconds = predictor.load_seconds if predictor is not None else 0.0
 
-    def run(self, tasks: Sequence[StudyTask], job: BatchJob,
-            progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+    def run(
+        self, tasks: Sequence[StudyTask], job: BatchJob, progress: Callable[[int, str, str], None]
+    ) -> Iterator[StudyRun]:
         if self.predictor is None:
             self.predictor = Predictor(job.bundle, job.device)
             self.load_seconds = self.predictor.load_seconds
         for task in tasks:
-            yield run_study(self.predictor, task, job.series_csv, report=job.report, run=job.run,
-                            extra_outputs=job.extra_outputs, progress=progress)
+            yield run_study(
+                self.predictor,
+                task,
+                job.series_csv,
+                report=job.report,
+                run=job.run,
+                extra_outputs=job.extra_outputs,
+                progress=progress,
+            )
 
 
 __all__ = ["LocalEngine"]

@@ -52,8 +52,9 @@ def require_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise MissingDependencyError(f"--engine ray needs Ray, which is not installed here; install it with: "
-                                     f"{RAY_INSTALL_COMMAND}") from exc
+        raise MissingDependencyError(
+            f"--engine ray needs Ray, which is not installed here; install it with: {RAY_INSTALL_COMMAND}"
+        ) from exc
     return ray
 
 
@@ -68,7 +69,8 @@ def _kill_rules(text: str | None) -> dict[str, bool]:
 
 
 class StudyWorker:
-    """The body of one Ray actor: a :class:`~spine_seg.inference.predictor.Predictor` loaded once, then one study per call.
+    """The body of one Ray actor: a :class:`~spine_seg.inference.predictor.Predictor` loaded once, then one study
+    per call.
 
     A plain class (made remote at run time), so that importing this module needs no Ray.
     """
@@ -85,15 +87,25 @@ class StudyWorker:
         """Proof of life after loading: how long the models took, where the worker runs."""
         import platform
 
-        return {"load_seconds": self.predictor.load_seconds, "pid": os.getpid(), "host": platform.node(),
-                "device": self.predictor.seg_model.device}
+        return {
+            "load_seconds": self.predictor.load_seconds,
+            "pid": os.getpid(),
+            "host": platform.node(),
+            "device": self.predictor.seg_model.device,
+        }
 
     def process(self, task: StudyTask, attempt: int = 0) -> StudyRun:
         name = task.folder.name
         if name in self.kill and (self.kill[name] or attempt == 0):
             os._exit(17)  # the test hook: die as a killed process does, without cleanup
-        return run_study(self.predictor, task, self.job.series_csv, report=self.job.report, run=self.job.run,
-                         extra_outputs=self.job.extra_outputs)
+        return run_study(
+            self.predictor,
+            task,
+            self.job.series_csv,
+            report=self.job.report,
+            run=self.job.run,
+            extra_outputs=self.job.extra_outputs,
+        )
 
     def prior_rows(self, study: str):
         return self.predictor.prior_rows(study)
@@ -110,8 +122,15 @@ class RayEngine:
     ``retries``: further attempts for a study whose worker died.
     """
 
-    def __init__(self, address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None,
-                 cpus_per_worker: float = 1.0, retries: int = 1, init_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        gpus_per_worker: float | None = None,
+        cpus_per_worker: float = 1.0,
+        retries: int = 1,
+        init_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         if workers is not None and workers < 1:
             raise UsageError(f"--workers: must be at least 1, got {workers}")
         if gpus_per_worker is not None and gpus_per_worker < 0:
@@ -133,8 +152,9 @@ class RayEngine:
 
     # -----------------------------------------------------------------------------------------------------
 
-    def run(self, tasks: Sequence[StudyTask], job: BatchJob,
-            progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+    def run(
+        self, tasks: Sequence[StudyTask], job: BatchJob, progress: Callable[[int, str, str], None]
+    ) -> Iterator[StudyRun]:
         ray = require_ray()
         self._t0 = time.perf_counter()
         started_here = False
@@ -177,8 +197,9 @@ class RayEngine:
             cpw = cpus / n
         return n, gpw, cpw
 
-    def _schedule(self, ray: Any, tasks: list[StudyTask], job: BatchJob,
-                  progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+    def _schedule(
+        self, ray: Any, tasks: list[StudyTask], job: BatchJob, progress: Callable[[int, str, str], None]
+    ) -> Iterator[StudyRun]:
         if not tasks:
             return
         n_workers, gpw, cpw = self._plan(ray, len(tasks), job)
@@ -199,14 +220,22 @@ class RayEngine:
                 raise WorkerStartError(f"Ray workers could not load the models: {_first_line(exc)}") from exc
             self.load_seconds = max(w["load_seconds"] for w in self.worker_info)
             self.startup_seconds = time.perf_counter() - self._t0
-            log.info("ray: %d workers ready (%s)", n_workers, ", ".join(f"{w['host']}:{w['pid']}" for w in self.worker_info))
+            log.info(
+                "ray: %d workers ready (%s)", n_workers, ", ".join(f"{w['host']}:{w['pid']}" for w in self.worker_info)
+            )
             yield from self._loop(ray, tasks, actors, new_actor, progress)
         finally:
             for a in actors:
                 ray.kill(a)
 
-    def _loop(self, ray: Any, tasks: list[StudyTask], actors: list[Any], new_actor: Callable[[], Any],
-              progress: Callable[[int, str, str], None]) -> Iterator[StudyRun]:
+    def _loop(
+        self,
+        ray: Any,
+        tasks: list[StudyTask],
+        actors: list[Any],
+        new_actor: Callable[[], Any],
+        progress: Callable[[int, str, str], None],
+    ) -> Iterator[StudyRun]:
         queue: deque[tuple[StudyTask, int]] = deque((t, 0) for t in tasks)
         idle = list(range(len(actors)))[::-1]
         inflight: dict[Any, tuple[int, StudyTask, int]] = {}
@@ -231,8 +260,9 @@ class RayEngine:
                     queue.appendleft((task, attempt + 1))
                     continue
                 other = actors[(a + 1) % len(actors)]  # a worker with its models loaded, when there is one
-                yield self._failed(ray, task, other,
-                                   f"the Ray worker predicting it died {attempt + 1} times (last: {reason})")
+                yield self._failed(
+                    ray, task, other, f"the Ray worker predicting it died {attempt + 1} times (last: {reason})"
+                )
                 continue
             except ray.exceptions.RayTaskError as exc:  # an unexpected exception in the worker: only this study
                 idle.append(a)

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from spine_seg_cli.common import USER_ERRORS, fail
+from spine_seg_external_data import download as fetching
 from spine_seg_external_data import registry as ext
 
 app = typer.Typer(
@@ -95,9 +96,11 @@ def fetch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the final verify report as JSON.")] = False,
 ) -> None:
     """Download a dataset (resumable, checksum-checked, safely extracted), then verify it."""
-    target = dest if dest is not None else ext.default_dest(name)
+    target = dest if dest is not None else fetching.default_dest(name)
     try:
-        report = ext.fetch(name, target, url=url, keep_archives=keep_archives, progress=ext.StderrProgress(), log=_note)
+        report = fetching.fetch(
+            name, target, url=url, keep_archives=keep_archives, progress=fetching.StderrProgress(), log=_note
+        )
     except ext.ManualDownloadRequired as exc:
         raise fail(exc, code=2) from exc
     except ext.DownloadError as exc:

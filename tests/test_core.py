@@ -19,7 +19,7 @@ def test_one_home_for_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(home.HOME_VAR, str(tmp_path / "h"))
     from spine_seg.inference.bundle import bundles_home
     from spine_seg.segmentation import nnunet_env
-    from spine_seg_external_data.registry import default_dest
+    from spine_seg_external_data.download import default_dest
 
     assert bundles_home() == tmp_path / "h" / "bundles"
     assert default_dest("spider") == tmp_path / "h" / "data" / "spider"

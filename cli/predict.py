@@ -98,6 +98,8 @@ def predict(
     ] = True,
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
+    # Long on purpose: typer declares the 14 options in the signature (the docstring is the --help
+    # text, so the reason is here); the body only checks, calls and prints.
     from spine_seg.dicom import read_series_csv
     from spine_seg.inference.batch import ENGINE_START_ERRORS, discover_studies, predict_batch
     from spine_seg.inference.bundle import BundleError, load_bundle

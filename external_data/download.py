@@ -115,6 +115,8 @@ def download_file(
     (no range support) or 416 (the file changed) makes it restart from zero. The ``.part`` is renamed
     onto ``target`` (atomic on one file system) only when the byte count is whole and the checksum,
     if given, matches; a mismatching file is deleted, since resuming it could never make it right.
+
+    Long on purpose: one resumable HTTP download, every failure mode handled where it happens.
     """
     target = Path(target)
     scheme = urllib.parse.urlsplit(url).scheme

@@ -163,6 +163,8 @@ def check_spider_numbering(
 
     A contradiction is reported in ``problems`` and, with ``warn``, raised as a
     :class:`SpiderNumberingWarning` (never an exception).
+
+    Long on purpose: one decision over the mask's geometry, each piece of evidence next to its test.
     """
     arr, aff, has_geometry = _mask_and_affine(mask, affine)
     assumed = assumed_convention()
@@ -447,6 +449,8 @@ def convert_spider(
     geometry contradicts spine_seg.core.labels' numbering. ``validation_as_test`` moves overview.csv's
     ``validation`` subset into imagesTs/labelsTs. Folds in splits_final.json are grouped by patient.
     Returns the dataset folder.
+
+    Long on purpose: one linear conversion (find, check, convert, split, report) for one dataset.
     """
     input_dir = Path(input_dir)
     dataset_id = DATASET_ID if dataset_id is None else int(dataset_id)

@@ -207,7 +207,10 @@ class _Job:
 
 
 def _convert_series(job: _Job) -> list[dict[str, Any]]:
-    """One series → one case per stack holding keypoints; failures come back as {"skipped": reason}."""
+    """One series → one case per stack holding keypoints; failures come back as {"skipped": reason}.
+
+    Long on purpose: one series' keypoints placed and written; the steps share its geometry.
+    """
     item = f"{job.study_id}/{job.series_id}"
     task = TASKS[job.task]
     try:
@@ -319,6 +322,8 @@ def convert_rsna_keypoints(
     keypoint file without a folder are skipped (counted once in the log, listed in the report).
     ``require_complete`` skips stacks missing a label (e.g. a level without a keypoint) instead of leaving
     that landmark as background. Folds are grouped by study. Returns the dataset folder.
+
+    Long on purpose: one linear conversion (read, place, write, split, report) for one dataset.
     """
     if task not in TASKS:
         raise UsageError(f"unknown keypoint task {task!r}; valid: {list(TASKS)}")

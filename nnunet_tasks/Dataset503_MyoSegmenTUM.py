@@ -153,6 +153,8 @@ def convert_myosegmentum(
     trains on everything. Files with identical content (18 and 19) are kept once unless
     ``keep_duplicates``. ``files`` restricts the conversion to some files (paths or names in ``input_dir``).
     A file whose L1..L5 order check fails is skipped with the reason. Returns the dataset folder.
+
+    Long on purpose: one linear conversion (read, orient, write, split, report) for one dataset.
     """
     input_dir = Path(input_dir)
     dataset_id = DATASET_ID if dataset_id is None else int(dataset_id)

@@ -423,6 +423,8 @@ def bodies_to_base_labels(
       side of the midline (canal, cauda, posterior elements), and the spinal column above the highest and
       below the lowest labelled body (unlabelled vertebrae, discs and the sacrum);
     * everything else is background (anterior soft tissue, psoas, vessels, the far lateral slices).
+
+    Long on purpose: the base labels painted from the bodies, step by step on one mask.
     """
     from scipy import ndimage
 

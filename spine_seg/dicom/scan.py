@@ -123,6 +123,8 @@ def read_header(path: Path) -> _Header:
 
     Every geometry tag is checked here (:func:`spine_seg.dicom.tags.geometry_tags`): a damaged or implausible
     value skips the file with one line naming the tag and the value, instead of failing deep in the model.
+
+    Long on purpose: one file's tags validated in the order they are read, each with its refusal.
     """
     notes: list[str] = []
     try:

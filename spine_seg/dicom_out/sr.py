@@ -76,7 +76,10 @@ def build_sr(
 ) -> Comprehensive3DSR:
     """The SR of one study. ``sources``: the segmented Sagittal T2 stack's completed headers (the image library
     and evidence; their frame of reference is the landmarks'); ``seg``: the SEG written from them, or None;
-    ``crop_images``: row_id → completed header of the image its crop came from (cited when unambiguous)."""
+    ``crop_images``: row_id → completed header of the image its crop came from (cited when unambiguous).
+
+    Long on purpose: the SR's content tree is built top-down as the standard nests it.
+    """
     if not sources:
         raise UsageError("an SR needs at least one source image as evidence")
     frame_of_reference = str(sources[0].FrameOfReferenceUID)

@@ -114,6 +114,8 @@ def build_crop_table(
     read-only); ``studies`` limits the studies (default:
     every study in train.csv); ``groups`` limits the condition groups cropped; ``images_dir`` overrides
     ``DATA_DIR/train_images``. ``progress(i, n, study_id)`` is called after each study.
+
+    Long on purpose: one pass over the studies, each crop and label checked where it is read.
     """
     data_dir = Path(data_dir)
     train_csv = data_dir / "train.csv"

@@ -239,7 +239,10 @@ def train_fallback(
 ) -> tuple[Path, dict]:
     """Train on every fold but ``val_fold`` (study-grouped folds of ``cfg.folds``), early-stop on the official
     metric of the held-out studies (subarticular rows from the fallback, the rest from the prior), save
-    ``axial_fallback.pt``. Returns (checkpoint path, validation scores)."""
+    ``axial_fallback.pt``. Returns (checkpoint path, validation scores).
+
+    Long on purpose: one training run (split, fit, validate, save) sharing the model's state.
+    """
     from spine_seg.grading.train import _echo_default
 
     echo = echo or _echo_default

@@ -446,7 +446,10 @@ class CVResult:
 def train_cv(
     table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Callable[[str], None] = _echo_default
 ) -> CVResult:
-    """K-fold training on ``table`` (rows of ``cfg.groups`` with a grade); writes the files of the module doc."""
+    """K-fold training on ``table`` (rows of ``cfg.groups`` with a grade); writes the files of the module doc.
+
+    Long on purpose: the K-fold loop and its out-of-fold bookkeeping share every fold's results.
+    """
     cfg.validate()
     t_start = time.perf_counter()
     out_dir = Path(out_dir)

@@ -335,6 +335,8 @@ def predict_batch(
     ``predictor``); discovery, resume (with the bundle fingerprint), ``submission.csv`` and ``errors.csv``
     stay here either way. ``extra_outputs``: further per-study files (DICOM SEG/SR:
     :func:`spine_seg.dicom_out.write_dicom_outputs`).
+
+    Long on purpose: discovery, resume, the engine loop and the final CSVs share the batch's state.
     """
     t0 = time.perf_counter()
     out = Path(out)

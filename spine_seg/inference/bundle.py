@@ -305,6 +305,8 @@ def export_bundle(
     folds to take (default every fold with ``checkpoint_final.pth``). ``grading``: an ``ensemble.json``, or
     run folders / checkpoints (weights 1, no temperature). ``fallback``: an ``axial_fallback.pt`` (used only
     where it beat the prior in its own validation). ``training_data``: free-form summary kept in the manifest.
+
+    Long on purpose: a checklist of the bundle's parts, staged and checked before the one rename.
     """
     from spine_seg.grading.ensemble import Ensemble
     from spine_seg.grading.models import read_checkpoint

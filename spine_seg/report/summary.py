@@ -33,6 +33,7 @@ from spine_seg.report.style import (
 
 
 def _draw_table(ax: Axes, ctx: _Context) -> None:
+    """Long on purpose: one matplotlib table, cell by cell; splitting it would pass the axes around."""
     from matplotlib.patches import Rectangle
 
     res = ctx.result

@@ -261,6 +261,8 @@ def plan_and_preprocess(
     ``budget="cpu"`` plans ``nnUNetPlans_CPUBudget`` (``inplane_spacing_mm`` overrides its 1.5 mm, ``max_features``
     its cap on the feature maps of the deepest stages: a smaller, faster network), ``"default"``
     nnU-Net's ``nnUNetPlans``. ``num_processes`` defaults to ``nnUNet_def_n_proc`` as set by :mod:`nnunet_env`.
+
+    Long on purpose: nnU-Net's fingerprint, plan and preprocess steps in the order it requires.
     """
     configurations = tuple(configurations)
     if not configurations:
@@ -461,6 +463,8 @@ def train(
     schedule is shortened to match, so the run still ends at a low learning rate; the plan is redone after
     every epoch at the pace of the epochs after the first (which carries the warm-up), down to keep to the
     budget or back up, never past ``epochs``. Benchmarks and the demo train "as well as N minutes allow".
+
+    Long on purpose: nnU-Net's trainer is set up, run and read back in the order it requires.
     """
     check_choice("configuration", configuration, CONFIGURATIONS)
     fold = parse_fold(fold)

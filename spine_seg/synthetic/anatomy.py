@@ -260,6 +260,8 @@ class Anatomy:
 
         Each structure is evaluated only on the band of points that can hold it (gathered by index), which
         keeps the cost per study well under a second; later structures overwrite earlier ones.
+
+        Long on purpose: one pass painting every structure on one grid, in the order they overlap.
         """
         aw = np.abs(w)
         b = self.boundaries_mm.astype(np.float32)

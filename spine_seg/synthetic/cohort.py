@@ -193,7 +193,10 @@ def _write_mha(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
 def generate_study(
     index: int, study_id: str, folder: Path, cfg: CohortConfig, p: np.ndarray, blanks: np.ndarray
 ) -> dict:
-    """Render, write and label one study; returns its truth record (also written by the caller)."""
+    """Render, write and label one study; returns its truth record (also written by the caller).
+
+    Long on purpose: one study rendered, written and labelled; the steps share the study's state.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index]))
     sev_true = sevmod.sample_severities(p, rng, cfg.correlation)
     sev_label = sevmod.add_label_noise(sev_true, cfg.label_noise, rng)
@@ -358,7 +361,10 @@ def generate_cohort(
     overwrite: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> CohortResult:
-    """Write a cohort to ``out``; built in a sibling ``.partial`` folder and moved into place at the end."""
+    """Write a cohort to ``out``; built in a sibling ``.partial`` folder and moved into place at the end.
+
+    Long on purpose: the cohort's files written in order; each is a few lines of its own.
+    """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:

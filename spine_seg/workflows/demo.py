@@ -126,7 +126,10 @@ def landmark_errors(predictions: Path, truth_dir: Path) -> dict[str, Any]:
 def run_demo(
     out: str | Path, cfg: DemoConfig = DemoConfig(), echo: Callable[[str], None] = print, progress: bool = True
 ) -> DemoResult:
-    """Run every stage into ``out`` (see the module doc); returns the scores and where the outputs are."""
+    """Run every stage into ``out`` (see the module doc); returns the scores and where the outputs are.
+
+    Long on purpose: six stages in order, each echoing what it did; one readable script.
+    """
     import torch
 
     from spine_seg.dicom import load_study

@@ -11,8 +11,8 @@ shared machine's drifting load), each into a fresh output folder, with the CLI's
 the models) is inside its wall time; it is also shown on its own. Prints a markdown table: wall seconds,
 start-up seconds (local: loading the models; Ray: starting the cluster and the workers until every worker has
 loaded the models), studies per hour over the whole run and after start-up, their ratios to the local engine,
-and whether the submission equals the local engine's. Threads: the local engine uses this process's torch threads (OMP_NUM_THREADS); each Ray
-worker one CPU and one thread.
+and whether the submission equals the local engine's. Threads: the local engine uses this process's torch
+threads (OMP_NUM_THREADS); each Ray worker one CPU and one thread.
 """
 
 from __future__ import annotations
@@ -51,20 +51,34 @@ def make_input(root: Path, n: int) -> tuple[Path, Path]:
 
 def run(name: str, src: Path, csv: Path, out: Path, bundle: str, device: str, engine, dicom_out: bool) -> dict:
     from spine_seg.dicom_out import write_dicom_outputs
-    from spine_seg.pipeline import predict_batch
+    from spine_seg.inference.batch import predict_batch
 
     shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    res = predict_batch(src, bundle, out, series_csv=csv, device=device, engine=engine,
-                        extra_outputs=write_dicom_outputs if dicom_out else None)
+    res = predict_batch(
+        src,
+        bundle,
+        out,
+        series_csv=csv,
+        device=device,
+        engine=engine,
+        extra_outputs=write_dicom_outputs if dicom_out else None,
+    )
     wall = time.perf_counter() - t0
     n = len(res.outcomes)
     startup = engine.startup_seconds if engine is not None else res.load_seconds
-    return {"engine": name, "studies": n, "failed": len(res.failed), "wall_s": wall, "startup_s": startup,
-            "load_avg": (load_before, os.getloadavg()[0]),
-            "studies_per_hour": 3600 * n / wall, "steady_per_hour": 3600 * n / max(wall - startup, 1e-9),
-            "submission": res.submission}
+    return {
+        "engine": name,
+        "studies": n,
+        "failed": len(res.failed),
+        "wall_s": wall,
+        "startup_s": startup,
+        "load_avg": (load_before, os.getloadavg()[0]),
+        "studies_per_hour": 3600 * n / wall,
+        "steady_per_hour": 3600 * n / max(wall - startup, 1e-9),
+        "submission": res.submission,
+    }
 
 
 def main() -> None:
@@ -80,7 +94,7 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/bench_batch")
     args = ap.parse_args()
 
-    from spine_seg.engines.ray_engine import RayEngine
+    from spine_seg.inference.engines.ray_engine import RayEngine
 
     root = Path(args.out)
     src, csv = make_input(root, args.studies)
@@ -88,30 +102,47 @@ def main() -> None:
     rows = [run("local", src, csv, root / "out_local", args.bundle, args.device, None, dicom)]
     for k in args.workers:
         engine = RayEngine(address=args.address, workers=k, gpus_per_worker=args.gpus_per_worker)
-        rows.append(run(f"ray, {k} worker{'s' if k > 1 else ''}", src, csv, root / f"out_ray{k}", args.bundle,
-                        args.device, engine, dicom))
+        rows.append(
+            run(
+                f"ray, {k} worker{'s' if k > 1 else ''}",
+                src,
+                csv,
+                root / f"out_ray{k}",
+                args.bundle,
+                args.device,
+                engine,
+                dicom,
+            )
+        )
     if not args.no_second_local:  # brackets the Ray runs: a shared machine's load drifts
         rows.append(run("local (again)", src, csv, root / "out_local2", args.bundle, args.device, None, dicom))
     local = [r for r in rows if r["engine"].startswith("local")]
     base_all = float(np.mean([r["studies_per_hour"] for r in local]))
     base_steady = float(np.mean([r["steady_per_hour"] for r in local]))
     base = pd.read_csv(rows[0]["submission"])
-    print(f"\n{rows[0]['studies']} synthetic studies, bundle {args.bundle}, device {args.device}, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, DICOM outputs {'on' if dicom else 'off'}; "
-          f"× local: against the mean of the local runs\n")
-    print("| engine | wall s | start-up s | studies/hour | × local | after start-up: studies/hour | × local | "
-          "load avg (start → end) | failed | submission = local |")
+    print(
+        f"\n{rows[0]['studies']} synthetic studies, bundle {args.bundle}, device {args.device}, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, DICOM outputs {'on' if dicom else 'off'}; "
+        f"× local: against the mean of the local runs\n"
+    )
+    print(
+        "| engine | wall s | start-up s | studies/hour | × local | after start-up: studies/hour | × local | "
+        "load avg (start → end) | failed | submission = local |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
     for r in rows:
         sub = pd.read_csv(r["submission"])
         same = list(sub.row_id) == list(base.row_id) and np.allclose(sub.iloc[:, 1:], base.iloc[:, 1:], atol=2e-6)
-        print(f"| {r['engine']} | {r['wall_s']:.1f} | {r['startup_s']:.1f} | {r['studies_per_hour']:.0f} | "
-              f"{r['studies_per_hour'] / base_all:.2f} | {r['steady_per_hour']:.0f} | "
-              f"{r['steady_per_hour'] / base_steady:.2f} | {r['load_avg'][0]:.1f} → {r['load_avg'][1]:.1f} | "
-              f"{r['failed']} | {'yes' if same else 'NO'} |")
-    (root / "bench_batch.json").write_text(json.dumps(
-        [{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for r in rows], indent=1))
+        print(
+            f"| {r['engine']} | {r['wall_s']:.1f} | {r['startup_s']:.1f} | {r['studies_per_hour']:.0f} | "
+            f"{r['studies_per_hour'] / base_all:.2f} | {r['steady_per_hour']:.0f} | "
+            f"{r['steady_per_hour'] / base_steady:.2f} | {r['load_avg'][0]:.1f} → {r['load_avg'][1]:.1f} | "
+            f"{r['failed']} | {'yes' if same else 'NO'} |"
+        )
+    (root / "bench_batch.json").write_text(
+        json.dumps([{k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for r in rows], indent=1)
+    )
 
 
 if __name__ == "__main__":

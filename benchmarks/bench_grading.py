@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from spine_seg import metric  # noqa: E402
-from spine_seg.constants import CONDITION_GROUPS, GROUP_OF_CONDITION, SAMPLE_WEIGHTS, SEVERITIES, row_ids  # noqa: E402
+from spine_seg.core.constants import CONDITION_GROUPS, GROUP_OF_CONDITION, SAMPLE_WEIGHTS, SEVERITIES, row_ids  # noqa: E402
 from spine_seg.dicom import load_study  # noqa: E402
 from spine_seg.grading import ensemble as E  # noqa: E402
 from spine_seg.grading import fallback as FB  # noqa: E402
+from spine_seg.grading import metric  # noqa: E402
 from spine_seg.grading.crops import DEFAULT_SPECS, CropSpec, keypoint_crops, read_keypoints  # noqa: E402
 from spine_seg.grading.dataset import build_crop_table  # noqa: E402
 from spine_seg.grading.train import TrainConfig, train_cv  # noqa: E402
@@ -87,8 +87,16 @@ def _study_parts(labels: pd.DataFrame, sub: pd.DataFrame) -> pd.DataFrame:
     p = np.clip(p / p.sum(axis=1, keepdims=True), metric.EPS, 1 - metric.EPS)
     y = labels.severity.map(SEVERITIES.index).to_numpy()
     w = np.array([SAMPLE_WEIGHTS[s] for s in SEVERITIES])[y]
-    df = pd.DataFrame({"study": labels.study_id.to_numpy(), "group": labels.condition.map(GROUP_OF_CONDITION).to_numpy(),
-                       "wl": w * -np.log(p[np.arange(len(y)), y]), "w": w, "ps": p[:, 2], "sev": (y == 2).astype(float)})
+    df = pd.DataFrame(
+        {
+            "study": labels.study_id.to_numpy(),
+            "group": labels.condition.map(GROUP_OF_CONDITION).to_numpy(),
+            "wl": w * -np.log(p[np.arange(len(y)), y]),
+            "w": w,
+            "ps": p[:, 2],
+            "sev": (y == 2).astype(float),
+        }
+    )
     parts = df.pivot_table(index="study", columns="group", values=["wl", "w"], aggfunc="sum", fill_value=0.0)
     sp = df[df.group == "spinal"].groupby("study").agg(ps=("ps", "max"), y=("sev", "max"), w=("w", "max"))
     pt = np.clip(np.where(sp.y == 1, sp.ps, 1 - sp.ps), metric.EPS, 1 - metric.EPS)
@@ -97,7 +105,9 @@ def _study_parts(labels: pd.DataFrame, sub: pd.DataFrame) -> pd.DataFrame:
     return parts.fillna(0.0)
 
 
-def bootstrap(labels: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+def bootstrap(
+    labels: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, n: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """95 % interval of score(a) − score(b) over held-out studies resampled with replacement."""
     pa, pb = _study_parts(labels, a), _study_parts(labels, b)
     comps = [*CONDITION_GROUPS, "any_severe_spinal"]
@@ -108,7 +118,9 @@ def bootstrap(labels: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, n: int = 2
     counts = rng.multinomial(len(pa), np.full(len(pa), 1 / len(pa)), size=n)  # [n, studies]
 
     def scores(parts: pd.DataFrame) -> np.ndarray:
-        return np.mean([(counts @ parts["wl"][c].to_numpy()) / (counts @ parts["w"][c].to_numpy()) for c in comps], axis=0)
+        return np.mean(
+            [(counts @ parts["wl"][c].to_numpy()) / (counts @ parts["w"][c].to_numpy()) for c in comps], axis=0
+        )
 
     d = scores(pa) - scores(pb)
     return float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))
@@ -133,8 +145,14 @@ def train_or_reuse(name: str, table, cfg: TrainConfig, out: Path, reuse: bool) -
         if doc["config"] == json.loads(json.dumps(asdict(cfg))):
             log(f"reusing {out / name} (trained in {doc['seconds']:.0f} s)")
             ids = {"row_id": str, "study_id": str}
-            return Run(pd.read_csv(out / name / "oof.csv", dtype=ids), pd.read_csv(out / name / "oof_rows.csv", dtype=ids),
-                       doc["oof"], doc["folds"], doc["seconds"], doc["weight_source"])
+            return Run(
+                pd.read_csv(out / name / "oof.csv", dtype=ids),
+                pd.read_csv(out / name / "oof_rows.csv", dtype=ids),
+                doc["oof"],
+                doc["folds"],
+                doc["seconds"],
+                doc["weight_source"],
+            )
     r = train_cv(table, cfg, out / name, echo=log)
     return Run(r.oof, r.oof_rows, r.oof_score, r.fold_scores, r.seconds, r.weight_source)
 
@@ -184,7 +202,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     res: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
 
-    data = cohort(args.out, CohortConfig(n_studies=args.studies, seed=args.seed, test_fraction=0.23, label_noise=args.noise, spider=False))
+    data = cohort(
+        args.out,
+        CohortConfig(n_studies=args.studies, seed=args.seed, test_fraction=0.23, label_noise=args.noise, spider=False),
+    )
     meta = json.loads((data / "cohort.json").read_text())
     train_ids, test_ids = list(meta["train_ids"]), list(meta["test_ids"])
     train_labels = metric.read_labels(data / "train.csv")
@@ -205,11 +226,24 @@ def main() -> None:
     }
     results = {}
     for name, kw in runs.items():
-        cfg = TrainConfig(backbone="tf_efficientnet_lite0", folds=args.folds, epochs=args.epochs, batch_size=32, lr=1e-3,
-                          patience=0, progress=False, device="auto", **kw)
+        cfg = TrainConfig(
+            backbone="tf_efficientnet_lite0",
+            folds=args.folds,
+            epochs=args.epochs,
+            batch_size=32,
+            lr=1e-3,
+            patience=0,
+            progress=False,
+            device="auto",
+            **kw,
+        )
         results[name] = train_or_reuse(name, table, cfg, args.out, args.reuse)
-        res.setdefault("runs", {})[name] = {"oof": results[name].oof_score, "folds": results[name].fold_scores,
-                                            "seconds": results[name].seconds, "weight_source": results[name].weight_source}
+        res.setdefault("runs", {})[name] = {
+            "oof": results[name].oof_score,
+            "folds": results[name].fold_scores,
+            "seconds": results[name].seconds,
+            "weight_source": results[name].weight_source,
+        }
 
     # --- held-out evaluation
     crops = test_crops(data, test_ids, specs)
@@ -231,12 +265,17 @@ def main() -> None:
         fit = E.fit_temperature(r.oof, oof_labels, "metric", rows=model_rows[name])
         ens.temperatures = fit.temperatures
         sub, _ = predict(ens, crops)
-        table_rows[f"{name}: {args.folds} folds + temperature {fit.temperatures}"] = metric.score(test_labels, sub).to_dict()
+        table_rows[f"{name}: {args.folds} folds + temperature {fit.temperatures}"] = metric.score(
+            test_labels, sub
+        ).to_dict()
         res["runs"][name]["temperature"] = fit.to_dict()
         one = E.Ensemble.load([args.out / name / "fold0.pt"], device="cpu")
         plain = metric.score(test_labels, predict(one, crops)[0]).score
         one.temperatures = fit.temperatures
-        res["runs"][name]["fold0_alone"] = {"heldout": plain, "heldout_with_temperature": metric.score(test_labels, predict(one, crops)[0]).score}
+        res["runs"][name]["fold0_alone"] = {
+            "heldout": plain,
+            "heldout_with_temperature": metric.score(test_labels, predict(one, crops)[0]).score,
+        }
 
     # run weights on OOF: the pretrained runs equal, the random run's weight from a grid
     best = None
@@ -253,20 +292,37 @@ def main() -> None:
     sub, n_prior = predict(ens, crops)
     sub.to_csv(args.out / "heldout_submission.csv", index=False)
     ens_score = metric.score(test_labels, sub).to_dict()
-    table_rows[f"ensemble: {len(ens.members)} models, run weights {weights}, temperatures {fit.temperatures}"] = ens_score
+    table_rows[f"ensemble: {len(ens.members)} models, run weights {weights}, temperatures {fit.temperatures}"] = (
+        ens_score
+    )
     ci_prior = bootstrap(test_labels, sub, prior_sub)
     ci_bayes = bootstrap(test_labels, sub, bayes_sub)
-    res["ensemble"] = {"weights": weights, "oof_before_temperature": oof_score, "temperature": fit.to_dict(),
-                       "heldout": ens_score, "rows_from_prior": n_prior,
-                       "ci95_minus_prior": ci_prior, "ci95_minus_weighted_oracle": ci_bayes}
+    res["ensemble"] = {
+        "weights": weights,
+        "oof_before_temperature": oof_score,
+        "temperature": fit.to_dict(),
+        "heldout": ens_score,
+        "rows_from_prior": n_prior,
+        "ci95_minus_prior": ci_prior,
+        "ci95_minus_weighted_oracle": ci_bayes,
+    }
     log(f"ensemble held-out {ens_score['score']:.4f} (prior {prior['score']:.4f}, oracle {oracle['score']:.4f})")
 
     # --- axial fallback: subarticular from whole axial slices
     t = time.perf_counter()
     fb_spec = CropSpec(fov_mm=args.fallback_fov, size_px=args.fallback_size, n_slices=3)
     ftable = FB.build_fallback_table(data, fb_spec, centre=args.fallback_centre)
-    fcfg = TrainConfig(backbone="tf_efficientnet_lite0", folds=5, epochs=args.fallback_epochs, batch_size=32, lr=1e-3,
-                       patience=0, progress=False, weights="lite0", seed=42)
+    fcfg = TrainConfig(
+        backbone="tf_efficientnet_lite0",
+        folds=5,
+        epochs=args.fallback_epochs,
+        batch_size=32,
+        lr=1e-3,
+        patience=0,
+        progress=False,
+        weights="lite0",
+        seed=42,
+    )
     fpath, fval = FB.train_fallback(ftable, fcfg, args.out / "fallback", echo=log)
     fb = FB.AxialFallback(fpath, device="cpu")
     kp = read_keypoints(data / "truth" / "test_label_coordinates.csv")
@@ -277,9 +333,18 @@ def main() -> None:
         unsure = [k for k in crops[sid] if k[0] in FB.FALLBACK_CONDITIONS]
         fb_subs.append(ens.predict_study(sid, crops[sid], fallback=probs, unsure=unsure).submission)
     fb_score = metric.score(test_labels, pd.concat(fb_subs, ignore_index=True)).to_dict()
-    table_rows[f"ensemble, subarticular from the axial fallback ({args.fallback_fov:g} mm around the {args.fallback_centre}) instead of recess crops"] = fb_score
-    res["fallback"] = {"val": fval, "heldout": fb_score, "seconds": time.perf_counter() - t, "levels": len(ftable.rows),
-                       "spec": asdict(fb_spec), "centre": args.fallback_centre}
+    table_rows[
+        f"ensemble, subarticular from the axial fallback ({args.fallback_fov:g} mm around the {args.fallback_centre}) "
+        "instead of recess crops"
+    ] = fb_score
+    res["fallback"] = {
+        "val": fval,
+        "heldout": fb_score,
+        "seconds": time.perf_counter() - t,
+        "levels": len(ftable.rows),
+        "spec": asdict(fb_spec),
+        "centre": args.fallback_centre,
+    }
 
     res["heldout"] = table_rows
 
@@ -302,8 +367,12 @@ def main() -> None:
             t3 = time.perf_counter()
             t_crop, t_grade, t_grade1 = t_crop + t1 - t0, t_grade + t2 - t1, t_grade1 + t3 - t2
         n = len(sids)
-        speed[f"{threads} threads"] = {"crop_s_per_study": t_crop / n, "grade_s_per_study_ensemble": t_grade / n,
-                                       "grade_s_per_study_one_model": t_grade1 / n, "ensemble_members": len(ens.members)}
+        speed[f"{threads} threads"] = {
+            "crop_s_per_study": t_crop / n,
+            "grade_s_per_study_ensemble": t_grade / n,
+            "grade_s_per_study_one_model": t_grade1 / n,
+            "ensemble_members": len(ens.members),
+        }
     res["speed"] = speed
     res["seconds_total"] = time.perf_counter() - t_all
     (args.out / "results.json").write_text(json.dumps(res, indent=1, default=str))
@@ -321,19 +390,30 @@ def main() -> None:
         print(f"| {name} | {r.weight_source.split(' (')[0]} | {fmt(r.oof_score)} | {r.seconds:.0f} |")
     print("\n## Speed (CPU, s/study)")
     for k, v in speed.items():
-        print(f"- {k}: cropping {v['crop_s_per_study']:.2f}, grading {v['grade_s_per_study_ensemble']:.2f} "
-              f"({v['ensemble_members']} models), one model {v['grade_s_per_study_one_model']:.3f}")
+        print(
+            f"- {k}: cropping {v['crop_s_per_study']:.2f}, grading {v['grade_s_per_study_ensemble']:.2f} "
+            f"({v['ensemble_members']} models), one model {v['grade_s_per_study_one_model']:.3f}"
+        )
     print("\n## Temperature fitted on OOF, applied to one fold model vs to the fold average (held-out score)")
     for name in runs:
         r = res["runs"][name]
-        print(f"- {name}: fold0 alone {r['fold0_alone']['heldout']:.4f} → {r['fold0_alone']['heldout_with_temperature']:.4f} with T; "
-              f"T = {r['temperature']['temperatures']}")
+        print(
+            f"- {name}: fold0 alone {r['fold0_alone']['heldout']:.4f} → "
+            f"{r['fold0_alone']['heldout_with_temperature']:.4f} with T; "
+            f"T = {r['temperature']['temperatures']}"
+        )
     e = res["ensemble"]
-    print(f"\nensemble − prior: 95 % bootstrap interval {e['ci95_minus_prior'][0]:+.4f} … {e['ci95_minus_prior'][1]:+.4f}; "
-          f"ensemble − weight-optimal oracle: {e['ci95_minus_weighted_oracle'][0]:+.4f} … {e['ci95_minus_weighted_oracle'][1]:+.4f}")
-    print(f"\ntotal {res['seconds_total'] / 60:.1f} min; crop table {res['crop_table']['seconds']:.0f} s; "
-          f"fallback {res['fallback']['seconds']:.0f} s (val subarticular {fval['subarticular']:.4f}, "
-          f"prior {fval['prior_subarticular']:.4f})")
+    print(
+        f"\nensemble − prior: 95 % bootstrap interval {e['ci95_minus_prior'][0]:+.4f} … "
+        f"{e['ci95_minus_prior'][1]:+.4f}; "
+        f"ensemble − weight-optimal oracle: {e['ci95_minus_weighted_oracle'][0]:+.4f} … "
+        f"{e['ci95_minus_weighted_oracle'][1]:+.4f}"
+    )
+    print(
+        f"\ntotal {res['seconds_total'] / 60:.1f} min; crop table {res['crop_table']['seconds']:.0f} s; "
+        f"fallback {res['fallback']['seconds']:.0f} s (val subarticular {fval['subarticular']:.4f}, "
+        f"prior {fval['prior_subarticular']:.4f})"
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     os.environ["nnUNet_def_n_proc"] = str(args.threads)  # the predictor's own thread count on a CPU
-    from spine_seg.pipeline import Predictor, write_study_outputs
+    from spine_seg.inference.outputs import write_study_outputs
+    from spine_seg.inference.predictor import Predictor
 
     t0 = time.perf_counter()
     predictor = Predictor(args.bundle, device=args.device)
@@ -48,11 +49,22 @@ def child(args: argparse.Namespace) -> None:
     write_s = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    print(json.dumps({"load models": load_s, **dict(result.timings_s), "write outputs": write_s,
-                      "total per study": predict_s + write_s, "peak_rss_mb": peak_mb, "gpu_peak_mb": gpu_mb,
-                      "device": str(predictor.ensemble.device), "fallbacks": len(result.fallbacks),
-                      "levels_found": len(result.landmarks.levels) if result.landmarks else 0,
-                      "model_rows": sum(s == "model" for s in result.sources.values())}))
+    print(
+        json.dumps(
+            {
+                "load models": load_s,
+                **dict(result.timings_s),
+                "write outputs": write_s,
+                "total per study": predict_s + write_s,
+                "peak_rss_mb": peak_mb,
+                "gpu_peak_mb": gpu_mb,
+                "device": str(predictor.ensemble.device),
+                "fallbacks": len(result.fallbacks),
+                "levels_found": len(result.landmarks.levels) if result.landmarks else 0,
+                "model_rows": sum(s == "model" for s in result.sources.values()),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -73,17 +85,33 @@ def main() -> None:
         sys.exit(f"no study folder {args.study} (set SPINESEG_DATA or pass --study)")
     runs = []
     for _ in range(args.repeats):
-        cmd = [sys.executable, __file__, "--child", "--bundle", args.bundle, "--study", args.study, "--threads",
-               str(args.threads), "--device", args.device, "--out", args.out]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--bundle",
+            args.bundle,
+            "--study",
+            args.study,
+            "--threads",
+            str(args.threads),
+            "--device",
+            args.device,
+            "--out",
+            args.out,
+        ]
         if args.series_csv:
             cmd += ["--series-csv", args.series_csv]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             sys.exit(f"child failed:\n{proc.stderr[-3000:]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"study {args.study}, bundle {args.bundle}, device {runs[0]['device']}, {args.threads} threads, "
-          f"{args.repeats} fresh processes; levels found {runs[0]['levels_found']}, model rows {runs[0]['model_rows']}/25, "
-          f"fallback lines {runs[0]['fallbacks']}")
+    print(
+        f"study {args.study}, bundle {args.bundle}, device {runs[0]['device']}, {args.threads} threads, "
+        f"{args.repeats} fresh processes; levels found {runs[0]['levels_found']}, model rows "
+        f"{runs[0]['model_rows']}/25, "
+        f"fallback lines {runs[0]['fallbacks']}"
+    )
     print("\n| stage | median s | min s | max s |\n|---|---:|---:|---:|")
     for row in ROWS:
         v = [r.get(row, 0.0) for r in runs]

@@ -218,7 +218,7 @@ def load_rsna(root: Path, study_id: str = RSNA_STUDY) -> Case:
     """The real study: Sagittal T2 stack to segment; spinal keypoints (T2) and foraminal keypoints (T1) in LPS."""
     import pandas as pd
 
-    from spine_seg.constants import SeriesKind
+    from spine_seg.core.constants import SeriesKind
     from spine_seg.dicom import load_study
 
     study = load_study(root / "train_images" / study_id, root / "train_series_descriptions.csv")
@@ -240,7 +240,7 @@ def load_rsna(root: Path, study_id: str = RSNA_STUDY) -> Case:
             }
     (series,) = study.series_of_kind(SeriesKind.SAGITTAL_T2)[:1]
     stack = max(series.stacks, key=lambda s: s.n_slices)
-    from spine_seg.constants import LEVELS
+    from spine_seg.core.constants import LEVELS
 
     return Case(f"rsna_{study_id}", "rsna", np.asarray(stack.affine), truth=spinal, scored=tuple(LEVELS),
                 stack=stack, study=study, extra={"foramina": foramina})
@@ -266,9 +266,9 @@ def synthetic_cohort(workdir: Path, n: int, seed: int) -> Path:
 def load_synthetic(cohort: Path, limit: int | None = None, need_masks: bool = True) -> Iterator[Case]:
     import pandas as pd
 
-    from spine_seg.constants import LEVELS, SeriesKind
+    from spine_seg.core.constants import LEVELS, SeriesKind
     from spine_seg.dicom import load_study
-    from spine_seg.segmentation.landmarks import load_label_volume
+    from spine_seg.landmarks import load_label_volume
 
     overview = pd.read_csv(cohort / "spider" / "overview.csv", dtype=str)
     t2_mask = {r.synthetic_study_id: r.new_file_name for r in overview.itertuples() if r.new_file_name.endswith("_t2")}
@@ -293,7 +293,7 @@ def load_synthetic(cohort: Path, limit: int | None = None, need_masks: bool = Tr
 
 
 def seg_label_names() -> dict[int, str]:
-    from spine_seg.labels import SEG_LABELS
+    from spine_seg.core.labels import SEG_LABELS
 
     return {v: n for n, v in SEG_LABELS.items()}
 
@@ -307,7 +307,7 @@ def truth_label_volume(case: Case) -> Any:
     """The GT as a prediction (``--truth-masks``): spineseg's label map, bodies named by their order; VB2's
     T11/T12 as extra labels (:data:`THORACIC_VALUES`), which the landmark code does not see, as it would not
     see them from a spineseg model."""
-    from spine_seg.labels import SEG_LABELS
+    from spine_seg.core.labels import SEG_LABELS
     from spine_seg.segmentation.predict import LabelVolume
 
     if case.dataset == "synthetic":
@@ -323,7 +323,7 @@ def to_seg_labels(label_volume: Any) -> np.ndarray:
     """A label volume in spineseg's values (by label *name*); names spineseg does not know become background.
 
     Used for level-scheme models and the truth masks (:func:`landmarks_of`)."""
-    from spine_seg.labels import SEG_LABELS
+    from spine_seg.core.labels import SEG_LABELS
 
     table = np.zeros(256, dtype=np.uint8)
     for value, name in label_volume.label_names.items():
@@ -336,9 +336,9 @@ def landmarks_of(label_volume: Any) -> Any:
     """Landmarks of a label volume: the base model's structure labels are named by counting
     (``landmarks_from_label_volume``); anything else is mapped to spineseg's level values by label name (the
     truth masks carry VB2's T11/T12 as extra values, which the landmark code must not see)."""
-    from spine_seg.labels import label_scheme_of
-    from spine_seg.segmentation.landmarks import landmarks_from_labels
-    from spine_seg.segmentation.structures import landmarks_from_label_volume
+    from spine_seg.core.labels import label_scheme_of
+    from spine_seg.landmarks import landmarks_from_labels
+    from spine_seg.landmarks.structures import landmarks_from_label_volume
 
     try:
         scheme = label_scheme_of({str(n): int(v) for v, n in label_volume.label_names.items()})
@@ -516,7 +516,7 @@ def run_case(case: Case, pool: ModelPool | None) -> dict[str, Any]:
 def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict[str, Any]:
     """Landmarks of a label volume ``lv`` (a ``LabelVolume`` on the case's grid) scored against the case's
     truth. ``lv=None`` (RSNA under ``--truth-masks``): the spinal keypoints themselves are the landmarks."""
-    from spine_seg.segmentation.landmarks import landmarks_from_points
+    from spine_seg.landmarks import landmarks_from_points
 
     rsna_truth = lv is None
     t0 = time.perf_counter()
@@ -559,7 +559,7 @@ def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict
 def case_dice(case: Case, lv: Any) -> float | None:
     """Body Dice of a prediction against the case's GT bodies (synthetic: L1–L5 of the true T2 mask, brought
     onto the DICOM stack's grid, whose slice order may run the other way)."""
-    from spine_seg.labels import SEG_LABELS
+    from spine_seg.core.labels import SEG_LABELS
 
     if case.body_names:
         gt_body = np.isin(case.gt, list(case.body_names))
@@ -579,7 +579,7 @@ def _round(x: float | None, digits: int = 4) -> float | None:
 
 def score_foramina(ls: Any, case: Case) -> list[dict[str, Any]]:
     """RSNA: each foraminal keypoint against the projected foramen point of the level named like it."""
-    from spine_seg.segmentation.project import foramen_points, project_landmarks
+    from spine_seg.landmarks.project import foramen_points, project_landmarks
 
     proj = project_landmarks(ls, case.study)
     out = []

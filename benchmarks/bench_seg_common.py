@@ -35,17 +35,35 @@ def use_home(home: Path) -> nnunet_env.NnunetEnv:
     return nnunet_env.apply()
 
 
-def train_budgeted(dataset_id: int, prepared: Any, env: nnunet_env.NnunetEnv, budget_min: float, epochs: int,
-                   trainer: str | None = None) -> tuple[Any, dict[str, Any]]:
+def train_budgeted(
+    dataset_id: int,
+    prepared: Any,
+    env: nnunet_env.NnunetEnv,
+    budget_min: float,
+    epochs: int,
+    trainer: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Train 2d fold ``all`` on the CPU for ``budget_min`` minutes (``epochs`` an upper bound), logging each
     epoch; returns the :class:`TrainResult` and the benchmark's training record (history included)."""
     import numpy as np
 
     from spine_seg.segmentation.train import train
 
-    log(f"training 2d fold all on the CPU, {env.n_proc} torch thread(s), budget {budget_min} min, at most {epochs} epochs")
-    result = train(dataset_id, "2d", "all", trainer=trainer, device="cpu", epochs=epochs,
-                   progress=lambda r: log(r.line()), time_budget_s=budget_min * 60.0, validate=False)
+    log(
+        f"training 2d fold all on the CPU, {env.n_proc} torch thread(s), budget {budget_min} min, at most {epochs} "
+        "epochs"
+    )
+    result = train(
+        dataset_id,
+        "2d",
+        "all",
+        trainer=trainer,
+        device="cpu",
+        epochs=epochs,
+        progress=lambda r: log(r.line()),
+        time_budget_s=budget_min * 60.0,
+        validate=False,
+    )
     hist = result.history
     record = {
         "budget_min": budget_min,
@@ -62,8 +80,16 @@ def train_budgeted(dataset_id: int, prepared: Any, env: nnunet_env.NnunetEnv, bu
         "batch_size": prepared.batch_size["2d"],
         "spacing_mm": prepared.spacing_mm["2d"],
         "result_folder": str(result.result_folder),
-        "history": [{"epoch": h.epoch, "train_loss": round(h.train_loss, 4), "val_loss": round(h.val_loss, 4),
-                     "ema_pseudo_dice": round(h.ema_pseudo_dice, 4), "seconds": round(h.seconds, 2)} for h in hist],
+        "history": [
+            {
+                "epoch": h.epoch,
+                "train_loss": round(h.train_loss, 4),
+                "val_loss": round(h.val_loss, 4),
+                "ema_pseudo_dice": round(h.ema_pseudo_dice, 4),
+                "seconds": round(h.seconds, 2),
+            }
+            for h in hist
+        ],
     }
     log(f"trained {len(hist)} epochs in {result.seconds:.0f} s → {result.result_folder}")
     return result, record

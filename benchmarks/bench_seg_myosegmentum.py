@@ -108,8 +108,8 @@ def convert(data: Path, env) -> dict:
 def evaluate(model, raw_folder: Path) -> dict:
     import SimpleITK as sitk
 
-    from spine_seg.labels import SEG_LABELS
-    from spine_seg.segmentation.landmarks import affine_from_sitk
+    from spine_seg.core.geometry import affine_from_sitk
+    from spine_seg.core.labels import SEG_LABELS
 
     values = {n: SEG_LABELS[n] for n in VERTEBRAE}
     per_case = []
@@ -129,7 +129,9 @@ def evaluate(model, raw_folder: Path) -> dict:
             "shape_kji": list(volume.shape),
             "dice": {n: None if x is None else round(x, 4) for n, x in d.items()},
             "mean_dice": round(float(np.mean(known)), 4) if known else None,
-            "any_vertebra_dice": round(dice(np.isin(pred, list(values.values())), np.isin(ref, list(values.values()))) or 0.0, 4),
+            "any_vertebra_dice": round(
+                dice(np.isin(pred, list(values.values())), np.isin(ref, list(values.values()))) or 0.0, 4
+            ),
             "pred_order": cranio_caudal_order(pred, affine, values),
             "ref_order": cranio_caudal_order(ref, affine, values),
             "pred_voxels": {n: int((pred == v).sum()) for n, v in values.items()},
@@ -162,15 +164,34 @@ def tables(doc: dict) -> str:
     ev, tr = doc["evaluation"], doc.get("training") or {}
     rows = []
     for c in ev["per_case"]:
-        rows.append([c["case"], *(c["dice"][n] for n in VERTEBRAE), c["mean_dice"], c["any_vertebra_dice"],
-                     c["pred_order"]["ordered"], c["inference_seconds"]])
-    rows.append(["**mean**", *(ev["mean_dice_per_label"][n] for n in VERTEBRAE), ev["mean_dice"],
-                 ev["mean_any_vertebra_dice"], f"{ev['order_in_order']}/{ev['n_test']}", ev["inference_seconds_per_volume"]])
+        rows.append(
+            [
+                c["case"],
+                *(c["dice"][n] for n in VERTEBRAE),
+                c["mean_dice"],
+                c["any_vertebra_dice"],
+                c["pred_order"]["ordered"],
+                c["inference_seconds"],
+            ]
+        )
+    rows.append(
+        [
+            "**mean**",
+            *(ev["mean_dice_per_label"][n] for n in VERTEBRAE),
+            ev["mean_dice"],
+            ev["mean_any_vertebra_dice"],
+            f"{ev['order_in_order']}/{ev['n_test']}",
+            ev["inference_seconds_per_volume"],
+        ]
+    )
     out = [md_table(["test volume", *VERTEBRAE, "mean L1–L5", "any vertebra", "L1–L5 in order", "inference s"], rows)]
     conv = doc.get("conversion") or {}
     summary = [
         ["test volumes", ev["n_test"]],
-        ["dropped by the converter", "; ".join(f"{Path(s['item']).name}: {s['reason']}" for s in conv.get("skipped", [])) or "none"],
+        [
+            "dropped by the converter",
+            "; ".join(f"{Path(s['item']).name}: {s['reason']}" for s in conv.get("skipped", [])) or "none",
+        ],
         ["L1–L5 order rate (prediction)", f"{ev['order_rate']:.0%} ({ev['order_in_order']}/{ev['n_test']})"],
         ["L1–L5 order rate (reference labels)", f"{ev['reference_order_rate']:.0%}"],
         ["mean Dice L1–L5", ev["mean_dice"]],
@@ -182,7 +203,10 @@ def tables(doc: dict) -> str:
             ["epochs done (× 50 iterations)", tr["epochs"]],
             ["seconds per epoch (mean)", tr["seconds_per_epoch"]],
             ["training seconds", tr["seconds"]],
-            ["last epoch: train loss / pseudo-Dice (EMA)", f"{tr['last_train_loss']:.4f} / {tr['last_ema_pseudo_dice']:.3f}"],
+            [
+                "last epoch: train loss / pseudo-Dice (EMA)",
+                f"{tr['last_train_loss']:.4f} / {tr['last_ema_pseudo_dice']:.3f}",
+            ],
             ["patch / batch / spacing (mm)", f"{tr['patch_size']} / {tr['batch_size']} / {tr['spacing_mm']}"],
         ]
     summary.append(["inference seconds per volume (CPU, no mirroring)", ev["inference_seconds_per_volume"]])
@@ -191,9 +215,13 @@ def tables(doc: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the NN.mat files (default: %(default)s)")
-    ap.add_argument("--home", type=Path, default=Path("/tmp/bench_seg_home"), help="SPINESEG_HOME for nnU-Net's folders")
+    ap.add_argument(
+        "--home", type=Path, default=Path("/tmp/bench_seg_home"), help="SPINESEG_HOME for nnU-Net's folders"
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_seg_myosegmentum.json"), help="results JSON")
     ap.add_argument("--budget-min", type=float, default=45.0, help="wall-clock budget of the training epochs, minutes")
     ap.add_argument("--epochs", type=int, default=1000, help="upper bound on the epochs; the budget decides")
@@ -207,7 +235,11 @@ def main() -> None:
     from spine_seg.segmentation.train import DEFAULT_TRAINER, plan_and_preprocess
 
     t_start = time.perf_counter()
-    doc: dict = {"benchmark": "bench_seg_myosegmentum", "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    doc: dict = {
+        "benchmark": "bench_seg_myosegmentum",
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     raw_folder = env.raw / "Dataset503_MyoSegmenTUM"
     if args.eval_only:
         result_folder = env.results / "Dataset503_MyoSegmenTUM" / f"{DEFAULT_TRAINER['cpu']}__nnUNetPlans_CPUBudget__2d"
@@ -219,8 +251,10 @@ def main() -> None:
         doc["conversion"] = convert(args.data, env)
         prepared = plan_and_preprocess(DATASET_ID, ("2d",), "cpu")
         doc["preprocessing"] = prepared.to_dict()
-        log(f"planned + preprocessed in {prepared.seconds:.0f} s: patch {prepared.patch_size['2d']}, "
-            f"batch {prepared.batch_size['2d']}, spacing {prepared.spacing_mm['2d']} mm")
+        log(
+            f"planned + preprocessed in {prepared.seconds:.0f} s: patch {prepared.patch_size['2d']}, "
+            f"batch {prepared.batch_size['2d']}, spacing {prepared.spacing_mm['2d']} mm"
+        )
 
         result, doc["training"] = train_budgeted(DATASET_ID, prepared, env, args.budget_min, args.epochs)
         result_folder = result.result_folder

@@ -49,10 +49,25 @@ DATA = Path(os.environ.get("SPINESEG_DATA", REPO.parent / "shared" / "data"))
 REAL_STUDY = DATA / "rsna2024" / "train_images" / "100206310"
 REAL_CSV = DATA / "rsna2024" / "train_series_descriptions.csv"
 SYNTH_WORKDIR = Path("/tmp/bench_seg_synth")
-DEFAULT_MODEL = (SYNTH_WORKDIR / "home" / "nnUNet_results" / "Dataset505_SyntheticSPIDER"
-                 / "nnUNetTrainer_CPUBudget__nnUNetPlans_CPUBudget__2d")
-STAGES = ("imports_s", "model_load_s", "load_dicom_s", "predict_s", "landmarks_s", "total_s", "total_with_model_s",
-          "peak_rss_after_model_load_mb", "peak_rss_mb", "cpu_s")
+DEFAULT_MODEL = (
+    SYNTH_WORKDIR
+    / "home"
+    / "nnUNet_results"
+    / "Dataset505_SyntheticSPIDER"
+    / "nnUNetTrainer_CPUBudget__nnUNetPlans_CPUBudget__2d"
+)
+STAGES = (
+    "imports_s",
+    "model_load_s",
+    "load_dicom_s",
+    "predict_s",
+    "landmarks_s",
+    "total_s",
+    "total_with_model_s",
+    "peak_rss_after_model_load_mb",
+    "peak_rss_mb",
+    "cpu_s",
+)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -63,9 +78,9 @@ def worker(args: argparse.Namespace) -> None:
     nnunet_env.apply(require=())
     import torch
 
-    from spine_seg.constants import SeriesKind
+    from spine_seg.core.constants import SeriesKind
     from spine_seg.dicom import load_study
-    from spine_seg.segmentation.landmarks import landmarks_from_labels
+    from spine_seg.landmarks import landmarks_from_labels
     from spine_seg.segmentation.predict import SegmentationModel
 
     torch.set_num_threads(args.threads)
@@ -83,32 +98,47 @@ def worker(args: argparse.Namespace) -> None:
     ls = landmarks_from_labels(labels, stack.affine)
     t4 = time.perf_counter()
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({
-        "study_id": study.study_id,
-        "series_id": series.series_id,
-        "shape_kji": list(stack.shape),
-        "spacing_mm_ijk": [round(v, 4) for v in stack.spacing_mm],
-        "threads": args.threads,
-        "torch_threads_seen": torch.get_num_threads(),
-        "imports_s": round(t0 - t_start, 3),
-        "model_load_s": round(t1 - t0, 3),
-        "load_dicom_s": round(t2 - t1, 3),
-        "predict_s": round(t3 - t2, 3),
-        "landmarks_s": round(t4 - t3, 3),
-        "total_s": round(t4 - t1, 3),
-        "total_with_model_s": round(t4 - t_start, 3),
-        "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),  # Linux: kB
-        "peak_rss_after_model_load_mb": round(rss_model_mb, 1),
-        "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
-        "levels_found": list(ls.found_levels),
-        "unsure": bool(ls.unsure),
-        "labels_present": sorted(int(v) for v in set(labels.ravel().tolist()) - {0}),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "study_id": study.study_id,
+                "series_id": series.series_id,
+                "shape_kji": list(stack.shape),
+                "spacing_mm_ijk": [round(v, 4) for v in stack.spacing_mm],
+                "threads": args.threads,
+                "torch_threads_seen": torch.get_num_threads(),
+                "imports_s": round(t0 - t_start, 3),
+                "model_load_s": round(t1 - t0, 3),
+                "load_dicom_s": round(t2 - t1, 3),
+                "predict_s": round(t3 - t2, 3),
+                "landmarks_s": round(t4 - t3, 3),
+                "total_s": round(t4 - t1, 3),
+                "total_with_model_s": round(t4 - t_start, 3),
+                "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),  # Linux: kB
+                "peak_rss_after_model_load_mb": round(rss_model_mb, 1),
+                "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+                "levels_found": list(ls.found_levels),
+                "unsure": bool(ls.unsure),
+                "labels_present": sorted(int(v) for v in set(labels.ravel().tolist()) - {0}),
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_one(study: Path, csv: Path | None, model: Path, fold: str, threads: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(study), "--model", str(model),
-           "--fold", fold, "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        str(study),
+        "--model",
+        str(model),
+        "--fold",
+        fold,
+        "--threads",
+        str(threads),
+    ]
     if csv is not None:
         cmd += ["--series-csv", str(csv)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -125,15 +155,21 @@ def median(xs: list[float]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="nnU-Net result folder (default: benchmark 2's)")
     ap.add_argument("--fold", default="all", help="fold(s) of the model to load (default: all)")
     ap.add_argument("--threads", type=int, nargs="+", default=[2], help="torch threads, one row each (default: 2)")
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per study and thread count")
     ap.add_argument("--real-study", type=Path, default=REAL_STUDY)
     ap.add_argument("--real-series-csv", type=Path, default=REAL_CSV)
-    ap.add_argument("--synthetic-cohort", type=Path, default=SYNTH_WORKDIR / "cohort_heldout",
-                    help="benchmark 2's held-out cohort; its first study is measured")
+    ap.add_argument(
+        "--synthetic-cohort",
+        type=Path,
+        default=SYNTH_WORKDIR / "cohort_heldout",
+        help="benchmark 2's held-out cohort; its first study is measured",
+    )
     ap.add_argument("--synthetic-study", default=None, help="study id in --synthetic-cohort (default: the first)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_seg_speed.json"), help="results JSON")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -149,17 +185,28 @@ def main() -> None:
 
     refuse_repo_path(args.out, "--out")
     if not (args.model / "plans.json").is_file():
-        raise SystemExit(f"{args.model}: no nnU-Net model there; run benchmarks/bench_seg_synthetic.py first or pass --model")
+        raise SystemExit(
+            f"{args.model}: no nnU-Net model there; run benchmarks/bench_seg_synthetic.py first or pass --model"
+        )
     cohort_doc = json.loads((args.synthetic_cohort / "cohort.json").read_text(encoding="utf-8"))
     synth_id = args.synthetic_study or cohort_doc["train_ids"][0]
     synth_split = "train" if synth_id in cohort_doc["train_ids"] else "test"
     studies = [
         ("real RSNA 100206310", args.real_study, args.real_series_csv),
-        (f"synthetic {synth_id}", args.synthetic_cohort / f"{synth_split}_images" / synth_id,
-         args.synthetic_cohort / f"{synth_split}_series_descriptions.csv"),
+        (
+            f"synthetic {synth_id}",
+            args.synthetic_cohort / f"{synth_split}_images" / synth_id,
+            args.synthetic_cohort / f"{synth_split}_series_descriptions.csv",
+        ),
     ]
-    doc: dict = {"benchmark": "bench_seg_speed", "machine": machine(), "model": str(args.model), "fold": args.fold,
-                 "load_average_at_start": os.getloadavg(), "runs": []}
+    doc: dict = {
+        "benchmark": "bench_seg_speed",
+        "machine": machine(),
+        "model": str(args.model),
+        "fold": args.fold,
+        "load_average_at_start": os.getloadavg(),
+        "runs": [],
+    }
     t_start = time.perf_counter()
     rows = []
     for label, study, csv in studies:
@@ -168,23 +215,58 @@ def main() -> None:
             for r in range(args.repeats):
                 rec = run_one(study, csv, args.model, args.fold, threads)
                 runs.append(rec)
-                print(f"[{time.strftime('%H:%M:%S')}] {label}, {threads} thread(s), run {r + 1}: "
-                      f"load {rec['load_dicom_s']:.2f} s, predict {rec['predict_s']:.2f} s, landmarks {rec['landmarks_s']:.2f} s, "
-                      f"peak RSS {rec['peak_rss_mb']:.0f} MB, levels {rec['levels_found']}", flush=True)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] {label}, {threads} thread(s), run {r + 1}: "
+                    f"load {rec['load_dicom_s']:.2f} s, predict {rec['predict_s']:.2f} s, landmarks "
+                    f"{rec['landmarks_s']:.2f} s, "
+                    f"peak RSS {rec['peak_rss_mb']:.0f} MB, levels {rec['levels_found']}",
+                    flush=True,
+                )
             med = {k: round(median([x[k] for x in runs]), 3) for k in STAGES}
             doc["runs"].append({"study": label, "path": str(study), "threads": threads, "median": med, "runs": runs})
             shape = "×".join(str(s) for s in runs[0]["shape_kji"])
-            rows.append([label, shape, threads, med["imports_s"], med["model_load_s"], med["load_dicom_s"], med["predict_s"],
-                         med["landmarks_s"], med["total_s"], med["total_with_model_s"], med["peak_rss_after_model_load_mb"],
-                         med["peak_rss_mb"], med["cpu_s"]])
+            rows.append(
+                [
+                    label,
+                    shape,
+                    threads,
+                    med["imports_s"],
+                    med["model_load_s"],
+                    med["load_dicom_s"],
+                    med["predict_s"],
+                    med["landmarks_s"],
+                    med["total_s"],
+                    med["total_with_model_s"],
+                    med["peak_rss_after_model_load_mb"],
+                    med["peak_rss_mb"],
+                    med["cpu_s"],
+                ]
+            )
     doc["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     doc["load_average_at_end"] = os.getloadavg()
     write_json(args.out, doc)
     print()
-    print(md_table(["study", "T2 stack k×j×i", "torch threads", "imports s", "model load s", "load DICOM s", "nnU-Net predict s",
-                    "landmarks s", "total s (model loaded)", "total s incl. imports + model load", "peak RSS after model load MB",
-                    "peak RSS MB", "CPU s"],
-                   rows, digits=2))
+    print(
+        md_table(
+            [
+                "study",
+                "T2 stack k×j×i",
+                "torch threads",
+                "imports s",
+                "model load s",
+                "load DICOM s",
+                "nnU-Net predict s",
+                "landmarks s",
+                "total s (model loaded)",
+                "total s incl. imports + model load",
+                "peak RSS after model load MB",
+                "peak RSS MB",
+                "CPU s",
+            ],
+            rows,
+            digits=2,
+        )
+    )
     print(f"\nmedians of {args.repeats} fresh processes each; results: {args.out}  (wall {doc['wall_seconds']:.0f} s)")
 
 

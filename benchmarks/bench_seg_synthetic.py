@@ -79,13 +79,15 @@ def cohort(path: Path, cfg) -> Path:
         return path
     t0 = time.perf_counter()
     res = generate_cohort(path, cfg, overwrite=path.exists())
-    log(f"cohort {path}: {cfg.n_studies} studies in {time.perf_counter() - t0:.0f} s ({res.bytes_written / 1e6:.0f} MB)")
+    log(
+        f"cohort {path}: {cfg.n_studies} studies in {time.perf_counter() - t0:.0f} s ({res.bytes_written / 1e6:.0f} MB)"
+    )
     return path
 
 
 def level_metrics(ls, truth: dict) -> dict:
     """Per-level comparison of a LandmarkSet with the truth, as tests/test_landmarks.py compares them."""
-    from spine_seg.constants import LEVELS
+    from spine_seg.core.constants import LEVELS
 
     def disc_truth(level: str) -> np.ndarray:
         return np.asarray(truth["landmarks_lps_mm"][level]["disc_centre"], dtype=float)
@@ -126,8 +128,14 @@ def summarise(records: list[dict]) -> dict:
         "error_median_mm": round(float(np.median(errors)), 2) if errors else None,
         "error_p90_mm": round(float(np.percentile(errors, 90)), 2) if errors else None,
         "error_max_mm": round(float(np.max(errors)), 2) if errors else None,
-        "error_median_right_levels_mm": round(float(np.median([lv["error_mm"] for r in records for lv in r["levels"].values()
-                                                               if lv["right_level"]] or [np.nan])), 2),
+        "error_median_right_levels_mm": round(
+            float(
+                np.median(
+                    [lv["error_mm"] for r in records for lv in r["levels"].values() if lv["right_level"]] or [np.nan]
+                )
+            ),
+            2,
+        ),
     }
 
 
@@ -155,9 +163,9 @@ def mean_dice(pred: np.ndarray, ref: np.ndarray) -> tuple[float | None, dict[int
 def evaluate(model, heldout: Path) -> dict:
     import pandas as pd
 
-    from spine_seg.constants import SeriesKind
+    from spine_seg.core.constants import SeriesKind
     from spine_seg.dicom import load_study
-    from spine_seg.segmentation.landmarks import landmarks_from_labels, load_label_volume
+    from spine_seg.landmarks import landmarks_from_labels, load_label_volume
 
     overview = pd.read_csv(heldout / "spider" / "overview.csv", dtype=str)
     t2_mask = {r.synthetic_study_id: r.new_file_name for r in overview.itertuples() if r.new_file_name.endswith("_t2")}
@@ -178,16 +186,26 @@ def evaluate(model, heldout: Path) -> dict:
         ref = aligned(lv.labels, lv.affine, true_labels, true_affine)
         dice, per_label = mean_dice(lv.labels, ref) if ref is not None else (None, {})
         seq = next(s["sequence"] for s in truth["series"] if s["kind"] == SeriesKind.SAGITTAL_T2.value)
-        rec.update(study_id=sid, sequence=seq, shape_kji=list(stack.shape), dice_mean=dice, dice_per_label=per_label,
-                   predict_seconds=round(t1 - t0, 2), landmarks_seconds=round(t2 - t1, 2))
+        rec.update(
+            study_id=sid,
+            sequence=seq,
+            shape_kji=list(stack.shape),
+            dice_mean=dice,
+            dice_per_label=per_label,
+            predict_seconds=round(t1 - t0, 2),
+            landmarks_seconds=round(t2 - t1, 2),
+        )
         pred_recs.append(rec)
         true_rec = level_metrics(landmarks_from_labels(true_labels, true_affine), truth)
         true_rec.update(study_id=sid, sequence=seq)
         true_recs.append(true_rec)
         errs = [v["error_mm"] for v in rec["levels"].values()]
-        log(f"  {sid} ({seq}): found {len(rec['levels'])}/5, right {sum(v['right_level'] for v in rec['levels'].values())}, "
+        log(
+            f"  {sid} ({seq}): found {len(rec['levels'])}/5, right "
+            f"{sum(v['right_level'] for v in rec['levels'].values())}, "
             f"unsure {rec['unsure']}, median error {np.median(errs) if errs else float('nan'):.1f} mm, Dice {dice}, "
-            f"{t1 - t0:.1f} + {t2 - t1:.1f} s")
+            f"{t1 - t0:.1f} + {t2 - t1:.1f} s"
+        )
     return {
         "predicted": summarise(pred_recs),
         "true_masks": summarise(true_recs),
@@ -201,23 +219,76 @@ def evaluate(model, heldout: Path) -> dict:
 
 def tables(doc: dict) -> str:
     ev, tr = doc["evaluation"], doc.get("training") or {}
-    head = ["landmarks from", "studies", "median error mm", "p90 mm", "max mm", "level accuracy", "found", "named wrong",
-            "missing", "unsure studies"]
+    head = [
+        "landmarks from",
+        "studies",
+        "median error mm",
+        "p90 mm",
+        "max mm",
+        "level accuracy",
+        "found",
+        "named wrong",
+        "missing",
+        "unsure studies",
+    ]
     rows = []
     for label, key in (("predicted masks (nnU-Net 2d)", "predicted"), ("true masks (reference)", "true_masks")):
         s = ev[key]
-        rows.append([label, s["studies"], s["error_median_mm"], s["error_p90_mm"], s["error_max_mm"],
-                     f"{s['level_accuracy']:.0%} ({s['levels_right']}/{s['levels_total']})", s["levels_found"],
-                     s["levels_wrong"], s["levels_missing"], s["unsure_studies"]])
-    per = [[r["study_id"], r["sequence"], len(r["levels"]), sum(v["right_level"] for v in r["levels"].values()),
-            ", ".join(r["missing"]) or "—", r["unsure"], r["anchor"],
+        rows.append(
+            [
+                label,
+                s["studies"],
+                s["error_median_mm"],
+                s["error_p90_mm"],
+                s["error_max_mm"],
+                f"{s['level_accuracy']:.0%} ({s['levels_right']}/{s['levels_total']})",
+                s["levels_found"],
+                s["levels_wrong"],
+                s["levels_missing"],
+                s["unsure_studies"],
+            ]
+        )
+    per = [
+        [
+            r["study_id"],
+            r["sequence"],
+            len(r["levels"]),
+            sum(v["right_level"] for v in r["levels"].values()),
+            ", ".join(r["missing"]) or "—",
+            r["unsure"],
+            r["anchor"],
             round(float(np.median([v["error_mm"] for v in r["levels"].values()])), 2) if r["levels"] else None,
-            r["dice_mean"], r["predict_seconds"]] for r in ev["per_study_predicted"]]
-    out = [md_table(head, rows, digits=2),
-           md_table(["held-out study", "T2", "found", "named right", "missing", "unsure", "anchor", "median error mm",
-                     "Dice (T2, mean)", "predict s"], per, digits=2)]
-    summary = [["mean Dice of the predicted T2 labels (12 labels)", ev["mean_dice_t2"]],
-               ["seconds per study: predict / landmarks (CPU)", f"{ev['predict_seconds_per_study']} / {ev['landmarks_seconds_per_study']}"]]
+            r["dice_mean"],
+            r["predict_seconds"],
+        ]
+        for r in ev["per_study_predicted"]
+    ]
+    out = [
+        md_table(head, rows, digits=2),
+        md_table(
+            [
+                "held-out study",
+                "T2",
+                "found",
+                "named right",
+                "missing",
+                "unsure",
+                "anchor",
+                "median error mm",
+                "Dice (T2, mean)",
+                "predict s",
+            ],
+            per,
+            digits=2,
+        ),
+    ]
+    summary = [
+        ["mean Dice of the predicted T2 labels (12 labels)", ev["mean_dice_t2"]],
+        [
+            "seconds per study: predict / landmarks (CPU)",
+            f"{ev['predict_seconds_per_study']} / {ev['landmarks_seconds_per_study']}",
+        ],
+    ]
     if tr:
         summary += [
             ["training cases (fold all)", tr["n_training_cases"]],
@@ -225,7 +296,10 @@ def tables(doc: dict) -> str:
             ["trainer / epochs done", f"{tr['trainer']} / {tr['epochs']}"],
             ["seconds per epoch (mean)", tr["seconds_per_epoch"]],
             ["training seconds", tr["seconds"]],
-            ["last epoch: train loss / pseudo-Dice (EMA)", f"{tr['last_train_loss']:.4f} / {tr['last_ema_pseudo_dice']:.3f}"],
+            [
+                "last epoch: train loss / pseudo-Dice (EMA)",
+                f"{tr['last_train_loss']:.4f} / {tr['last_ema_pseudo_dice']:.3f}",
+            ],
             ["patch / batch / spacing (mm)", f"{tr['patch_size']} / {tr['batch_size']} / {tr['spacing_mm']}"],
         ]
     summary.append(["model folder", doc.get("model_folder")])
@@ -234,9 +308,15 @@ def tables(doc: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_seg_synth"),
-                    help="cohorts and SPINESEG_HOME (nnU-Net folders, the model) go here")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp/bench_seg_synth"),
+        help="cohorts and SPINESEG_HOME (nnU-Net folders, the model) go here",
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_seg_synthetic.json"), help="results JSON")
     ap.add_argument("--train-studies", type=int, default=40)
     ap.add_argument("--heldout-studies", type=int, default=10)
@@ -244,8 +324,12 @@ def main() -> None:
     ap.add_argument("--heldout-seed", type=int, default=None, help="seed of the held-out cohort (default: seed + 1)")
     ap.add_argument("--budget-min", type=float, default=25.0, help="wall-clock budget of the training epochs, minutes")
     ap.add_argument("--epochs", type=int, default=1000, help="upper bound on the epochs; the budget decides")
-    ap.add_argument("--trainer", default=None, help="nnU-Net trainer (default: nnUNetTrainer_CPUBudget; the demo's "
-                    "nnUNetTrainerAdam1en3 learns far faster in a short budget)")
+    ap.add_argument(
+        "--trainer",
+        default=None,
+        help="nnU-Net trainer (default: nnUNetTrainer_CPUBudget; the demo's "
+        "nnUNetTrainerAdam1en3 learns far faster in a short budget)",
+    )
     ap.add_argument("--inplane-spacing", type=float, default=None, help="in-plane mm of the CPU plans (default 1.5)")
     ap.add_argument("--eval-only", action="store_true", help="skip training; score the model already in --workdir")
     args = ap.parse_args()
@@ -262,7 +346,11 @@ def main() -> None:
     from spine_seg_nnunet_tasks.registry import CONVERTERS
 
     t_start = time.perf_counter()
-    doc: dict = {"benchmark": "bench_seg_synthetic", "machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    doc: dict = {
+        "benchmark": "bench_seg_synthetic",
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     train_cfg = CohortConfig(n_studies=args.train_studies, seed=args.seed, test_fraction=0.0)
     heldout_cfg = CohortConfig(n_studies=args.heldout_studies, seed=heldout_seed, test_fraction=0.0)
     train_cohort = cohort(args.workdir / "cohort_train", train_cfg)
@@ -271,8 +359,10 @@ def main() -> None:
     heldout_ids = set(json.loads((heldout / "cohort.json").read_text())["train_ids"])
     if train_ids & heldout_ids:
         raise SystemExit(f"study ids shared by the two cohorts: {sorted(train_ids & heldout_ids)}")
-    doc["cohorts"] = {"train": {"path": str(train_cohort), "config": asdict(train_cfg), "studies": len(train_ids)},
-                      "heldout": {"path": str(heldout), "config": asdict(heldout_cfg), "studies": len(heldout_ids)}}
+    doc["cohorts"] = {
+        "train": {"path": str(train_cohort), "config": asdict(train_cfg), "studies": len(train_ids)},
+        "heldout": {"path": str(heldout), "config": asdict(heldout_cfg), "studies": len(heldout_ids)},
+    }
 
     result_folder = env.results / DATASET_NAME / f"{args.trainer or DEFAULT_TRAINER['cpu']}__nnUNetPlans_CPUBudget__2d"
     if not args.eval_only:
@@ -282,8 +372,10 @@ def main() -> None:
         log(f"converted {n_cases} cases to {raw} in {time.perf_counter() - t0:.0f} s")
         prepared = plan_and_preprocess(DATASET_ID, ("2d",), "cpu", inplane_spacing_mm=args.inplane_spacing)
         doc["preprocessing"] = prepared.to_dict()
-        log(f"planned + preprocessed in {prepared.seconds:.0f} s: patch {prepared.patch_size['2d']}, "
-            f"batch {prepared.batch_size['2d']}, spacing {prepared.spacing_mm['2d']} mm")
+        log(
+            f"planned + preprocessed in {prepared.seconds:.0f} s: patch {prepared.patch_size['2d']}, "
+            f"batch {prepared.batch_size['2d']}, spacing {prepared.spacing_mm['2d']} mm"
+        )
 
         result, doc["training"] = train_budgeted(DATASET_ID, prepared, env, args.budget_min, args.epochs, args.trainer)
         doc["training"]["n_training_cases"] = n_cases

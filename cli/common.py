@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from spine_seg.dicom import DicomError
-from spine_seg_external_data.registry import ExternalDataError
+from spine_seg.core.errors import UserError
 
-#: Errors a user can fix (bad path, bad id, bad file): printed as one line, exit code 2, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    DicomError,
-    ExternalDataError,
-    FileNotFoundError,
-    FileExistsError,
-    NotADirectoryError,
-    KeyError,
-    ValueError,
-    OSError,  # permissions, a read-only or full disk, a folder where a file belongs: the user's to fix
+#: Errors a user can fix, printed as one line with exit code 2 and no traceback: the library's own
+#: (:class:`spine_seg.core.errors.UserError` and its subclasses: DicomError, BundleError, ExternalDataError,
+#: UsageError, NotFoundError …) and the file system's (OSError: a missing path, permissions, a read-only or
+#: full disk, a folder where a file belongs). Anything else is a bug: it keeps its traceback (see
+#: :func:`report_bugs`). A bare ``ValueError`` or ``KeyError`` is not here on purpose.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
+
+#: The line after the traceback of an unexpected error.
+BUG_LINE = (
+    "spineseg: this is a bug, not a problem with your input; please report it to the spineseg developers "
+    "with the command and the traceback above."
 )
+
+
+def report_bugs() -> None:
+    """Make an uncaught exception print its traceback and then :data:`BUG_LINE` (exit code 1 as before)."""
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb) -> None:
+        previous(exc_type, exc, tb)
+        if not issubclass(exc_type, KeyboardInterrupt):
+            print(BUG_LINE, file=sys.stderr)
+
+    if not getattr(previous, "spineseg_reports_bugs", False):
+        hook.spineseg_reports_bugs = True  # type: ignore[attr-defined]
+        sys.excepthook = hook
 
 
 def fail(exc: BaseException, code: int = 2) -> typer.Exit:

@@ -14,12 +14,14 @@ from typing import Annotated, Optional
 import typer
 
 from spine_seg_cli.common import USER_ERRORS, fail
+from spine_seg_external_data import download as fetching
 from spine_seg_external_data import registry as ext
 
 app = typer.Typer(
     help="Public datasets (SPIDER, RSNA 2024, MyoSegmenTUM): list them, verify a local copy, fetch one.",
     no_args_is_help=True,
 )
+
 
 def _note(msg: str) -> None:
     typer.echo(msg, err=True)
@@ -80,21 +82,25 @@ def fetch(
     name: Annotated[str, typer.Argument(help="Dataset name (see `spineseg data list`).")],
     dest: Annotated[
         Optional[Path],
-        typer.Option("--dest", help="Target folder. Default: $SPINESEG_HOME/data/NAME (./spineseg_home/data/NAME)."),
+        typer.Option("--dest", help="Target folder. Default: $SPINESEG_HOME/data/NAME (~/.spineseg/data/NAME)."),
     ] = None,
     url: Annotated[
         Optional[str],
-        typer.Option("--url", help=f"Fetch this one file (archive or data file) instead of the registered ones. "
-                                   f"${ext.BASE_URL_ENV} instead re-roots every registered file under a mirror."),
+        typer.Option(
+            "--url",
+            help=f"Fetch this one file (archive or data file) instead of the registered ones. "
+            f"${ext.BASE_URL_ENV} instead re-roots every registered file under a mirror.",
+        ),
     ] = None,
     keep_archives: Annotated[bool, typer.Option("--keep-archives", help="Keep .zip/.tar.* after extracting.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final verify report as JSON.")] = False,
 ) -> None:
     """Download a dataset (resumable, checksum-checked, safely extracted), then verify it."""
-    target = dest if dest is not None else ext.default_dest(name)
+    target = dest if dest is not None else fetching.default_dest(name)
     try:
-        report = ext.fetch(name, target, url=url, keep_archives=keep_archives,
-                               progress=ext.StderrProgress(), log=_note)
+        report = fetching.fetch(
+            name, target, url=url, keep_archives=keep_archives, progress=fetching.StderrProgress(), log=_note
+        )
     except ext.ManualDownloadRequired as exc:
         raise fail(exc, code=2) from exc
     except ext.DownloadError as exc:

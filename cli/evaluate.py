@@ -1,4 +1,7 @@
-"""``spineseg evaluate``: score a submission CSV with the official RSNA 2024 metric. Logic: :mod:`spine_seg.metric`."""
+"""``spineseg evaluate``: score a submission CSV with the official RSNA 2024 metric.
+
+Logic: :mod:`spine_seg.grading.metric`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from spine_seg import metric, textio
+from spine_seg.core import textio
+from spine_seg.grading import metric
 from spine_seg_cli.common import USER_ERRORS, fail
 
 
@@ -15,7 +19,9 @@ def evaluate(
     pred: Annotated[Path, typer.Option("--pred", help="Submission CSV: row_id, normal_mild, moderate, severe.")],
     labels: Annotated[
         Path,
-        typer.Option("--labels", help="train.csv (study_id + 25 targets) or a solution CSV (row_id + one-hot classes)."),
+        typer.Option(
+            "--labels", help="train.csv (study_id + 25 targets) or a solution CSV (row_id + one-hot classes)."
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the four components and the score as JSON.")] = False,
 ) -> None:

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg import __version__, api, textio
-from spine_seg_cli.common import USER_ERRORS, fail
+from spine_seg import __version__, api
+from spine_seg.core import textio
+from spine_seg_cli.common import USER_ERRORS, fail, report_bugs
 
 app = typer.Typer(
     name="spineseg",
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
 
 def _version(value: bool) -> None:
     if value:
@@ -33,6 +35,7 @@ def main(
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = None,
 ) -> None:
+    report_bugs()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -67,13 +70,19 @@ def inspect(
         if study.skipped:
             typer.echo(f"  ! {len(study.skipped)} files skipped (run with -v for reasons)")
         for series in study.series:
-            typer.echo(f"  series {series.series_id:<14} {series.kind.value:<17} {series.n_slices:>3} slices  [{'; '.join(series.kind_evidence)}]")
+            typer.echo(
+                f"  series {series.series_id:<14} {series.kind.value:<17} {series.n_slices:>3} slices  "
+                f"[{'; '.join(series.kind_evidence)}]"
+            )
             for st in series.stacks:
                 s = st.summary()
                 typer.echo(
-                    f"    stack {s['index']}: {s['n_slices']:>3} × {s['matrix'][0]}×{s['matrix'][1]}  {s['orientation']:<8}"
-                    f" {s['axis_codes']} {s['obliquity_deg']:5.1f}°  spacing {s['spacing_mm'][0]:.3f}×{s['spacing_mm'][1]:.3f}×{s['spacing_mm'][2]:.2f} mm"
-                    f"  thickness {s['slice_thickness_mm']} mm  instances {s['instance_numbers'][0]}–{s['instance_numbers'][1]}"
+                    f"    stack {s['index']}: {s['n_slices']:>3} × {s['matrix'][0]}×{s['matrix'][1]}  "
+                    f"{s['orientation']:<8}"
+                    f" {s['axis_codes']} {s['obliquity_deg']:5.1f}°  spacing "
+                    f"{s['spacing_mm'][0]:.3f}×{s['spacing_mm'][1]:.3f}×{s['spacing_mm'][2]:.2f} mm"
+                    f"  thickness {s['slice_thickness_mm']} mm  instances "
+                    f"{s['instance_numbers'][0]}–{s['instance_numbers'][1]}"
                 )
             for w in series.warnings:
                 typer.echo(f"    ! {w}")
@@ -100,7 +109,10 @@ def locate(
         typer.echo(textio.dumps(result.to_dict(), indent=2))
         return
     w = result.xyz_lps_mm
-    typer.echo(f"study {result.study_id}: series {series} instance {instance} ({x:g}, {y:g}) → LPS ({w[0]:.1f}, {w[1]:.1f}, {w[2]:.1f}) mm")
+    typer.echo(
+        f"study {result.study_id}: series {series} instance {instance} ({x:g}, {y:g}) → LPS ({w[0]:.1f}, {w[1]:.1f}, "
+        f"{w[2]:.1f}) mm"
+    )
     for t in result.targets:
         h = t.hit
         flag = "" if h.inside_fov else "  (outside the image)"

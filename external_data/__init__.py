@@ -5,6 +5,7 @@ Installed as ``spine_seg_external_data`` (see pyproject.toml) so it cannot clash
 
 from __future__ import annotations
 
+from .download import StderrProgress, default_dest, download_file, extract_archive, fetch
 from .registry import (
     BASE_URL_ENV,
     ChecksumMismatch,
@@ -21,10 +22,6 @@ from .registry import (
     UnknownDatasetError,
     UnsafeArchiveError,
     VerifyReport,
-    default_dest,
-    download_file,
-    extract_archive,
-    fetch,
     get_dataset,
     load_registry,
     sha256_file,
@@ -40,6 +37,7 @@ __all__ = [
     "ExternalDataError",
     "FileSpec",
     "GlobSpec",
+    "StderrProgress",
     "ManualDownloadRequired",
     "Problem",
     "Registry",

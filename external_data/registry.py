@@ -19,24 +19,21 @@ Three rules run through it:
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
 import re
-import stat
-import sys
-import tarfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from spine_seg.core import archives, home
+from spine_seg.core.checksums import sha256_file
+from spine_seg.core.errors import UserError
 
 __all__ = [
     "BASE_URL_ENV",
@@ -54,10 +51,6 @@ __all__ = [
     "UnknownDatasetError",
     "UnsafeArchiveError",
     "VerifyReport",
-    "default_dest",
-    "download_file",
-    "extract_archive",
-    "fetch",
     "get_dataset",
     "load_registry",
     "sha256_file",
@@ -67,11 +60,9 @@ __all__ = [
 #: Environment variable naming a mirror: each registered file is fetched from ``<base>/<filename>``.
 BASE_URL_ENV = "SPINESEG_FETCH_BASE_URL"
 #: Environment variable for the folder that holds fetched datasets by default (``<home>/data/<name>``).
-HOME_ENV = "SPINESEG_HOME"
+HOME_ENV = home.HOME_VAR
 REGISTRY_FILE = "registry.json"
-CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 30.0
-ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 ACCESS_KINDS = ("direct", "kaggle")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -85,7 +76,7 @@ Log = Callable[[str], None]
 # --------------------------------------------------------------------------------------------- errors
 
 
-class ExternalDataError(Exception):
+class ExternalDataError(UserError):
     """Base of every error this module raises on purpose, so callers can catch them as one."""
 
 
@@ -109,7 +100,7 @@ class ChecksumMismatch(DownloadError):
     """A downloaded file's sha256 differs from the recorded one (the file is discarded)."""
 
 
-class UnsafeArchiveError(DownloadError):
+class UnsafeArchiveError(DownloadError, archives.UnsafeArchiveError):
     """An archive member would land outside the destination (absolute path, ``..``) or is a link."""
 
 
@@ -196,9 +187,7 @@ class Registry:
         try:
             return self.datasets[name]
         except KeyError:
-            raise UnknownDatasetError(
-                f"unknown dataset {name!r}; choose one of: {', '.join(self.names)}"
-            ) from None
+            raise UnknownDatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(self.names)}") from None
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "<dict>") -> Registry:
@@ -251,12 +240,13 @@ def _checksum(value: Any, where: str) -> str | None:
 
 def _relative(path: Any, where: str) -> str:
     """Layout paths must stay inside the dataset folder; the same rule as for archive members."""
-    if not isinstance(path, str) or not path or _escapes(path):
+    if not isinstance(path, str) or not path or archives.escapes(path):
         raise RegistryError(f"{where}: {path!r} must be a relative path without '..'")
     return path
 
 
 def _parse_dataset(entry: Any, where: str) -> Dataset:
+    """Long on purpose: one registry entry validated field by field, each error naming the field."""
     if not isinstance(entry, Mapping):
         raise RegistryError(f"{where}: expected an object")
     name = _need(entry, "name", where)
@@ -385,15 +375,6 @@ class VerifyReport:
         }
 
 
-def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES) -> str:
-    """Hex sha256 of a file, read in chunks so multi-gigabyte files need no memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_bytes):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _as_dataset(name_or_dataset: str | Dataset, registry: Registry | None) -> Dataset:
     if isinstance(name_or_dataset, Dataset):
         return name_or_dataset
@@ -452,296 +433,3 @@ def verify(
         else:
             report.ok.append(f"{g.pattern}: {count} (>= {g.min_count})")
     return report
-
-
-# -------------------------------------------------------------------------------------------- fetch
-
-
-def default_dest(name: str) -> Path:
-    """Where ``fetch`` puts a dataset without ``--dest``: ``$SPINESEG_HOME/data/<name>``.
-
-    ``SPINESEG_HOME`` defaults to ``./spineseg_home``, which the repository's .gitignore already
-    excludes, so a fetch run from the checkout cannot end up committed.
-    """
-    return Path(os.environ.get(HOME_ENV) or "spineseg_home") / "data" / name
-
-
-def _escapes(name: str) -> bool:
-    """True when a relative name could resolve outside its folder (absolute, drive, or '..')."""
-    posix = name.replace("\\", "/")
-    return (
-        posix.startswith("/")
-        or bool(PureWindowsPath(name).drive)
-        or ".." in PurePosixPath(posix).parts
-    )
-
-
-def _is_archive(filename: str) -> bool:
-    return filename.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _check_member(archive: Path, dest: Path, name: str) -> None:
-    if not name or _escapes(name):
-        raise UnsafeArchiveError(
-            f"refusing to extract {archive.name}: member {name!r} has an absolute path or '..' "
-            f"and would be written outside {dest}; nothing was extracted"
-        )
-    resolved = (dest / name).resolve()
-    if resolved != dest.resolve() and not resolved.is_relative_to(dest.resolve()):
-        raise UnsafeArchiveError(
-            f"refusing to extract {archive.name}: member {name!r} resolves outside {dest}; nothing was extracted"
-        )
-
-
-def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[str]:
-    """Unpack a .zip or .tar[.gz|.bz2|.xz] into ``dest`` after checking every member first.
-
-    All members are checked before anything is written, so a refused archive leaves ``dest`` as it
-    was. Links, devices and FIFOs are refused as well: a symlink member followed by a file written
-    through it is the classic way round a path check. Returns the member names extracted.
-    """
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    lower = archive.name.lower()
-    try:
-        if lower.endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
-                infos = zf.infolist()
-                for info in infos:
-                    _check_member(archive, dest, info.filename)
-                    if stat.S_ISLNK(info.external_attr >> 16):
-                        raise UnsafeArchiveError(
-                            f"refusing to extract {archive.name}: member {info.filename!r} is a symbolic link"
-                        )
-                for info in infos:
-                    zf.extract(info, dest)
-                return [i.filename for i in infos]
-        if lower.endswith(ARCHIVE_SUFFIXES):
-            with tarfile.open(archive, "r:*") as tf:
-                members = tf.getmembers()
-                for m in members:
-                    _check_member(archive, dest, m.name)
-                    if not (m.isfile() or m.isdir()):
-                        raise UnsafeArchiveError(
-                            f"refusing to extract {archive.name}: member {m.name!r} is a link or special file"
-                        )
-                if hasattr(tarfile, "data_filter"):  # 3.11.4+: the stdlib's own belt to our braces
-                    tf.extractall(dest, members=members, filter="data")
-                else:  # pragma: no cover - older 3.11 patch releases
-                    tf.extractall(dest, members=members)
-                return [m.name for m in members]
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise DownloadError(f"{archive} is not a readable archive ({exc}); delete it and fetch again") from exc
-    raise DownloadError(f"{archive.name}: unknown archive type (expected one of {', '.join(ARCHIVE_SUFFIXES)})")
-
-
-class StderrProgress:
-    """Progress lines on stderr, at most one a second, so logs of long downloads stay readable."""
-
-    def __init__(self, stream: Any = None, every_s: float = 1.0) -> None:
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self._last = 0.0
-
-    def __call__(self, filename: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        finished = total is not None and done >= total
-        if not finished and now - self._last < self.every_s:
-            return
-        self._last = now
-        mib = done / 2**20
-        if total:
-            msg = f"{filename}: {mib:,.1f} / {total / 2**20:,.1f} MiB ({100 * done / total:.0f}%)"
-        else:
-            msg = f"{filename}: {mib:,.1f} MiB"
-        print(msg, file=self.stream, flush=True)
-
-
-def _manual_hint(ds: Dataset | None, dest: Path | None) -> str:
-    if ds is None:
-        return ""
-    where = f" into {dest}" if dest else ""
-    return f". Download it by hand{where}: {ds.manual_download}"
-
-
-def download_file(
-    url: str,
-    target: str | os.PathLike[str],
-    *,
-    sha256: str | None = None,
-    progress: Progress | None = None,
-    timeout: float = TIMEOUT_S,
-    hint: str = "",
-) -> str:
-    """Stream ``url`` to ``target`` through ``target.part``; return the file's sha256.
-
-    An existing ``.part`` is resumed with a Range request; a server that answers 200 instead of 206
-    (no range support) or 416 (the file changed) makes it restart from zero. The ``.part`` is renamed
-    onto ``target`` (atomic on one file system) only when the byte count is whole and the checksum,
-    if given, matches; a mismatching file is deleted, since resuming it could never make it right.
-    """
-    target = Path(target)
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https"):
-        raise ValueError(f"only http(s) URLs can be fetched, got {url!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    name = target.name
-
-    for attempt in range(2):
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "spineseg-fetch (urllib)"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        try:
-            resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code == 416 and offset and attempt == 0:
-                part.unlink()  # the partial file no longer fits the remote one: start over
-                continue
-            raise DownloadError(f"could not download {url}: HTTP {exc.code} {exc.reason}{hint}") from exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise DownloadError(f"could not download {url}: {reason}{hint}") from exc
-        break
-    else:  # pragma: no cover - the loop either breaks or raises
-        raise DownloadError(f"could not download {url}{hint}")
-
-    h = hashlib.sha256()
-    with resp:
-        length = resp.headers.get("Content-Length")
-        content_range = resp.headers.get("Content-Range") or ""
-        resumed = bool(offset) and resp.status == 206 and content_range.startswith(f"bytes {offset}-")
-        if resumed:
-            with open(part, "rb") as fh:  # the kept prefix must be part of the final digest
-                while chunk := fh.read(CHUNK_BYTES):
-                    h.update(chunk)
-        else:
-            offset = 0
-        total = offset + int(length) if length and length.isdigit() else None
-        done = offset
-        try:
-            with open(part, "ab" if resumed else "wb") as fh:
-                while chunk := resp.read(CHUNK_BYTES):
-                    fh.write(chunk)
-                    h.update(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(name, done, total)
-        except (OSError, http.client.HTTPException) as exc:
-            raise DownloadError(
-                f"download of {url} broke off after {done} bytes ({exc}); run fetch again to resume "
-                f"from {part}{hint}"
-            ) from exc
-    if total is not None and done != total:
-        raise DownloadError(
-            f"download of {url} ended at {done} of {total} bytes; run fetch again to resume from {part}{hint}"
-        )
-    digest = h.hexdigest()
-    if sha256 and digest != sha256:
-        part.unlink(missing_ok=True)
-        raise ChecksumMismatch(
-            f"{name} from {url} has sha256 {digest}, expected {sha256}; the download was deleted. "
-            f"Fetch again, or check the source{hint}"
-        )
-    os.replace(part, target)
-    return digest
-
-
-def _plan(ds: Dataset, url: str | None, base_url: str | None) -> list[Download]:
-    """Which files to get from where: ``url`` replaces the list, ``base_url`` re-roots it."""
-    if url:
-        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
-        filename = PurePosixPath(path).name
-        if not filename or filename in (".", ".."):
-            raise ValueError(f"cannot tell a file name from {url!r}; give a URL that ends in the file's name")
-        for d in ds.downloads:
-            if d.filename == filename:  # the same file from another place: keep what we know of it
-                return [Download(filename, url, d.extract, d.sha256, d.reported_sha256, d.reported_source)]
-        return [Download(filename, url, _is_archive(filename))]
-    if base_url:
-        root = base_url.rstrip("/")
-        return [
-            Download(d.filename, f"{root}/{urllib.parse.quote(d.filename)}", d.extract, d.sha256,
-                     d.reported_sha256, d.reported_source)
-            for d in ds.downloads
-        ]
-    return list(ds.downloads)
-
-
-def fetch(
-    name_or_dataset: str | Dataset,
-    dest: str | os.PathLike[str] | None = None,
-    *,
-    url: str | None = None,
-    base_url: str | None = None,
-    registry: Registry | None = None,
-    keep_archives: bool = False,
-    progress: Progress | None = None,
-    log: Log | None = None,
-    timeout: float = TIMEOUT_S,
-) -> VerifyReport:
-    """Download a dataset into ``dest``, extract its archives, and return :func:`verify`'s report.
-
-    ``url`` fetches that one file instead of the registered list; ``base_url`` (default: the
-    ``SPINESEG_FETCH_BASE_URL`` environment variable) fetches each registered file from
-    ``<base>/<filename>``, which is how mirrors and the tests' loopback server stand in for the real
-    hosts. A folder that already verifies is left alone, and files already in place with the right
-    checksum are not downloaded again. Datasets whose terms need the user's own account raise
-    :class:`ManualDownloadRequired` before any network access.
-    """
-    ds = _as_dataset(name_or_dataset, registry)
-    note: Log = log or (lambda _msg: None)
-    if ds.access != "direct":
-        raise ManualDownloadRequired(
-            f"{ds.name} cannot be downloaded for you ({ds.licence}). {ds.manual_download}"
-        )
-    dest = Path(dest) if dest is not None else default_dest(ds.name)
-    if dest.exists() and not dest.is_dir():
-        raise NotADirectoryError(f"{dest} exists and is not a folder")
-    dest.mkdir(parents=True, exist_ok=True)
-    if url is None and verify(ds, dest).complete:
-        note(f"{ds.name} is already complete in {dest}; nothing to download")
-        return verify(ds, dest)
-
-    hint = _manual_hint(ds, dest)
-    base = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or None
-    for d in _plan(ds, url, base):
-        target = dest / d.filename
-        expected = d.sha256 or (None if d.extract else ds.file_sha256(d.filename))
-        marker = dest / f".{d.filename}.extracted"
-        if d.extract and url is None and marker.is_file():
-            done_digest = marker.read_text(encoding="utf-8").strip()
-            if expected is None or done_digest == expected:
-                note(f"{d.filename}: extracted by an earlier run, not downloaded again (delete {marker.name} to redo)")
-                continue
-        if target.is_file() and not d.extract:
-            if expected is None or sha256_file(target) == expected:
-                note(f"{d.filename}: already present, not downloaded again")
-                continue
-            note(f"{d.filename}: present but its checksum is wrong; downloading it again")
-            target.unlink()
-        if target.is_file() and d.extract and expected and sha256_file(target) != expected:
-            target.unlink()  # a stale archive from another source: get it again
-        digest = None
-        if not target.is_file():
-            note(f"{d.filename}: downloading {d.url}")
-            digest = download_file(d.url, target, sha256=expected, progress=progress, timeout=timeout, hint=hint)
-            if expected is None and d.reported_sha256 and digest != d.reported_sha256:
-                note(
-                    f"warning: {d.filename} has sha256 {digest}; {d.reported_source or 'a third party'} "
-                    f"reports {d.reported_sha256} (not enforced: that value was never verified here)"
-                )
-        if d.extract:
-            note(f"{d.filename}: extracting into {dest}")
-            try:
-                extract_archive(target, dest)
-            except UnsafeArchiveError:
-                target.unlink(missing_ok=True)  # never leave a hostile archive lying about for a re-run
-                raise
-            # a marker lets a re-run skip this archive once its (large) download has been deleted
-            marker.write_text((digest or sha256_file(target)) + "\n", encoding="utf-8")
-            if not keep_archives:
-                target.unlink()
-    return verify(ds, dest)

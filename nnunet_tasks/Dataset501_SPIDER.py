@@ -7,11 +7,11 @@ Input, as published on Zenodo (record 10159290)::
 with ``<sequence>`` one of ``t1``, ``t2``, ``t2_SPACE`` (``12_t1.mha``: patient 12, sagittal T1). Each series
 becomes one case ``spider_012_t1`` (single channel); folds are grouped by patient.
 
-Labels: SPIDER's values are remapped with :func:`spine_seg.labels.spider_to_seg_lut` to
-:data:`spine_seg.labels.SEG_LABELS` (L1–L5, sacrum, discs L1/L2–L5/S1, spinal canal). Everything else
+Labels: SPIDER's values are remapped with :func:`spine_seg.core.labels.spider_to_seg_lut` to
+:data:`spine_seg.core.labels.SEG_LABELS` (L1–L5, sacrum, discs L1/L2–L5/S1, spinal canal). Everything else
 (T12 and above, their discs, partly visible vertebrae 101–125 by default) becomes background.
 
-SPIDER's vertebra numbering is an assumption made in :mod:`spine_seg.labels`;
+SPIDER's vertebra numbering is an assumption made in :mod:`spine_seg.core.labels`;
 :func:`check_spider_numbering` tests it on each mask from geometry alone and the converter warns (or, on
 request, skips or stops) when a mask contradicts it. See docs/nnunet-datasets.md for what public sources say.
 """
@@ -30,7 +30,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from spine_seg.labels import (
+from spine_seg.core.errors import UsageError, UserError
+from spine_seg.core.geometry import affine_from_sitk
+from spine_seg.core.labels import (
+    PARTIAL_MODES,
     SEG_LABELS,
     SPIDER_CANAL,
     SPIDER_DISC_OFFSET,
@@ -38,14 +41,14 @@ from spine_seg.labels import (
     SPIDER_VERTEBRA_NUMBER,
     SYNTHETIC_SACRUM,
     spider_disc_label,
-    spider_to_seg_lut,
+    spider_lut,
 )
+from spine_seg.core.labels import SPIDER_MAX_VERTEBRA as _MAX_VERTEBRA
 
 from .common import (
     DEFAULT_FOLDS,
     DEFAULT_SPLIT_SEED,
     ConversionReport,
-    affine_from_sitk,
     apply_lut,
     label_voxel_counts,
     map_cases,
@@ -61,7 +64,6 @@ log = logging.getLogger(__name__)
 DATASET_ID = 501
 DATASET_NAME = "SPIDER"
 SEQUENCES: tuple[str, ...] = ("t1", "t2", "t2_SPACE")
-PARTIAL_MODES: tuple[str, ...] = ("background", "keep", "ignore")
 MISMATCH_POLICIES: tuple[str, ...] = ("warn", "skip", "error")
 REFERENCE = "https://doi.org/10.5281/zenodo.10159290"
 CITATION = (
@@ -71,14 +73,13 @@ CITATION = (
 LICENCE = "CC BY 4.0"
 
 _NAME = re.compile(r"^(\d+)_(t1|t2|t2_space)$", re.IGNORECASE)
-_MAX_VERTEBRA = 25
 
 
 class SpiderNumberingWarning(UserWarning):
-    """A SPIDER mask whose geometry contradicts the vertebra numbering assumed in spine_seg.labels."""
+    """A SPIDER mask whose geometry contradicts the vertebra numbering assumed in spine_seg.core.labels."""
 
 
-class SpiderNumberingError(ValueError):
+class SpiderNumberingError(UserError, ValueError):
     """Raised with ``on_numbering_mismatch="error"``."""
 
 
@@ -86,7 +87,7 @@ def parse_spider_name(stem: str) -> tuple[int, str]:
     """``12_t2_SPACE`` → (12, "t2_SPACE"); the number before the first ``_`` is the patient."""
     m = _NAME.match(stem)
     if not m:
-        raise ValueError(f"{stem!r} is not a SPIDER series name (<patient>_<{'|'.join(SEQUENCES)}>)")
+        raise UsageError(f"{stem!r} is not a SPIDER series name (<patient>_<{'|'.join(SEQUENCES)}>)")
     seq = next(s for s in SEQUENCES if s.lower() == m.group(2).lower())
     return int(m.group(1)), seq
 
@@ -100,7 +101,7 @@ CONVENTIONS: dict[int, str] = {1: "sacrum=1", 0: "L5=1"}
 
 
 def assumed_convention() -> str:
-    """The convention :mod:`spine_seg.labels` encodes, read from its tables (not restated here)."""
+    """The convention :mod:`spine_seg.core.labels` encodes, read from its tables (not restated here)."""
     offset = SPIDER_VERTEBRA_NUMBER["L5"] - (spider_disc_label("L5") - SPIDER_DISC_OFFSET)
     return CONVENTIONS.get(offset, f"offset {offset}")
 
@@ -110,7 +111,7 @@ class NumberingCheck:
     """Result of :func:`check_spider_numbering`.
 
     ``convention`` is what the geometry supports ("sacrum=1", "L5=1" or "unknown"), ``assumed`` what
-    spine_seg.labels encodes; ``ok`` is False when any problem contradicts the assumption, ``decided`` whether
+    spine_seg.core.labels encodes; ``ok`` is False when any problem contradicts the assumption, ``decided`` whether
     the mask held enough structures to tell the conventions apart.
     """
 
@@ -122,7 +123,7 @@ class NumberingCheck:
     details: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
-        head = f"numbering: geometry says {self.convention}, spine_seg.labels assumes {self.assumed}"
+        head = f"numbering: geometry says {self.convention}, spine_seg.core.labels assumes {self.assumed}"
         return head + ("" if not self.problems else ": " + "; ".join(self.problems))
 
 
@@ -131,7 +132,7 @@ def _mask_and_affine(mask: sitk.Image | np.ndarray, affine: np.ndarray | None) -
         return sitk.GetArrayViewFromImage(mask), affine_from_sitk(mask), True
     arr = np.asarray(mask)
     if arr.ndim != 3:
-        raise ValueError(f"expected a 3-D [k, j, i] mask, got shape {arr.shape}")
+        raise UsageError(f"expected a 3-D [k, j, i] mask, got shape {arr.shape}")
     if affine is None:
         return arr, np.eye(4), False
     return arr, np.asarray(affine, dtype=float), True
@@ -144,7 +145,7 @@ def check_spider_numbering(
     warn: bool = True,
     min_voxels: int = 10,
 ) -> NumberingCheck:
-    """Test the SPIDER vertebra numbering of :mod:`spine_seg.labels` on one mask, from geometry alone.
+    """Test the SPIDER vertebra numbering of :mod:`spine_seg.core.labels` on one mask, from geometry alone.
 
     ``mask`` is a SimpleITK image (its geometry is used) or a ``[k, j, i]`` array with an optional voxel
     ``(i, j, k)`` → LPS affine. Vertebrae (1–25, partly visible 101–125) and discs (201–225) are reduced to
@@ -162,6 +163,8 @@ def check_spider_numbering(
 
     A contradiction is reported in ``problems`` and, with ``warn``, raised as a
     :class:`SpiderNumberingWarning` (never an exception).
+
+    Long on purpose: one decision over the mask's geometry, each piece of evidence next to its test.
     """
     arr, aff, has_geometry = _mask_and_affine(mask, affine)
     assumed = assumed_convention()
@@ -179,7 +182,7 @@ def check_spider_numbering(
         return None
 
     if values.size and int(values.min()) < 0:
-        raise ValueError(f"mask holds negative values (min {int(values.min())})")
+        raise UsageError(f"mask holds negative values (min {int(values.min())})")
     # centroids in index space (bincount: mask values are small integers, no sort), then to world: the
     # affine map commutes with averaging, so no per-voxel world coordinates are needed
     counts = np.bincount(values)
@@ -199,14 +202,20 @@ def check_spider_numbering(
     details: dict[str, Any] = {
         "vertebrae": sorted(vert),
         "discs": sorted(SPIDER_DISC_OFFSET + m for m in disc),
-        "partial": sorted(v for v in uniq.tolist() if SPIDER_PARTIAL_OFFSET < v <= SPIDER_PARTIAL_OFFSET + _MAX_VERTEBRA),
+        "partial": sorted(
+            v for v in uniq.tolist() if SPIDER_PARTIAL_OFFSET < v <= SPIDER_PARTIAL_OFFSET + _MAX_VERTEBRA
+        ),
         "has_geometry": has_geometry,
     }
     problems: list[str] = []
 
     def result(convention: str, decided: bool) -> NumberingCheck:
         if decided and convention != assumed:
-            problems.insert(0, f"discs sit where {convention} numbering puts them, not where spine_seg.labels assumes ({assumed})")
+            problems.insert(
+                0,
+                f"discs sit where {convention} numbering puts them, not where spine_seg.core.labels assumes "
+                f"({assumed})",
+            )
         chk = NumberingCheck(not problems, decided, convention, assumed, tuple(problems), details)
         if warn and problems:
             warnings.warn(chk.summary(), SpiderNumberingWarning, stacklevel=3)
@@ -236,14 +245,18 @@ def check_spider_numbering(
     }
     ordered = [s_vert[n] for n in sorted(s_vert)]
     if any(b <= a for a, b in zip(ordered, ordered[1:], strict=False)):
-        problems.append(f"vertebra centroids are not in number order along the spine: {details['position_along_spine']}")
+        problems.append(
+            f"vertebra centroids are not in number order along the spine: {details['position_along_spine']}"
+        )
     if has_geometry:
         cranial = float(u[2])  # LPS: +z is superior
         details["numbers_run"] = "cranially" if cranial > 0.3 else "caudally" if cranial < -0.3 else "sideways"
         if cranial < -0.3:
             problems.append("vertebra numbers increase caudally (top-down numbering): vertebra 1 is the most cranial")
         elif cranial <= 0.3:  # a missing or wrong image direction, not evidence about the numbering
-            details["note"] = f"spine axis not cranio-caudal in patient space (z {cranial:.2f}): cranial direction untested"
+            details["note"] = (
+                f"spine axis not cranio-caudal in patient space (z {cranial:.2f}): cranial direction untested"
+            )
 
     # disc votes for each convention
     votes: dict[str, list[int]] = {}
@@ -295,35 +308,19 @@ def check_spider_numbering(
         if details.get("disc201_between_1_and_2") is False:
             problems.append("disc 201 does not lie between vertebrae 1 and 2")
         if details.get("label1_sacrum_like") is False:
-            problems.append(f"label 1 is no longer along the spine than a vertebra (extent ratio {details['label1_extent_ratio']}): not sacrum-like")
+            problems.append(
+                "label 1 is no longer along the spine than a vertebra (extent ratio "
+                f"{details['label1_extent_ratio']}): not sacrum-like"
+            )
     return result(convention, decided)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# label remapping
-
-
-def spider_lut(partial: str = "background") -> dict[int, int]:
-    """SPIDER value → spineseg label, from spine_seg.labels; ``partial`` says what 101–125 become.
-
-    ``background`` (default): partly visible vertebrae → 0. ``keep``: 100+n → the label of n.
-    ``ignore``: 100+n → nnU-Net's ignore label (one above the highest label) where n has a label, so those
-    voxels do not count in the loss.
-    """
-    if partial not in PARTIAL_MODES:
-        raise ValueError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
-    lut = dict(spider_to_seg_lut())
-    vertebrae = {v: t for v, t in lut.items() if 1 <= v <= _MAX_VERTEBRA}
-    if partial == "keep":
-        lut.update({SPIDER_PARTIAL_OFFSET + v: t for v, t in vertebrae.items()})
-    elif partial == "ignore":
-        ignore = len(SEG_LABELS)
-        lut.update({SPIDER_PARTIAL_OFFSET + v: ignore for v in vertebrae})
-    return lut
+# label remapping (the SPIDER → spineseg lookup itself, spider_lut, lives in spine_seg.core.labels)
 
 
 def dataset_labels(partial: str = "background") -> dict[str, int]:
-    """dataset.json labels: spine_seg.labels.SEG_LABELS, plus ``ignore`` with ``partial="ignore"``."""
+    """dataset.json labels: spine_seg.core.labels.SEG_LABELS, plus ``ignore`` with ``partial="ignore"``."""
     labels = dict(SEG_LABELS)
     if partial == "ignore":
         labels["ignore"] = len(SEG_LABELS)
@@ -367,7 +364,11 @@ def _convert_case(job: _Job) -> dict[str, Any]:
     except RuntimeError as exc:
         return {"name": job.name, "skipped": f"unreadable .mha ({str(exc).strip().splitlines()[-1]})"}
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-        return {"name": job.name, "skipped": f"expected a 3-D single-channel image, got {img.GetDimension()}-D with {img.GetNumberOfComponentsPerPixel()} components"}
+        return {
+            "name": job.name,
+            "skipped": f"expected a 3-D single-channel image, got {img.GetDimension()}-D with "
+            f"{img.GetNumberOfComponentsPerPixel()} components",
+        }
     diff = same_geometry(img, msk, tol=1e-3)
     if diff:
         if img.GetSize() != msk.GetSize():
@@ -405,8 +406,13 @@ def _convert_case(job: _Job) -> dict[str, Any]:
 
 
 def _check_record(check: NumberingCheck) -> dict[str, Any]:
-    return {"ok": check.ok, "decided": check.decided, "convention": check.convention,
-            "problems": list(check.problems), "details": check.details}
+    return {
+        "ok": check.ok,
+        "decided": check.decided,
+        "convention": check.convention,
+        "problems": list(check.problems),
+        "details": check.details,
+    }
 
 
 def _read_overview(path: Path) -> dict[str, dict[str, Any]]:
@@ -415,7 +421,7 @@ def _read_overview(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     df = pd.read_csv(path, dtype=str)
     if "new_file_name" not in df.columns:
-        raise ValueError(f"{path}: no 'new_file_name' column; has {list(df.columns)[:8]}…")
+        raise UsageError(f"{path}: no 'new_file_name' column; has {list(df.columns)[:8]}…")
     return {str(r["new_file_name"]).strip(): r for r in df.to_dict("records")}
 
 
@@ -440,20 +446,22 @@ def convert_spider(
     ``sequences``: which of t1, t2, t2_SPACE to take (default all). ``partial``: what partly visible
     vertebrae (101–125) become — background (default), keep, or ignore (see :func:`spider_lut`).
     ``on_numbering_mismatch``: warn (default; convert anyway), skip the case, or error — for masks whose
-    geometry contradicts spine_seg.labels' numbering. ``validation_as_test`` moves overview.csv's
+    geometry contradicts spine_seg.core.labels' numbering. ``validation_as_test`` moves overview.csv's
     ``validation`` subset into imagesTs/labelsTs. Folds in splits_final.json are grouped by patient.
     Returns the dataset folder.
+
+    Long on purpose: one linear conversion (find, check, convert, split, report) for one dataset.
     """
     input_dir = Path(input_dir)
     dataset_id = DATASET_ID if dataset_id is None else int(dataset_id)
     if partial not in PARTIAL_MODES:
-        raise ValueError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
+        raise UsageError(f"unknown partial mode {partial!r}; valid: {list(PARTIAL_MODES)}")
     if on_numbering_mismatch not in MISMATCH_POLICIES:
-        raise ValueError(f"unknown on_numbering_mismatch {on_numbering_mismatch!r}; valid: {list(MISMATCH_POLICIES)}")
+        raise UsageError(f"unknown on_numbering_mismatch {on_numbering_mismatch!r}; valid: {list(MISMATCH_POLICIES)}")
     wanted = SEQUENCES if sequences is None else tuple(sequences)
     bad = [s for s in wanted if s not in SEQUENCES]
     if bad:
-        raise ValueError(f"unknown SPIDER sequence(s) {bad}; valid: {list(SEQUENCES)}")
+        raise UsageError(f"unknown SPIDER sequence(s) {bad}; valid: {list(SEQUENCES)}")
     images_dir, masks_dir = input_dir / "images", input_dir / "masks"
     if not images_dir.is_dir() or not masks_dir.is_dir():
         raise FileNotFoundError(f"{input_dir}: expected the SPIDER layout images/*.mha, masks/*.mha, overview.csv")
@@ -461,10 +469,18 @@ def convert_spider(
 
     out = prepare_dataset_folder(raw_root, dataset_id, dataset_name, overwrite=overwrite)
     report = ConversionReport(
-        dataset=out.name, source=str(input_dir),
-        options={"sequences": list(wanted), "partial": partial, "on_numbering_mismatch": on_numbering_mismatch,
-                 "validation_as_test": validation_as_test, "n_folds": n_folds, "split_seed": split_seed,
-                 "assumed_numbering": assumed_convention(), "lut": {str(k): v for k, v in sorted(spider_lut(partial).items())}},
+        dataset=out.name,
+        source=str(input_dir),
+        options={
+            "sequences": list(wanted),
+            "partial": partial,
+            "on_numbering_mismatch": on_numbering_mismatch,
+            "validation_as_test": validation_as_test,
+            "n_folds": n_folds,
+            "split_seed": split_seed,
+            "assumed_numbering": assumed_convention(),
+            "lut": {str(k): v for k, v in sorted(spider_lut(partial).items())},
+        },
     )
     jobs: list[_Job] = []
     not_wanted = 0
@@ -485,8 +501,20 @@ def convert_spider(
         if overview and stem not in overview:
             log.warning("%s is not listed in overview.csv", stem)
         test = validation_as_test and str(overview.get(stem, {}).get("subset", "")).strip().lower() == "validation"
-        jobs.append(_Job(stem, f"{case_prefix}_{patient:03d}_{seq}", patient, seq, image, mask, out, test, partial,
-                         on_numbering_mismatch))
+        jobs.append(
+            _Job(
+                stem,
+                f"{case_prefix}_{patient:03d}_{seq}",
+                patient,
+                seq,
+                image,
+                mask,
+                out,
+                test,
+                partial,
+                on_numbering_mismatch,
+            )
+        )
     if not_wanted:
         report.notes.append(f"{not_wanted} series of other sequences left out (wanted {list(wanted)})")
     for res in map_cases(_convert_case, jobs, workers):
@@ -499,14 +527,16 @@ def convert_spider(
     verdicts = Counter(c["numbering"]["convention"] for c in report.cases)
     report.options["numbering_verdicts"] = dict(verdicts)
     if failed:
-        msg = (f"SPIDER numbering check failed on {len(failed)}/{len(report.cases)} converted masks (geometry says "
-               f"{dict(verdicts)}; spine_seg.labels assumes {assumed_convention()}), e.g. {failed[:5]}; their "
-               f"vertebra labels may be shifted by one level — see docs/nnunet-datasets.md")
+        msg = (
+            f"SPIDER numbering check failed on {len(failed)}/{len(report.cases)} converted masks (geometry says "
+            f"{dict(verdicts)}; spine_seg.core.labels assumes {assumed_convention()}), e.g. {failed[:5]}; their "
+            f"vertebra labels may be shifted by one level — see docs/nnunet-datasets.md"
+        )
         report.note(msg)
         warnings.warn(msg, SpiderNumberingWarning, stacklevel=2)
     skipped_numbering = sum(1 for s in report.skipped if s["reason"].startswith("numbering:"))
     if skipped_numbering:
-        report.note(f"{skipped_numbering} series skipped because their numbering contradicts spine_seg.labels")
+        report.note(f"{skipped_numbering} series skipped because their numbering contradicts spine_seg.core.labels")
     unknown = sorted({v for c in report.cases for v in c["unknown_values"]})
     if unknown:
         report.note(f"mask values outside SPIDER's scheme mapped to background: {unknown}")
@@ -514,15 +544,19 @@ def convert_spider(
     train = [c for c in report.cases if not c["test"]]
     if not train:
         report.write(out)
-        raise ValueError(f"{input_dir}: no series converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}")
+        raise UsageError(
+            f"{input_dir}: no series converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}"
+        )
     write_dataset_json(
         out,
         channel_names={0: "MRI"},
         labels=dataset_labels(partial),
         num_training=len(train),
         dataset_name=dataset_name,
-        description=("SPIDER sagittal lumbar MRI (T1, T2, T2 SPACE) with vertebrae L1-L5, sacrum, discs L1/L2-L5/S1 and "
-                     "spinal canal remapped to spineseg's labels (spine_seg.labels.SEG_LABELS); one case per series."),
+        description=(
+            "SPIDER sagittal lumbar MRI (T1, T2, T2 SPACE) with vertebrae L1-L5, sacrum, discs L1/L2-L5/S1 and "
+            "spinal canal remapped to spineseg's labels (spine_seg.core.labels.SEG_LABELS); one case per series."
+        ),
         reference=REFERENCE,
         licence=LICENCE,
         citation=CITATION,
@@ -531,5 +565,11 @@ def convert_spider(
     )
     write_splits(out, [c["case_id"] for c in train], [str(c["patient"]) for c in train], n_folds, split_seed)
     report.write(out)
-    log.info("SPIDER: %d cases (%d test) in %s, %d skipped", len(report.cases), len(report.cases) - len(train), out, len(report.skipped))
+    log.info(
+        "SPIDER: %d cases (%d test) in %s, %d skipped",
+        len(report.cases),
+        len(report.cases) - len(train),
+        out,
+        len(report.skipped),
+    )
     return out

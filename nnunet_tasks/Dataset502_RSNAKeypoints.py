@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spine_seg.constants import LEVELS, SIDES, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.constants import LEVELS, SIDES, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import DicomError, read_series_csv, scan_folder
 
 from .common import (
@@ -62,7 +63,11 @@ KEYPOINT_LABELS: dict[str, dict[str, int]] = {
     "spinal": {"background": 0, **{f"spinal_{lv}": i + 1 for i, lv in enumerate(LEVELS)}},
     "foraminal": {
         "background": 0,
-        **{f"{side}_foramen_{lv}": 1 + s * len(LEVELS) + i for s, side in enumerate(SIDES) for i, lv in enumerate(LEVELS)},
+        **{
+            f"{side}_foramen_{lv}": 1 + s * len(LEVELS) + i
+            for s, side in enumerate(SIDES)
+            for i, lv in enumerate(LEVELS)
+        },
     },
 }
 
@@ -78,10 +83,16 @@ class KeypointTask:
 
 
 TASKS: dict[str, KeypointTask] = {
-    "spinal": KeypointTask("spinal", SeriesKind.SAGITTAL_T2, ("spinal_canal_stenosis",), 502, "RSNASpinalKeypoints", "T2"),
+    "spinal": KeypointTask(
+        "spinal", SeriesKind.SAGITTAL_T2, ("spinal_canal_stenosis",), 502, "RSNASpinalKeypoints", "T2"
+    ),
     "foraminal": KeypointTask(
-        "foraminal", SeriesKind.SAGITTAL_T1,
-        ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing"), 504, "RSNAForaminalKeypoints", "T1",
+        "foraminal",
+        SeriesKind.SAGITTAL_T1,
+        ("left_neural_foraminal_narrowing", "right_neural_foraminal_narrowing"),
+        504,
+        "RSNAForaminalKeypoints",
+        "T1",
     ),
 }
 DEFAULT_RADIUS_MM = 4.0
@@ -97,7 +108,7 @@ def keypoint_label(task: str, condition: str, level: str) -> int:
     """The label value of one keypoint (``condition`` and ``level`` in either spelling)."""
     condition, level = normalize_condition(condition), normalize_level(level)
     if condition not in TASKS[task].conditions:
-        raise ValueError(f"condition {condition!r} is not part of the {task!r} task {list(TASKS[task].conditions)}")
+        raise UsageError(f"condition {condition!r} is not part of the {task!r} task {list(TASKS[task].conditions)}")
     if task == "spinal":
         return KEYPOINT_LABELS[task][f"spinal_{level}"]
     side = condition.split("_", 1)[0]
@@ -118,11 +129,11 @@ def read_keypoints(path: str | Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype={"study_id": str, "series_id": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: cannot read keypoint CSV: {exc}") from exc
+        raise UsageError(f"{path}: cannot read keypoint CSV: {exc}") from exc
     need = ["study_id", "series_id", "instance_number", "condition", "level", "x", "y"]
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: keypoint CSV lacks columns {missing}; has {list(df.columns)}")
+        raise UsageError(f"{path}: keypoint CSV lacks columns {missing}; has {list(df.columns)}")
     df = df[need].copy()
     df["study_id"] = df["study_id"].astype(str).str.strip()
     df["series_id"] = df["series_id"].astype(str).str.strip()
@@ -133,7 +144,7 @@ def read_keypoints(path: str | Path) -> pd.DataFrame:
         df["x"] = df["x"].astype(float)
         df["y"] = df["y"].astype(float)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+        raise UsageError(f"{path}: {exc}") from exc
     return df
 
 
@@ -152,9 +163,9 @@ def draw_keypoints(
     earlier ones; the number of voxels claimed twice is returned for the report.
     """
     if radius_mm <= 0:
-        raise ValueError(f"radius_mm must be positive, got {radius_mm}")
+        raise UsageError(f"radius_mm must be positive, got {radius_mm}")
     if slice_extent < 0:
-        raise ValueError(f"slice_extent must be 0 or more, got {slice_extent}")
+        raise UsageError(f"slice_extent must be 0 or more, got {slice_extent}")
     nk, nj, ni = shape_kji
     col_sp, row_sp = (float(v) for v in spacing_col_row_mm)
     out = np.zeros(shape_kji, dtype=np.uint8)
@@ -196,7 +207,10 @@ class _Job:
 
 
 def _convert_series(job: _Job) -> list[dict[str, Any]]:
-    """One series → one case per stack holding keypoints; failures come back as {"skipped": reason}."""
+    """One series → one case per stack holding keypoints; failures come back as {"skipped": reason}.
+
+    Long on purpose: one series' keypoints placed and written; the steps share its geometry.
+    """
     item = f"{job.study_id}/{job.series_id}"
     task = TASKS[job.task]
     try:
@@ -207,7 +221,12 @@ def _convert_series(job: _Job) -> list[dict[str, Any]]:
             return [{"item": item, "skipped": f"{job.folder} holds {len(series)} series, expected 1"}]
         ser = series[0]
         if ser.kind is not task.series_kind:
-            return [{"item": item, "skipped": f"series is {ser.kind.value}, the {job.task} task needs {task.series_kind.value}"}]
+            return [
+                {
+                    "item": item,
+                    "skipped": f"series is {ser.kind.value}, the {job.task} task needs {task.series_kind.value}",
+                }
+            ]
         by_stack: dict[int, list[tuple[int, float, float, int, int, str, str]]] = {}
         dropped = []
         for inst, cond, lv, x, y in job.points:
@@ -218,7 +237,9 @@ def _convert_series(job: _Job) -> list[dict[str, Any]]:
                 continue
             first = stack.slices[k]
             if not (-0.5 <= x <= first.columns - 0.5 and -0.5 <= y <= first.rows - 0.5):
-                dropped.append(f"instance {inst} ({cond} {lv}): ({x:.1f}, {y:.1f}) outside the {first.columns}×{first.rows} image")
+                dropped.append(
+                    f"instance {inst} ({cond} {lv}): ({x:.1f}, {y:.1f}) outside the {first.columns}×{first.rows} image"
+                )
                 continue
             by_stack.setdefault(stack.index, []).append((k, x, y, keypoint_label(job.task, cond, lv), inst, cond, lv))
         if not by_stack:
@@ -230,31 +251,45 @@ def _convert_series(job: _Job) -> list[dict[str, Any]]:
             values = Counter(p[3] for p in pts)
             missing = sorted(set(KEYPOINT_LABELS[job.task].values()) - {0} - set(values))
             if job.require_complete and missing:
-                records.append({"item": f"{item} stack {idx}", "skipped": f"incomplete: labels {missing} have no keypoint"})
+                records.append(
+                    {"item": f"{item} stack {idx}", "skipped": f"incomplete: labels {missing} have no keypoint"}
+                )
                 continue
             volume = compact_image_dtype(stack.load())
-            label, overlap = draw_keypoints(stack.shape, [p[:4] for p in pts], stack.spacing_mm[:2], job.radius_mm, job.slice_extent)
+            label, overlap = draw_keypoints(
+                stack.shape, [p[:4] for p in pts], stack.spacing_mm[:2], job.radius_mm, job.slice_extent
+            )
             image = sitk_image(volume, stack.affine)
             lab = sitk_image(label, reference=image)
             write_case(job.out, case_id, [image], lab)
-            records.append({
-                "case_id": case_id,
-                "study_id": job.study_id,
-                "series_id": job.series_id,
-                "stack": idx,
-                "shape_kji": list(stack.shape),
-                "spacing_mm": [round(v, 4) for v in stack.spacing_mm],
-                "points": [
-                    {"instance_number": inst, "condition": cond, "level": lv, "k": k, "x": round(x, 3), "y": round(y, 3),
-                     "label": val, "xyz_lps_mm": [round(float(v), 3) for v in stack.slices[k].pixel_to_world(x, y)]}
-                    for k, x, y, val, inst, cond, lv in pts
-                ],
-                "duplicate_labels": sorted(v for v, n in values.items() if n > 1),
-                "missing_labels": missing,
-                "dropped_points": dropped,
-                "overlap_voxels": overlap,
-                "label_voxels": {str(k): v for k, v in label_voxel_counts(label).items()},
-            })
+            records.append(
+                {
+                    "case_id": case_id,
+                    "study_id": job.study_id,
+                    "series_id": job.series_id,
+                    "stack": idx,
+                    "shape_kji": list(stack.shape),
+                    "spacing_mm": [round(v, 4) for v in stack.spacing_mm],
+                    "points": [
+                        {
+                            "instance_number": inst,
+                            "condition": cond,
+                            "level": lv,
+                            "k": k,
+                            "x": round(x, 3),
+                            "y": round(y, 3),
+                            "label": val,
+                            "xyz_lps_mm": [round(float(v), 3) for v in stack.slices[k].pixel_to_world(x, y)],
+                        }
+                        for k, x, y, val, inst, cond, lv in pts
+                    ],
+                    "duplicate_labels": sorted(v for v, n in values.items() if n > 1),
+                    "missing_labels": missing,
+                    "dropped_points": dropped,
+                    "overlap_voxels": overlap,
+                    "label_voxels": {str(k): v for k, v in label_voxel_counts(label).items()},
+                }
+            )
         return records
     except (DicomError, OSError, ValueError, KeyError, RuntimeError) as exc:
         return [{"item": item, "skipped": f"{type(exc).__name__}: {exc}"}]
@@ -287,9 +322,11 @@ def convert_rsna_keypoints(
     keypoint file without a folder are skipped (counted once in the log, listed in the report).
     ``require_complete`` skips stacks missing a label (e.g. a level without a keypoint) instead of leaving
     that landmark as background. Folds are grouped by study. Returns the dataset folder.
+
+    Long on purpose: one linear conversion (read, place, write, split, report) for one dataset.
     """
     if task not in TASKS:
-        raise ValueError(f"unknown keypoint task {task!r}; valid: {list(TASKS)}")
+        raise UsageError(f"unknown keypoint task {task!r}; valid: {list(TASKS)}")
     spec = TASKS[task]
     input_dir = Path(input_dir)
     dataset_id = spec.dataset_id if dataset_id is None else int(dataset_id)
@@ -302,7 +339,7 @@ def convert_rsna_keypoints(
     if not series_csv.exists():
         log.warning("%s not found: series kinds are inferred from the DICOM headers", series_csv)
     if radius_mm <= 0 or slice_extent < 0:
-        raise ValueError(f"radius_mm must be > 0 and slice_extent >= 0, got {radius_mm}, {slice_extent}")
+        raise UsageError(f"radius_mm must be > 0 and slice_extent >= 0, got {radius_mm}, {slice_extent}")
 
     points = read_keypoints(coords_csv)
     points = points[points["condition"].isin(spec.conditions)]
@@ -312,11 +349,21 @@ def convert_rsna_keypoints(
 
     out = prepare_dataset_folder(raw_root, dataset_id, dataset_name or spec.dataset_name, overwrite=overwrite)
     report = ConversionReport(
-        dataset=out.name, source=str(input_dir),
-        options={"task": task, "radius_mm": radius_mm, "slice_extent": slice_extent, "series_csv": str(series_csv),
-                 "coords_csv": str(coords_csv), "images_dir": str(images), "require_complete": require_complete,
-                 "study_ids": sorted(wanted) if wanted is not None else None, "n_folds": n_folds, "split_seed": split_seed,
-                 "labels": KEYPOINT_LABELS[task]},
+        dataset=out.name,
+        source=str(input_dir),
+        options={
+            "task": task,
+            "radius_mm": radius_mm,
+            "slice_extent": slice_extent,
+            "series_csv": str(series_csv),
+            "coords_csv": str(coords_csv),
+            "images_dir": str(images),
+            "require_complete": require_complete,
+            "study_ids": sorted(wanted) if wanted is not None else None,
+            "n_folds": n_folds,
+            "split_seed": split_seed,
+            "labels": KEYPOINT_LABELS[task],
+        },
     )
     if wanted is not None:
         for sid in sorted(wanted - set(points["study_id"])):
@@ -333,11 +380,25 @@ def convert_rsna_keypoints(
                 report.skip(f"{study}/{series}", f"no folder {folder}")
             continue
         pts = tuple((int(r.instance_number), r.condition, r.level, float(r.x), float(r.y)) for r in rows.itertuples())
-        jobs.append(_Job(task, study, series, folder, kinds.get((study, series)), pts, out, float(radius_mm),
-                         int(slice_extent), require_complete))
+        jobs.append(
+            _Job(
+                task,
+                study,
+                series,
+                folder,
+                kinds.get((study, series)),
+                pts,
+                out,
+                float(radius_mm),
+                int(slice_extent),
+                require_complete,
+            )
+        )
     if no_folder:
         uniq = sorted(set(no_folder))
-        report.note(f"{len(uniq)} studies in {coords_csv.name} have no folder under {images} (e.g. {uniq[:3]}); skipped")
+        report.note(
+            f"{len(uniq)} studies in {coords_csv.name} have no folder under {images} (e.g. {uniq[:3]}); skipped"
+        )
 
     for records in map_cases(_convert_series, jobs, workers):
         for rec in records:
@@ -349,10 +410,15 @@ def convert_rsna_keypoints(
                     log.warning("%s: dropped keypoint %s", rec["case_id"], d)
     if not report.cases:
         report.write(out)
-        raise ValueError(f"{input_dir}: no {task} keypoint case converted ({len(report.skipped)} skipped); see {out / 'spineseg_conversion.json'}")
+        raise UsageError(
+            f"{input_dir}: no {task} keypoint case converted ({len(report.skipped)} skipped); see "
+            f"{out / 'spineseg_conversion.json'}"
+        )
     incomplete = [c["case_id"] for c in report.cases if c["missing_labels"]]
     if incomplete:
-        report.notes.append(f"{len(incomplete)} cases lack a keypoint for some label (left as background): {incomplete[:5]}")
+        report.notes.append(
+            f"{len(incomplete)} cases lack a keypoint for some label (left as background): {incomplete[:5]}"
+        )
 
     write_dataset_json(
         out,
@@ -360,8 +426,10 @@ def convert_rsna_keypoints(
         labels=KEYPOINT_LABELS[task],
         num_training=len(report.cases),
         dataset_name=dataset_name or spec.dataset_name,
-        description=(f"RSNA 2024 lumbar spine keypoints of {', '.join(spec.conditions)} drawn as {radius_mm} mm landmark "
-                     f"ellipsoids (±{slice_extent} slices) on each {spec.series_kind.value} stack they were marked on."),
+        description=(
+            f"RSNA 2024 lumbar spine keypoints of {', '.join(spec.conditions)} drawn as {radius_mm} mm landmark "
+            f"ellipsoids (±{slice_extent} slices) on each {spec.series_kind.value} stack they were marked on."
+        ),
         reference=REFERENCE,
         licence=LICENCE,
         citation=CITATION,
@@ -375,11 +443,15 @@ def convert_rsna_keypoints(
     return out
 
 
-def convert_rsna_spinal(input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any) -> Path:
+def convert_rsna_spinal(
+    input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any
+) -> Path:
     """Spinal-canal keypoints on Sagittal T2/STIR → Dataset502_RSNASpinalKeypoints."""
     return convert_rsna_keypoints(input_dir, raw_root, dataset_id, task="spinal", **options)
 
 
-def convert_rsna_foraminal(input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any) -> Path:
+def convert_rsna_foraminal(
+    input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any
+) -> Path:
     """Foraminal keypoints (left/right) on Sagittal T1 → Dataset504_RSNAForaminalKeypoints."""
     return convert_rsna_keypoints(input_dir, raw_root, dataset_id, task="foraminal", **options)

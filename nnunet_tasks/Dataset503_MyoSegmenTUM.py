@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from spine_seg.labels import SEG_LABELS
+from spine_seg.core.errors import UsageError
+from spine_seg.core.labels import SEG_LABELS
 
 from .common import (
     DEFAULT_FOLDS,
@@ -67,7 +68,10 @@ CITATION = (
     "encoding-based water-fat MRI: the reference database MyoSegmenTUM spine. BMC Musculoskelet Disord 20, 152 (2019). "
     "https://doi.org/10.1186/s12891-019-2528-x"
 )
-LICENCE = "MyoSegmenTUM spine public reference database (cite Burian et al. 2019); these .mat copies come from a GPL-3.0 repository"
+LICENCE = (
+    "MyoSegmenTUM spine public reference database (cite Burian et al. 2019); these .mat copies come from a "
+    "GPL-3.0 repository"
+)
 
 _FILE = re.compile(r"^(\d+)\.mat$")
 
@@ -79,10 +83,10 @@ def read_mat_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         doc = scipy.io.loadmat(str(path))
     except (OSError, ValueError, NotImplementedError) as exc:
-        raise ValueError(f"{path}: cannot read MATLAB file: {exc}") from exc
+        raise UsageError(f"{path}: cannot read MATLAB file: {exc}") from exc
     missing = [k for k in ("I", "GT") if k not in doc]
     if missing:
-        raise ValueError(f"{path}: no {missing} in the file; has {[k for k in doc if not k.startswith('__')]}")
+        raise UsageError(f"{path}: no {missing} in the file; has {[k for k in doc if not k.startswith('__')]}")
     return np.asarray(doc["I"]), np.asarray(doc["GT"])
 
 
@@ -90,7 +94,7 @@ def load_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(``I``, ``GT``) of one file, which must share one 3-D grid."""
     image, gt = read_mat_arrays(path)
     if image.ndim != 3 or image.shape != gt.shape:
-        raise ValueError(f"{path}: I {image.shape} and GT {gt.shape} must be the same 3-D shape")
+        raise UsageError(f"{path}: I {image.shape} and GT {gt.shape} must be the same 3-D shape")
     return image, gt
 
 
@@ -119,7 +123,10 @@ def check_vertebra_order(gt: np.ndarray) -> list[str]:
     present = sorted(rows)
     order = [rows[v] for v in present]
     if any(b <= a for a, b in zip(order, order[1:], strict=False)):
-        problems.append(f"vertebrae are not ordered L1 (top) → L5 along axis 0: centroid rows {dict(zip([MYO_LABELS[v] for v in present], [round(r, 1) for r in order], strict=True))}")
+        problems.append(
+            "vertebrae are not ordered L1 (top) → L5 along axis 0: centroid rows "
+            f"{dict(zip([MYO_LABELS[v] for v in present], [round(r, 1) for r in order], strict=True))}"
+        )
     unknown = sorted(set(np.unique(gt).tolist()) - {0, *MYO_LABELS})
     if unknown:
         problems.append(f"unexpected GT values {unknown}")
@@ -146,11 +153,13 @@ def convert_myosegmentum(
     trains on everything. Files with identical content (18 and 19) are kept once unless
     ``keep_duplicates``. ``files`` restricts the conversion to some files (paths or names in ``input_dir``).
     A file whose L1..L5 order check fails is skipped with the reason. Returns the dataset folder.
+
+    Long on purpose: one linear conversion (read, orient, write, split, report) for one dataset.
     """
     input_dir = Path(input_dir)
     dataset_id = DATASET_ID if dataset_id is None else int(dataset_id)
     if spacing_mm <= 0:
-        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+        raise UsageError(f"spacing_mm must be positive, got {spacing_mm}")
     if files is None:
         if not input_dir.is_dir():
             raise FileNotFoundError(f"{input_dir}: no such folder (expected NN.mat files)")
@@ -163,10 +172,16 @@ def convert_myosegmentum(
 
     out = prepare_dataset_folder(raw_root, dataset_id, dataset_name, overwrite=overwrite)
     report = ConversionReport(
-        dataset=out.name, source=str(input_dir),
-        options={"spacing_mm": spacing_mm, "test_ids": sorted(tests), "keep_duplicates": keep_duplicates,
-                 "orientation": "k = file axis 2 (→ +R, assumed), j = axis 0 (→ inferior), i = axis 1 (→ posterior)",
-                 "n_folds": n_folds, "split_seed": split_seed},
+        dataset=out.name,
+        source=str(input_dir),
+        options={
+            "spacing_mm": spacing_mm,
+            "test_ids": sorted(tests),
+            "keep_duplicates": keep_duplicates,
+            "orientation": "k = file axis 2 (→ +R, assumed), j = axis 0 (→ inferior), i = axis 1 (→ posterior)",
+            "n_folds": n_folds,
+            "split_seed": split_seed,
+        },
     )
     seen: dict[str, str] = {}
     for path in paths:
@@ -187,8 +202,9 @@ def convert_myosegmentum(
         content = hashlib.sha256(image.tobytes() + gt.tobytes()).hexdigest()
         duplicate_of = seen.get(content)
         if duplicate_of is not None:
-            msg = (f"{path.name} is identical to {duplicate_of} (file sha256 {digest[:12]}…)"
-                   + ("; kept as asked" if keep_duplicates else "; dropped (keep_duplicates=False)"))
+            msg = f"{path.name} is identical to {duplicate_of} (file sha256 {digest[:12]}…)" + (
+                "; kept as asked" if keep_duplicates else "; dropped (keep_duplicates=False)"
+            )
             report.note(msg)
             if not keep_duplicates:
                 report.skipped.append({"item": str(path), "reason": f"duplicate of {duplicate_of}"})
@@ -207,23 +223,35 @@ def convert_myosegmentum(
         case_id = f"myosegmentum_{number:02d}"
         test = number in tests
         write_case(out, case_id, [img], lab, test=test)
-        report.cases.append({
-            "case_id": case_id, "file": path.name, "sha256": digest, "test": test, "duplicate_of": duplicate_of,
-            "shape_kji": list(img_kji.shape), "label_voxels": {str(k): v for k, v in label_voxel_counts(lab_kji).items()},
-        })
+        report.cases.append(
+            {
+                "case_id": case_id,
+                "file": path.name,
+                "sha256": digest,
+                "test": test,
+                "duplicate_of": duplicate_of,
+                "shape_kji": list(img_kji.shape),
+                "label_voxels": {str(k): v for k, v in label_voxel_counts(lab_kji).items()},
+            }
+        )
 
     train = [c for c in report.cases if not c["test"]]
     if not train:
         report.write(out)
-        raise ValueError(f"{input_dir}: no training volume converted ({len(report.cases)} test, {len(report.skipped)} skipped)")
+        raise UsageError(
+            f"{input_dir}: no training volume converted ({len(report.cases)} test, {len(report.skipped)} skipped)"
+        )
     write_dataset_json(
         out,
         channel_names={0: "MRI"},
         labels=LABELS,
         num_training=len(train),
         dataset_name=dataset_name,
-        description=("MyoSegmenTUM spine lumbar MRI, vertebral bodies L1-L5 (spineseg labels L1..L5; discs, sacrum and canal "
-                     f"absent). Spacing assumed {spacing_mm} mm isotropic; orientation reconstructed, see docs/nnunet-datasets.md."),
+        description=(
+            "MyoSegmenTUM spine lumbar MRI, vertebral bodies L1-L5 (spineseg labels L1..L5; discs, sacrum and canal "
+            f"absent). Spacing assumed {spacing_mm} mm isotropic; orientation reconstructed, see "
+            "docs/nnunet-datasets.md."
+        ),
         reference=REFERENCE,
         licence=LICENCE,
         citation=CITATION,
@@ -233,4 +261,3 @@ def convert_myosegmentum(
     report.write(out)
     log.info("MyoSegmenTUM: %d training and %d test volumes in %s", len(train), len(report.cases) - len(train), out)
     return out
-

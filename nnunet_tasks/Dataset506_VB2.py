@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spine_seg.labels import BASE_IGNORE, BASE_LABELS
+from spine_seg.core.labels import BASE_IGNORE, BASE_LABELS
 
 from .common import (
     ConversionReport,

@@ -11,7 +11,7 @@ An nnU-Net v2 raw dataset written here looks like::
 
 Images are written with SimpleITK and carry real geometry: spacing in ``ijk`` order (column, row, slice),
 origin = the centre of voxel (0, 0, 0) in LPS mm, direction = the affine's columns normalised (see
-:mod:`spine_seg.geometry`). Arrays are ``[k, j, i]`` as everywhere in spineseg.
+:mod:`spine_seg.core.geometry`). Arrays are ``[k, j, i]`` as everywhere in spineseg.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+
+from spine_seg.core.errors import UsageError
+from spine_seg.core.geometry import set_sitk_geometry
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,9 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def dataset_folder_name(dataset_id: int, name: str) -> str:
     """``Dataset501_SPIDER``: nnU-Net's folder name for an id (1–999) and a name without spaces."""
     if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"nnU-Net dataset ids run from 1 to 999, got {dataset_id}")
+        raise UsageError(f"nnU-Net dataset ids run from 1 to 999, got {dataset_id}")
     if not _NAME_OK.match(name):
-        raise ValueError(f"dataset name {name!r} must be letters, digits, '_', '.' or '-' (no spaces)")
+        raise UsageError(f"dataset name {name!r} must be letters, digits, '_', '.' or '-' (no spaces)")
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 
@@ -68,15 +71,19 @@ def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, 
     if raw_root.is_dir():
         clash = sorted(p.name for p in raw_root.glob(f"Dataset{int(dataset_id):03d}_*") if p.name != folder.name)
         if clash:
-            raise ValueError(
+            raise UsageError(
                 f"{raw_root}: dataset id {dataset_id} is already used by {clash}; pick another id or remove that folder"
             )
     if folder.exists():
         if not overwrite:
             raise FileExistsError(f"{folder} already exists; pass overwrite=True (--overwrite) to replace it")
-        looks_like_dataset = (folder / "dataset.json").exists() or (folder / REPORT_NAME).exists() or not any(folder.iterdir())
+        looks_like_dataset = (
+            (folder / "dataset.json").exists() or (folder / REPORT_NAME).exists() or not any(folder.iterdir())
+        )
         if not looks_like_dataset:
-            raise FileExistsError(f"{folder} exists but holds no dataset.json; refusing to delete what is not a dataset")
+            raise FileExistsError(
+                f"{folder} exists but holds no dataset.json; refusing to delete what is not a dataset"
+            )
         shutil.rmtree(folder)
     (folder / "imagesTr").mkdir(parents=True)
     (folder / "labelsTr").mkdir(parents=True)
@@ -87,65 +94,21 @@ def prepare_dataset_folder(raw_root: str | Path, dataset_id: int, name: str, *, 
 # geometry and images
 
 
-def sitk_geometry_from_affine(
-    affine: np.ndarray, *, shear_tol_deg: float = 0.05
-) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """(spacing, origin, direction) for SimpleITK from a voxel ``(i, j, k)`` → LPS mm affine.
-
-    Spacing is the length of each affine column (column, row, slice spacing), origin the translation, and
-    direction the columns normalised, row-major as SimpleITK wants it. NIfTI cannot hold a sheared grid
-    (gantry tilt): when the slice step leaves the slice normal by more than ``shear_tol_deg`` the slice axis is
-    replaced by the normal, with spacing = the step's component along it, and a warning says so.
-    """
-    a = np.asarray(affine, dtype=float)
-    if a.shape != (4, 4):
-        raise ValueError(f"affine must be 4×4, got shape {a.shape}")
-    cols = a[:3, :3].copy()
-    spacing = np.linalg.norm(cols, axis=0)
-    if np.any(spacing <= 0):
-        raise ValueError(f"affine has a zero-length axis: column norms {spacing.tolist()}")
-    unit = cols / spacing
-    normal = np.cross(unit[:, 0], unit[:, 1])
-    normal /= np.linalg.norm(normal)
-    cos = float(np.clip(abs(np.dot(unit[:, 2], normal)), -1.0, 1.0))
-    shear = float(np.degrees(np.arccos(cos)))
-    if shear > shear_tol_deg:
-        sign = 1.0 if np.dot(unit[:, 2], normal) >= 0 else -1.0
-        log.warning("sheared stack (slice axis %.2f° off the normal, e.g. gantry tilt): writing it unsheared", shear)
-        spacing[2] = spacing[2] * cos
-        unit[:, 2] = sign * normal
-    return (
-        tuple(float(v) for v in spacing),
-        tuple(float(v) for v in a[:3, 3]),
-        tuple(float(v) for v in unit.flatten()),
-    )
-
-
-def affine_from_sitk(image: sitk.Image) -> np.ndarray:
-    """The voxel ``(i, j, k)`` → LPS mm affine of a 3-D SimpleITK image."""
-    if image.GetDimension() != 3:
-        raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D")
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=float)
-    affine[:3, 3] = image.GetOrigin()
-    return affine
-
-
-def sitk_image(array_kji: np.ndarray, affine: np.ndarray | None = None, *, reference: sitk.Image | None = None) -> sitk.Image:
+def sitk_image(
+    array_kji: np.ndarray, affine: np.ndarray | None = None, *, reference: sitk.Image | None = None
+) -> sitk.Image:
     """A SimpleITK image from a ``[k, j, i]`` array and either an affine or a reference image's geometry."""
     if array_kji.ndim != 3:
-        raise ValueError(f"expected a 3-D [k, j, i] array, got shape {array_kji.shape}")
+        raise UsageError(f"expected a 3-D [k, j, i] array, got shape {array_kji.shape}")
     img = sitk.GetImageFromArray(np.ascontiguousarray(array_kji))
     if reference is not None:
         if tuple(reversed(array_kji.shape)) != reference.GetSize():
-            raise ValueError(f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}")
+            raise UsageError(
+                f"array shape {array_kji.shape} does not match the reference image size {reference.GetSize()[::-1]}"
+            )
         img.CopyInformation(reference)
     elif affine is not None:
-        spacing, origin, direction = sitk_geometry_from_affine(affine)
-        img.SetSpacing(spacing)
-        img.SetOrigin(origin)
-        img.SetDirection(direction)
+        set_sitk_geometry(img, affine)
     return img
 
 
@@ -199,16 +162,18 @@ def write_case(
     image's grid exactly (it is given that image's geometry after the check, to drop float noise).
     """
     if not _NAME_OK.match(case_id):
-        raise ValueError(f"case id {case_id!r}: letters, digits, '_', '.' or '-' only")
+        raise UsageError(f"case id {case_id!r}: letters, digits, '_', '.' or '-' only")
     if not images:
-        raise ValueError(f"case {case_id}: no image channels")
+        raise UsageError(f"case {case_id}: no image channels")
     img_dir = dataset_dir / ("imagesTs" if test else "imagesTr")
     lab_dir = dataset_dir / ("labelsTs" if test else "labelsTr")
     img_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for c, img in enumerate(images):
         if c and same_geometry(images[0], img):
-            raise ValueError(f"case {case_id}: channel {c} grid differs from channel 0: {same_geometry(images[0], img)}")
+            raise UsageError(
+                f"case {case_id}: channel {c} grid differs from channel 0: {same_geometry(images[0], img)}"
+            )
         p = img_dir / f"{case_id}_{c:04d}{FILE_ENDING}"
         sitk.WriteImage(img, str(p), useCompression=True)
         paths.append(p)
@@ -216,7 +181,7 @@ def write_case(
     if label is not None:
         diff = same_geometry(images[0], label)
         if diff:
-            raise ValueError(f"case {case_id}: label grid differs from the image: {diff}")
+            raise UsageError(f"case {case_id}: label grid differs from the image: {diff}")
         lab = sitk.Cast(label, sitk.sitkUInt8) if label.GetPixelID() != sitk.sitkUInt8 else label
         lab.CopyInformation(images[0])
         lab_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +195,7 @@ def lut_array(lut: Mapping[int, int], max_value: int) -> np.ndarray:
     table = np.zeros(max(int(max_value), max(lut, default=0)) + 1, dtype=np.uint8)
     for src, dst in lut.items():
         if not 0 <= int(dst) <= 255:
-            raise ValueError(f"target label {dst} does not fit uint8")
+            raise UsageError(f"target label {dst} does not fit uint8")
         table[int(src)] = int(dst)
     return table
 
@@ -241,10 +206,10 @@ def apply_lut(mask: np.ndarray, lut: Mapping[int, int]) -> np.ndarray:
         return mask.astype(np.uint8)
     if not np.issubdtype(mask.dtype, np.integer):
         if not np.array_equal(mask, np.round(mask)):
-            raise ValueError("mask holds non-integer values")
+            raise UsageError("mask holds non-integer values")
         mask = mask.astype(np.int64)
     if int(mask.min()) < 0:
-        raise ValueError(f"mask holds negative values (min {int(mask.min())})")
+        raise UsageError(f"mask holds negative values (min {int(mask.min())})")
     return lut_array(lut, int(mask.max()))[mask]
 
 
@@ -257,11 +222,11 @@ def check_consecutive_labels(labels: Mapping[str, int]) -> None:
     plain = {k: v for k, v in labels.items() if k != "ignore"}
     values = sorted(int(v) for v in plain.values())
     if labels.get("background") != 0:
-        raise ValueError(f"labels need 'background': 0; got {dict(labels)}")
+        raise UsageError(f"labels need 'background': 0; got {dict(labels)}")
     if values != list(range(len(values))):
-        raise ValueError(f"labels must be consecutive from 0; got values {values}")
+        raise UsageError(f"labels must be consecutive from 0; got values {values}")
     if "ignore" in labels and int(labels["ignore"]) != len(values):
-        raise ValueError(f"the 'ignore' label must be the highest value ({len(values)}), got {labels['ignore']}")
+        raise UsageError(f"the 'ignore' label must be the highest value ({len(values)}), got {labels['ignore']}")
 
 
 def write_dataset_json(
@@ -318,9 +283,9 @@ def grouped_folds(
     of groups; a single group gives one split that validates on its own training cases (logged).
     """
     if len(case_ids) != len(groups):
-        raise ValueError(f"{len(case_ids)} case ids but {len(groups)} groups")
+        raise UsageError(f"{len(case_ids)} case ids but {len(groups)} groups")
     if len(set(case_ids)) != len(case_ids):
-        raise ValueError("duplicate case ids")
+        raise UsageError("duplicate case ids")
     if not case_ids:
         return []
     members: dict[str, list[str]] = {}
@@ -337,7 +302,7 @@ def grouped_folds(
     if k < n_folds:
         log.warning("only %d groups: %d folds instead of %d", len(names), k, n_folds)
     if k < 2:
-        raise ValueError(f"need at least 2 folds, got {n_folds}")
+        raise UsageError(f"need at least 2 folds, got {n_folds}")
     folds: list[list[str]] = [[] for _ in range(k)]
     for g in sorted(shuffled, key=lambda g: -len(members[g])):  # stable: equal sizes keep the shuffled order
         target = min(range(k), key=lambda f: (sum(len(members[x]) for x in folds[f]), f))
@@ -446,7 +411,7 @@ def bodies_to_base_labels(
     disc_below_lowest_mm: float = 0.0,
 ) -> np.ndarray:
     """Vertebral-body masks (``[k, j, i]``, ``j`` towards the feet, ``i`` posterior; ordered head to feet) →
-    :data:`spine_seg.labels.BASE_LABELS` with nnU-Net's ignore label where the source does not know.
+    :data:`spine_seg.core.labels.BASE_LABELS` with nnU-Net's ignore label where the source does not know.
 
     A bodies-only mask (VB2, MyoSegmenTUM) says nothing about discs, canal or sacrum; calling those voxels
     background would teach the network that a disc is background. So:
@@ -464,13 +429,15 @@ def bodies_to_base_labels(
       its inner part and only where the field of view goes on below. The L5/S1 disc is the one most often
       thin and dark; missed, the count from the sacrum starts a level high. Its lower end is unknown, so
       only the upper band is labelled and the rest stays ignored.
+
+    Long on purpose: the base labels painted from the bodies, step by step on one mask.
     """
     from scipy import ndimage
 
-    from spine_seg.labels import BASE_IGNORE, BASE_LABELS
+    from spine_seg.core.labels import BASE_IGNORE, BASE_LABELS
 
     if not bodies:
-        raise ValueError("no vertebral body masks")
+        raise UsageError("no vertebral body masks")
     shape = bodies[0].shape
     out = np.zeros(shape, dtype=np.uint8)
     body_any = np.zeros(shape, dtype=bool)
@@ -512,20 +479,22 @@ def bodies_to_base_labels(
     in_band = (ii > post_i[:, None]) & (ii <= post_i[:, None] + band)  # [j, i]
     j_top, j_bottom = int(rows.min()), int(rows.max())
     in_band[:j_top] = False
-    in_band[j_bottom + 1:] = False
+    in_band[j_bottom + 1 :] = False
     ignore[k_lo:k_hi] |= in_band[None]
 
     def column_box(mask: np.ndarray, front_mm: float, back_mm: float) -> tuple[slice, slice]:
         kk, _, ii_ = np.nonzero(mask)
         pad_k = int(round(10 / spacing_mm))
         ks = slice(max(0, int(kk.min()) - pad_k), min(shape[0], int(kk.max()) + pad_k + 1))
-        is_ = slice(max(0, int(ii_.min() - front_mm / spacing_mm)), min(shape[2], int(ii_.max() + back_mm / spacing_mm) + 1))
+        is_ = slice(
+            max(0, int(ii_.min() - front_mm / spacing_mm)), min(shape[2], int(ii_.max() + back_mm / spacing_mm) + 1)
+        )
         return ks, is_
 
     ks, is_ = column_box(bodies[0], 15.0, 45.0)
     ignore[ks, :j_top, is_] = True
     ks, is_ = column_box(bodies[-1], 20.0, 70.0)
-    ignore[ks, j_bottom + 1:, is_] = True
+    ignore[ks, j_bottom + 1 :, is_] = True
     out[ignore & (out == 0)] = BASE_IGNORE
     return out
 
@@ -545,21 +514,27 @@ def _band_below(body: np.ndarray, band_mm: float, spacing_mm: float) -> np.ndarr
     return inner[:, None, :] & (jj > bottom[:, None, :]) & (jj <= bottom[:, None, :] + rows)
 
 
-def thick_slices(image: np.ndarray, labels: np.ndarray, thickness: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def thick_slices(
+    image: np.ndarray, labels: np.ndarray, thickness: int, start: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Thin ``[k, j, i]`` slices → slabs of ``thickness`` slices: the image averaged (partial volume, as a
     3–5 mm clinical sagittal slice), the labels of each slab's middle slice."""
     if thickness < 1:
-        raise ValueError(f"thickness must be at least 1 slice, got {thickness}")
+        raise UsageError(f"thickness must be at least 1 slice, got {thickness}")
     n = (image.shape[0] - start) // thickness
     if n < 1:
-        raise ValueError(f"{image.shape[0]} slices cannot make a slab of {thickness}")
-    img = image[start:start + n * thickness].astype(np.float32).reshape(n, thickness, *image.shape[1:]).mean(axis=1)
-    lab = labels[start + thickness // 2: start + n * thickness: thickness][:n]
+        raise UsageError(f"{image.shape[0]} slices cannot make a slab of {thickness}")
+    img = image[start : start + n * thickness].astype(np.float32).reshape(n, thickness, *image.shape[1:]).mean(axis=1)
+    lab = labels[start + thickness // 2 : start + n * thickness : thickness][:n]
     return img, np.ascontiguousarray(lab)
 
 
 def write_case_arrays(
-    dataset_dir: Path, case_id: str, image_kji: np.ndarray, label_kji: np.ndarray, spacing_ijk_mm: Sequence[float],
+    dataset_dir: Path,
+    case_id: str,
+    image_kji: np.ndarray,
+    label_kji: np.ndarray,
+    spacing_ijk_mm: Sequence[float],
 ) -> None:
     """One case from arrays, through SimpleITK where it is installed, else nibabel (same files for nnU-Net's
     ``NibabelIO``, which transposes to SimpleITK's axis order). Geometry is the spacing alone: training needs
@@ -568,7 +543,10 @@ def write_case_arrays(
     img_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(sitk, "WriteImage"):
-        for arr, path in ((image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"), (label_kji, lab_dir / f"{case_id}{FILE_ENDING}")):
+        for arr, path in (
+            (image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"),
+            (label_kji, lab_dir / f"{case_id}{FILE_ENDING}"),
+        ):
             im = sitk.GetImageFromArray(arr)
             im.SetSpacing(tuple(float(s) for s in spacing_ijk_mm))
             sitk.WriteImage(im, str(path), useCompression=True)
@@ -576,5 +554,8 @@ def write_case_arrays(
     import nibabel as nib
 
     aff = np.diag([*(float(s) for s in spacing_ijk_mm), 1.0])
-    for arr, path in ((image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"), (label_kji, lab_dir / f"{case_id}{FILE_ENDING}")):
+    for arr, path in (
+        (image_kji, img_dir / f"{case_id}_0000{FILE_ENDING}"),
+        (label_kji, lab_dir / f"{case_id}{FILE_ENDING}"),
+    ):
         nib.save(nib.Nifti1Image(np.ascontiguousarray(arr.transpose(2, 1, 0)), aff), str(path))

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from spine_seg.core.errors import UsageError
+
 from .Dataset501_SPIDER import convert_spider
 from .Dataset502_RSNAKeypoints import convert_rsna_keypoints
 from .Dataset503_MyoSegmenTUM import convert_myosegmentum
@@ -51,12 +53,18 @@ def _rsna(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **opti
 
 def _rsna_foraminal(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **options: Any) -> Path:
     return convert_rsna_keypoints(
-        input_dir, raw_root, DEFAULT_IDS["rsna-foraminal"] if dataset_id is None else dataset_id, task="foraminal", **options
+        input_dir,
+        raw_root,
+        DEFAULT_IDS["rsna-foraminal"] if dataset_id is None else dataset_id,
+        task="foraminal",
+        **options,
     )
 
 
 def _myosegmentum(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **options: Any) -> Path:
-    return convert_myosegmentum(input_dir, raw_root, DEFAULT_IDS["myosegmentum"] if dataset_id is None else dataset_id, **options)
+    return convert_myosegmentum(
+        input_dir, raw_root, DEFAULT_IDS["myosegmentum"] if dataset_id is None else dataset_id, **options
+    )
 
 
 def _synthetic(input_dir: Path, raw_root: Path, dataset_id: int | None = None, **options: Any) -> Path:
@@ -85,9 +93,11 @@ def get_converter(source: str) -> Callable[..., Path]:
     try:
         return CONVERTERS[source]
     except KeyError:
-        raise ValueError(f"unknown dataset source {source!r}; valid: {sorted(CONVERTERS)}") from None
+        raise UsageError(f"unknown dataset source {source!r}; valid: {sorted(CONVERTERS)}") from None
 
 
-def convert(source: str, input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any) -> Path:
+def convert(
+    source: str, input_dir: str | Path, raw_root: str | Path, dataset_id: int | None = None, **options: Any
+) -> Path:
     """Run the converter of ``source``; returns the dataset folder."""
     return get_converter(source)(Path(input_dir), Path(raw_root), dataset_id, **options)

@@ -43,20 +43,47 @@ def main() -> None:
     env = apply()
     convert_spine_base(None, env.raw, 510, n_synthetic=n_synthetic, real=(), workers=WORKERS, add=True)
     print(f"converted in {time.time() - t0:.0f} s", flush=True)
-    plan_and_preprocess(510, ("2d",), "cpu", inplane_spacing_mm=base_model.BASE_INPLANE_SPACING_MM,
-                        max_features=base_model.BASE_MAX_FEATURES, num_processes=WORKERS)
+    plan_and_preprocess(
+        510,
+        ("2d",),
+        "cpu",
+        inplane_spacing_mm=base_model.BASE_INPLANE_SPACING_MM,
+        max_features=base_model.BASE_MAX_FEATURES,
+        num_processes=WORKERS,
+    )
     plan_and_preprocess(510, ("2d",), "default", num_processes=WORKERS)
     print(f"planned and preprocessed in {time.time() - t0:.0f} s", flush=True)
     # the comparison: nnU-Net's default plans and trainer on fold 0, validated on fold 0's held-out cases
-    default = subprocess.Popen([sys.executable, "-c", (
-        "import logging,sys; logging.basicConfig(level=logging.INFO, format='default: %(message)s');"
-        "from spine_seg.segmentation.train import train;"
-        f"r = train(510, '2d', 0, '{default_trainer}', '{device}', epochs=None if {smoke} else 1000, plans='nnUNetPlans', validate=True, time_budget_s={budget_min * 60});"
-        "import json; print('DEFAULT_RESULT', json.dumps({'epochs': r.epochs, 'final_dice': r.final_dice, 'dice': r.dice_per_label, 'seconds': r.seconds}))"
-    )])
-    build = base_model.build_base(out / "model", None, budget_min=budget_min, n_synthetic=n_synthetic, folds=("all", "0", "1"),
-                                  device=device, trainer=base_trainer, max_epochs=2 if smoke else 1000, workers=WORKERS, parallel=True, keep_raw=True, replan=False,
-                                  validate_cv=True)
+    default = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import logging,sys; logging.basicConfig(level=logging.INFO, format='default: %(message)s');"
+                "from spine_seg.segmentation.train import train;"
+                f"r = train(510, '2d', 0, '{default_trainer}', '{device}', epochs=None if {smoke} else 1000, "
+                f"plans='nnUNetPlans', validate=True, time_budget_s={budget_min * 60});"
+                "import json; print('DEFAULT_RESULT', "
+                "json.dumps({'epochs': r.epochs, 'final_dice': r.final_dice, 'dice': r.dice_per_label, "
+                "'seconds': r.seconds}))"
+            ),
+        ]
+    )
+    build = base_model.build_base(
+        out / "model",
+        None,
+        budget_min=budget_min,
+        n_synthetic=n_synthetic,
+        folds=("all", "0", "1"),
+        device=device,
+        trainer=base_trainer,
+        max_epochs=2 if smoke else 1000,
+        workers=WORKERS,
+        parallel=True,
+        keep_raw=True,
+        replan=False,
+        validate_cv=True,
+    )
     default.wait()
     flat = out / "flat"
     flat.mkdir(parents=True, exist_ok=True)

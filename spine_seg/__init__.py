@@ -6,15 +6,15 @@ when it is first used, so ``import spine_seg`` stays fast.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from spine_seg.core.versions import __version__
 
 _LAZY = {
-    "predict_study": "spine_seg.pipeline",
-    "predict_batch": "spine_seg.pipeline",
-    "Predictor": "spine_seg.pipeline",
-    "StudyResult": "spine_seg.result",
-    "load_bundle": "spine_seg.bundle",
-    "ModelBundle": "spine_seg.bundle",
+    "predict_study": "spine_seg.inference.predictor",
+    "predict_batch": "spine_seg.inference.batch",
+    "Predictor": "spine_seg.inference.predictor",
+    "StudyResult": "spine_seg.report.result",
+    "load_bundle": "spine_seg.inference.bundle",
+    "ModelBundle": "spine_seg.inference.bundle",
 }
 
 __all__ = ["__version__", *_LAZY]

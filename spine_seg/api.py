@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spine_seg.core.errors import NotFoundError, UsageError
 from spine_seg.dicom import Series, SliceHit, Study, scan_folder
 
 
@@ -63,7 +64,7 @@ def find_series(studies: Sequence[Study], series_id: str) -> tuple[Study, Series
             if series.series_id == str(series_id):
                 return study, series
     valid = [s.series_id for st in studies for s in st.series]
-    raise KeyError(f"no series {series_id!r}; valid: {valid}")
+    raise NotFoundError(f"no series {series_id!r}; valid: {valid}")
 
 
 def locate(
@@ -81,7 +82,7 @@ def locate(
     """
     for name, v in (("--x", x_px), ("--y", y_px)):
         if not math.isfinite(float(v)):
-            raise ValueError(f"{name} {v}: not a finite pixel coordinate")
+            raise UsageError(f"{name} {v}: not a finite pixel coordinate")
     if isinstance(studies, (str, Path)):
         studies = scan_folder(studies, series_csv)
     study, source = find_series(studies, series_id)
@@ -89,10 +90,14 @@ def locate(
     sl = stack.slices[k]
     warnings: list[str] = []
     if not (-0.5 <= float(x_px) <= sl.columns - 0.5 and -0.5 <= float(y_px) <= sl.rows - 0.5):
-        warnings.append(f"pixel ({float(x_px):g}, {float(y_px):g}) lies outside instance {int(instance_number)}'s "
-                        f"{sl.columns}×{sl.rows} image (x 0..{sl.columns - 1}, y 0..{sl.rows - 1})")
+        warnings.append(
+            f"pixel ({float(x_px):g}, {float(y_px):g}) lies outside instance {int(instance_number)}'s "
+            f"{sl.columns}×{sl.rows} image (x 0..{sl.columns - 1}, y 0..{sl.rows - 1})"
+        )
     xyz = sl.pixel_to_world(float(x_px), float(y_px))
     targets = tuple(
-        LocateTarget(series.kind.value, series.locate(xyz)) for series in study.series if series.series_id != source.series_id
+        LocateTarget(series.kind.value, series.locate(xyz))
+        for series in study.series
+        if series.series_id != source.series_id
     )
     return LocateResult(study.study_id, source.series_id, int(instance_number), xyz, targets, tuple(warnings))

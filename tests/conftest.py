@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spine_seg import geometry
+from spine_seg.core import geometry
 from spine_seg.dicom.write import write_stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,16 +62,33 @@ def make_study(root: Path, study_id: str = "777", shuffle_axial: bool = True, **
     study = root / study_id
     for series_id, desc in (("11", "T1"), ("12", "T2")):
         aff = geometry.affine_from_headers((-12.5, -60.0, 40.0), SAG_IOP, (0.8, 0.7), 4.0)
-        write_stack(study / series_id, ramp((6, 40, 32), int(series_id)), aff, study_id=study_id,
-                    series_id=series_id, series_description=desc, slice_thickness_mm=3.5, **kwargs)
+        write_stack(
+            study / series_id,
+            ramp((6, 40, 32), int(series_id)),
+            aff,
+            study_id=study_id,
+            series_id=series_id,
+            series_description=desc,
+            slice_thickness_mm=3.5,
+            **kwargs,
+        )
     rng = np.random.default_rng(0)
     for block, (deg, z0, n, first) in enumerate(((10.0, 0.0, 4, 1), (-15.0, -30.0, 3, 5))):
         iop = tilted_axial_iop(deg)
         aff = geometry.affine_from_headers((-20.0, -40.0, z0), iop, (0.6, 0.6), 3.0)
         order = rng.permutation(n) if shuffle_axial else None
-        write_stack(study / "13", ramp((n, 48, 48), 13 + block), aff, study_id=study_id, series_id="13",
-                    first_instance=first, instance_order=order, series_description="T2",
-                    slice_thickness_mm=3.0, **kwargs)
+        write_stack(
+            study / "13",
+            ramp((n, 48, 48), 13 + block),
+            aff,
+            study_id=study_id,
+            series_id="13",
+            first_instance=first,
+            instance_order=order,
+            series_description="T2",
+            slice_thickness_mm=3.0,
+            **kwargs,
+        )
     return study
 
 
@@ -98,17 +115,15 @@ class TinyBundle:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
     """Synthetic cohort (3 train, 2 test) → nnUNetTrainer_Smoke at 3 mm → 1-epoch resnet10t grading (2
-    folds) and fallback → ``spine_seg.bundle.export_bundle``. The models learn nearly nothing; the files,
+    folds) and fallback → ``spine_seg.inference.bundle.export_bundle``. The models learn nearly nothing; the files,
     manifests and code paths are the real ones."""
-    from spine_seg.bundle import export_bundle
     from spine_seg.grading.crops import CropSpec
-    from spine_seg.grading.dataset import build_crop_table
-    from spine_seg.grading.ensemble import Ensemble
-    from spine_seg.grading.fallback import build_fallback_table, train_fallback
-    from spine_seg.grading.train import TrainConfig, train_cv
+    from spine_seg.grading.train import TrainConfig
+    from spine_seg.inference.bundle import export_bundle
     from spine_seg.segmentation import nnunet_env
     from spine_seg.segmentation import train as seg_train
     from spine_seg.synthetic import CohortConfig, generate_cohort
+    from spine_seg.workflows.recipe import train_grading
     from spine_seg_nnunet_tasks.registry import CONVERTERS
 
     root = tmp_path_factory.mktemp("tiny_bundle")
@@ -123,15 +138,19 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
         seg_train.plan_and_preprocess(TINY_BUNDLE_DATASET, ("2d",), "cpu", inplane_spacing_mm=3.0)
         seg = seg_train.train(TINY_BUNDLE_DATASET, "2d", "all", "nnUNetTrainer_Smoke", "cpu", validate=False)
         specs = {g: CropSpec(fov_mm=45.0, size_px=48, n_slices=3) for g in ("spinal", "foraminal", "subarticular")}
-        table = build_crop_table(cohort.out, root / "crops", specs)
-        cfg = TrainConfig(backbone="resnet10t", folds=2, epochs=1, batch_size=16, weights="random",
-                          device="cpu", progress=False)
-        run = root / "grading" / "tiny"
-        train_cv(table, cfg, run, echo=lambda s: None)
-        Ensemble.load([run], device="cpu").save(run / "ensemble.json")
-        fb, _ = train_fallback(build_fallback_table(cohort.out), cfg, run, echo=lambda s: None)
-        bundle = export_bundle(root / "bundle", seg.result_folder, run / "ensemble.json", folds=["all"], fallback=fb,
-                               name="tiny", training_data={"source": "tests/conftest.py tiny_bundle"})
+        cfg = TrainConfig(
+            backbone="resnet10t", folds=2, epochs=1, batch_size=16, weights="random", device="cpu", progress=False
+        )
+        grading = train_grading(cohort.out, root / "crops", specs, cfg, root / "grading" / "tiny", echo=lambda s: None)
+        bundle = export_bundle(
+            root / "bundle",
+            seg.result_folder,
+            grading.ensemble,
+            folds=["all"],
+            fallback=grading.fallback,
+            name="tiny",
+            training_data={"source": "tests/conftest.py tiny_bundle"},
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)

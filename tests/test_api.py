@@ -9,14 +9,16 @@ import pandas as pd
 import pytest
 
 from spine_seg import api
-from spine_seg.constants import LEVELS, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.constants import LEVELS, SeriesKind, normalize_condition, normalize_level
 from spine_seg.dicom import load_study
 
 pytestmark = pytest.mark.real_data
 
 
 def _keypoints(shared_data: Path, study_id: str) -> pd.DataFrame:
-    df = pd.read_csv(shared_data / "rsna2024" / "train_label_coordinates.fix01b.csv", dtype={"study_id": str, "series_id": str})
+    df = pd.read_csv(
+        shared_data / "rsna2024" / "train_label_coordinates.fix01b.csv", dtype={"study_id": str, "series_id": str}
+    )
     df = df[df.study_id == study_id].copy()
     df["condition"] = df.condition.map(normalize_condition)
     df["level"] = df.level.map(normalize_level)
@@ -31,7 +33,9 @@ def test_real_study_ingestion(real_study_dir: Path, shared_data: Path):
     csv = pd.read_csv(shared_data / "rsna2024" / "train_series_descriptions.csv", dtype=str)
     truth = {r.series_id: SeriesKind.parse(r.series_description) for r in csv[csv.study_id == "100206310"].itertuples()}
     assert kinds == truth
-    t1, t2, ax = (study.series_of_kind(k)[0] for k in (SeriesKind.SAGITTAL_T1, SeriesKind.SAGITTAL_T2, SeriesKind.AXIAL_T2))
+    t1, t2, ax = (
+        study.series_of_kind(k)[0] for k in (SeriesKind.SAGITTAL_T1, SeriesKind.SAGITTAL_T2, SeriesKind.AXIAL_T2)
+    )
     assert (t1.n_slices, t2.n_slices, ax.n_slices) == (18, 18, 60)
     assert t1.stacks[0].shape == (18, 512, 512) and t2.stacks[0].shape == (18, 462, 448)
     assert len(ax.stacks) >= 6  # one oblique block per disc, plus a split where the spacing jumps

@@ -1,4 +1,4 @@
-"""spine_seg.atomic: a failed write leaves the earlier file and no temporary file."""
+"""spine_seg.core.atomic: a failed write leaves the earlier file and no temporary file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spine_seg.atomic import atomic_write, atomic_write_text, temporary_sibling
+from spine_seg.core.atomic import atomic_write, atomic_write_text, temporary_sibling
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path):

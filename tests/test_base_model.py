@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from spine_seg.labels import BASE_IGNORE, BASE_LABELS, SEG_LABELS, label_scheme_of
+from spine_seg.core.labels import BASE_IGNORE, BASE_LABELS, SEG_LABELS, label_scheme_of
 from spine_seg.segmentation import base_model as bm
 from spine_seg_nnunet_tasks.common import bodies_to_base_labels, thick_slices
 from spine_seg_nnunet_tasks.Dataset506_VB2 import base_case, load_vb2, ordered_bodies
@@ -111,8 +111,14 @@ def _fake_result_folder(root: Path) -> Path:
     (folder / "fold_0").mkdir(parents=True)
     (folder / "plans.json").write_text("{}")
     (folder / "dataset.json").write_text(json.dumps({"labels": {**BASE_LABELS, "ignore": BASE_IGNORE}}))
-    torch.save({"network_weights": {"w": torch.ones(3, 3), "n": torch.tensor(2)}, "optimizer_state": {"big": torch.ones(100)},
-                "trainer_name": "nnUNetTrainerAdam1en3"}, folder / "fold_0" / "checkpoint_final.pth")
+    torch.save(
+        {
+            "network_weights": {"w": torch.ones(3, 3), "n": torch.tensor(2)},
+            "optimizer_state": {"big": torch.ones(100)},
+            "trainer_name": "nnUNetTrainerAdam1en3",
+        },
+        folder / "fold_0" / "checkpoint_final.pth",
+    )
     return folder
 
 
@@ -143,13 +149,17 @@ def test_build_base_refuses_a_used_folder_and_a_bad_budget(tmp_path: Path):
 
 
 def test_bundles_accept_the_structure_scheme_only_whole():
-    from spine_seg.bundle import BundleError, check_manifest
-    from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+    from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+    from spine_seg.inference.bundle import BundleError, check_manifest
 
     def manifest(labels: dict) -> dict:
-        return {"format": "spineseg-bundle", "format_version": 1,
-                "labels": {"conditions": list(CONDITIONS), "levels": list(LEVELS), "severities": list(SEVERITIES)},
-                "segmentation": {"labels": labels}, "grading": {"ensemble": "grading/ensemble.json"}}
+        return {
+            "format": "spineseg-bundle",
+            "format_version": 1,
+            "labels": {"conditions": list(CONDITIONS), "levels": list(LEVELS), "severities": list(SEVERITIES)},
+            "segmentation": {"labels": labels},
+            "grading": {"ensemble": "grading/ensemble.json"},
+        }
 
     check_manifest(manifest({**BASE_LABELS, "ignore": BASE_IGNORE}), "m")
     with pytest.raises(BundleError, match="unknown names"):
@@ -200,11 +210,11 @@ def test_shipped_base_model_names_the_real_study_levels(real_study_dir: Path, sh
     """RSNA 100206310 was never trained on: every level named right and sure, canal points on the keypoints."""
     import pandas as pd
 
-    from spine_seg.constants import LEVELS
+    from spine_seg.core.constants import LEVELS
     from spine_seg.dicom import load_study
-    from spine_seg.pipeline import _segmentation_stack
+    from spine_seg.inference.predictor import _segmentation_stack
+    from spine_seg.landmarks.structures import landmarks_from_label_volume
     from spine_seg.segmentation.predict import SegmentationModel
-    from spine_seg.segmentation.structures import landmarks_from_label_volume
 
     base = bm.shipped_base_model()
     model = SegmentationModel.from_folder(bm.nnunet_folder(base), fold=bm.model_folds(base), device="cpu")

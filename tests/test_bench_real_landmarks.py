@@ -32,7 +32,10 @@ def bench():
 
 @pytest.fixture(scope="module")
 def cases(bench, shared_data: Path) -> list:
-    return [*bench.load_vb2(shared_data / "vb2", limit=2), *bench.load_myosegmentum(shared_data / "myosegmentum", limit=2)]
+    return [
+        *bench.load_vb2(shared_data / "vb2", limit=2),
+        *bench.load_myosegmentum(shared_data / "myosegmentum", limit=2),
+    ]
 
 
 def test_truth_names_by_order_not_by_label(bench, cases) -> None:

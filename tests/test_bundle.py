@@ -1,4 +1,4 @@
-"""spine_seg.bundle and ``spineseg bundle``: export, import, and refusal of bundles predict would misread."""
+"""spine_seg.inference.bundle and ``spineseg bundle``: export, import, and refusal of bundles predict would misread."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spine_seg.bundle import (
+from spine_seg.core.constants import LEVELS
+from spine_seg.inference.bundle import (
     MANIFEST,
     BundleError,
     export_bundle,
@@ -18,7 +19,6 @@ from spine_seg.bundle import (
     installed_bundles,
     load_bundle,
 )
-from spine_seg.constants import LEVELS
 from spine_seg_cli.main import app
 
 runner = CliRunner()
@@ -55,11 +55,17 @@ def test_exported_bundle_is_complete(tiny_bundle):
 
 def test_zip_round_trip_and_import_by_name(tiny_bundle, tmp_path: Path):
     home = tmp_path / "home"
-    z = export_bundle(tmp_path / "tiny.zip", load_bundle(tiny_bundle.bundle).segmentation_folder,
-                      tiny_bundle.bundle / "grading" / "ensemble.json", fallback=tiny_bundle.bundle / "fallback" / "axial_fallback.pt")
+    z = export_bundle(
+        tmp_path / "tiny.zip",
+        load_bundle(tiny_bundle.bundle).segmentation_folder,
+        tiny_bundle.bundle / "grading" / "ensemble.json",
+        fallback=tiny_bundle.bundle / "fallback" / "axial_fallback.pt",
+    )
     assert zipfile.is_zipfile(z) and MANIFEST in zipfile.ZipFile(z).namelist()
     with pytest.raises(FileExistsError, match="overwrite"):
-        export_bundle(z, load_bundle(tiny_bundle.bundle).segmentation_folder, tiny_bundle.bundle / "grading" / "ensemble.json")
+        export_bundle(
+            z, load_bundle(tiny_bundle.bundle).segmentation_folder, tiny_bundle.bundle / "grading" / "ensemble.json"
+        )
     from_zip = load_bundle(z, home=home)
     assert from_zip.manifest["files"] == load_bundle(tiny_bundle.bundle).manifest["files"]
     installed = import_bundle(z, "demo-v1", home=home)
@@ -138,9 +144,30 @@ def test_cli_bundle_commands(tiny_bundle, tmp_path: Path, monkeypatch: pytest.Mo
     assert "t1" in res.stdout
     res = runner.invoke(app, ["bundle", "info", "t1"])
     assert res.exit_code == 0 and json.loads(res.stdout)["name"] == "t1"
-    res = runner.invoke(app, ["bundle", "export", "--seg-model", str(tmp_path / "nowhere"), "--grading",
-                              str(tiny_bundle.bundle / "grading" / "ensemble.json"), "--out", str(tmp_path / "b")])
+    res = runner.invoke(
+        app,
+        [
+            "bundle",
+            "export",
+            "--seg-model",
+            str(tmp_path / "nowhere"),
+            "--grading",
+            str(tiny_bundle.bundle / "grading" / "ensemble.json"),
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
     assert res.exit_code == 2 and "not an nnU-Net result folder" in res.stderr
-    res = runner.invoke(app, ["predict", str(tiny_bundle.cohort / "test_images"), "--model", "missing-bundle",
-                              "--out", str(tmp_path / "o"), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(tiny_bundle.cohort / "test_images"),
+            "--model",
+            "missing-bundle",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 2 and "no bundle 'missing-bundle'" in res.stderr and not (tmp_path / "o").exists()

@@ -32,7 +32,9 @@ def test_inspect_table(synthetic_study: Path):
 
 
 def test_locate_json_contract(synthetic_study: Path):
-    res = runner.invoke(app, ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", "10", "--y", "20", "--json"])
+    res = runner.invoke(
+        app, ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", "10", "--y", "20", "--json"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert len(doc["world_lps_mm"]) == 3
@@ -41,7 +43,12 @@ def test_locate_json_contract(synthetic_study: Path):
     for t in targets.values():
         assert {"series_id", "instance_number", "x", "y", "distance_mm"} <= set(t)
     # T1 shares T2's geometry here: same instance, same pixel, on the plane
-    assert (targets["11"]["instance_number"], targets["11"]["x"], targets["11"]["y"], targets["11"]["distance_mm"]) == (3, 10, 20, 0)
+    assert (targets["11"]["instance_number"], targets["11"]["x"], targets["11"]["y"], targets["11"]["distance_mm"]) == (
+        3,
+        10,
+        20,
+        0,
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,8 +66,22 @@ def test_user_errors_are_one_line(synthetic_study: Path, args, message):
 
 
 def test_real_study_cli(real_study_dir: Path):
-    res = runner.invoke(app, ["locate", str(real_study_dir), "--series", "1792451510", "--instance", "9",
-                              "--x", "231.4451294", "--y", "316.5182927", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "locate",
+            str(real_study_dir),
+            "--series",
+            "1792451510",
+            "--instance",
+            "9",
+            "--x",
+            "231.4451294",
+            "--y",
+            "316.5182927",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     axial = [t for t in json.loads(res.stdout)["targets"] if t["kind"] == "Axial T2"][0]
     assert abs(axial["instance_number"] - 46) <= 1  # annotated l4_l5 subarticular slice

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from spine_seg import constants as C
+from spine_seg.core import constants as C
 
 
 def test_vocabulary_is_the_competitions():
@@ -38,7 +38,11 @@ def test_row_ids_roundtrip():
     rid = C.row_id(4003253, "spinal_canal_stenosis", "l4_l5")
     assert rid == "4003253_spinal_canal_stenosis_l4_l5"
     assert C.parse_row_id(rid) == ("4003253", "spinal_canal_stenosis", "l4_l5")
-    assert C.parse_row_id("my_study_left_subarticular_stenosis_l1_l2") == ("my_study", "left_subarticular_stenosis", "l1_l2")
+    assert C.parse_row_id("my_study_left_subarticular_stenosis_l1_l2") == (
+        "my_study",
+        "left_subarticular_stenosis",
+        "l1_l2",
+    )
     with pytest.raises(ValueError, match="malformed row_id"):
         C.parse_row_id("4003253_spinal_l4_l5")
 
@@ -50,4 +54,8 @@ def test_matches_real_csvs(shared_data):
     train = pd.read_csv(shared_data / "rsna2024" / "train.csv", nrows=2)
     assert tuple(train.columns[1:]) == C.TARGET_COLUMNS
     kinds = pd.read_csv(shared_data / "rsna2024" / "train_series_descriptions.csv").series_description.unique()
-    assert {C.SeriesKind.parse(k) for k in kinds} == {C.SeriesKind.SAGITTAL_T1, C.SeriesKind.SAGITTAL_T2, C.SeriesKind.AXIAL_T2}
+    assert {C.SeriesKind.parse(k) for k in kinds} == {
+        C.SeriesKind.SAGITTAL_T1,
+        C.SeriesKind.SAGITTAL_T2,
+        C.SeriesKind.AXIAL_T2,
+    }

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spine_seg import geometry
+from spine_seg.core import geometry
 from spine_seg.dicom import SliceInfo, Stack, load_study
 from spine_seg.grading import crops as C
 from spine_seg.synthetic import CohortConfig, generate_cohort
@@ -18,7 +18,15 @@ def make_stack(px: float, n: int = 5, size_mm: float = 120.0, spacing: float = 4
     m = int(round(size_mm / px))
     normal = geometry.slice_normal(IOP)
     slices = tuple(
-        SliceInfo(Path(f"/nonexistent/{k}.dcm"), k + 1, tuple(np.array([0.0, -60.0, 60.0]) + k * spacing * normal), IOP, (px, px), m, m)
+        SliceInfo(
+            Path(f"/nonexistent/{k}.dcm"),
+            k + 1,
+            tuple(np.array([0.0, -60.0, 60.0]) + k * spacing * normal),
+            IOP,
+            (px, px),
+            m,
+            m,
+        )
         for k in range(n)
     )
     return Stack("1", "2", 0, slices)
@@ -117,7 +125,19 @@ def test_keypoint_crops_and_cache(tiny_cohort: Path, tmp_path: Path, monkeypatch
 
 def test_read_keypoints_both_spellings(tmp_path: Path):
     p = tmp_path / "k.csv"
-    pd.DataFrame([{"study_id": 1, "series_id": 2, "instance_number": 3, "condition": "Spinal Canal Stenosis", "level": "L4/L5", "x": 1, "y": 2}]).to_csv(p, index=False)
+    pd.DataFrame(
+        [
+            {
+                "study_id": 1,
+                "series_id": 2,
+                "instance_number": 3,
+                "condition": "Spinal Canal Stenosis",
+                "level": "L4/L5",
+                "x": 1,
+                "y": 2,
+            }
+        ]
+    ).to_csv(p, index=False)
     df = C.read_keypoints(p)
     assert (df.condition.item(), df.level.item()) == ("spinal_canal_stenosis", "l4_l5")
     pd.DataFrame([{"study_id": 1}]).to_csv(p, index=False)

@@ -9,11 +9,11 @@ import pydicom
 import pytest
 from conftest import make_study
 
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import load_study
 from spine_seg.dicom_out import codes
 from spine_seg.dicom_out.seg import build_seg, label_volume_from_seg, segment_table
 from spine_seg.dicom_out.sources import MR_IMAGE_STORAGE, read_sources
-from spine_seg.labels import SEG_LABELS
 
 SPINESEG_MAP = {v: k for k, v in SEG_LABELS.items()}
 GENERIC_MAP = {0: "background", 1: "vertebra", 2: "sacrum", 3: "disc", 4: "spinal_canal"}
@@ -31,7 +31,7 @@ def _random_labels(shape, values, seed=0) -> np.ndarray:
     labels = np.zeros(shape, np.uint8)
     for v in values:
         k, j, i = (int(rng.integers(0, s)) for s in shape)
-        labels[k, max(0, j - 4):j + 4, max(0, i - 3):i + 3] = v
+        labels[k, max(0, j - 4) : j + 4, max(0, i - 3) : i + 3] = v
     return labels
 
 
@@ -47,7 +47,9 @@ def test_seg_round_trip_voxel_for_voxel(t2_sources, tmp_path, label_map):
     ds = pydicom.dcmread(path)
     assert ds.Modality == "SEG" and ds.SegmentationType == "BINARY"
     assert ds.StudyInstanceUID == sources[0].StudyInstanceUID and ds.PatientID == sources[0].PatientID
-    assert ds.SeriesInstanceUID != sources[0].SeriesInstanceUID and ds.SOPInstanceUID not in {s.SOPInstanceUID for s in sources}
+    assert ds.SeriesInstanceUID != sources[0].SeriesInstanceUID and ds.SOPInstanceUID not in {
+        s.SOPInstanceUID for s in sources
+    }
     assert ds.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
     refs = ds.ReferencedSeriesSequence[0]
     assert refs.SeriesInstanceUID == sources[0].SeriesInstanceUID
@@ -59,7 +61,9 @@ def test_seg_round_trip_voxel_for_voxel(t2_sources, tmp_path, label_map):
     for d in back.SegmentSequence:
         assert d.SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.structure_code(d.SegmentLabel).value
         algo = d.SegmentationAlgorithmIdentificationSequence[0]
-        assert algo.AlgorithmName == "spineseg" and algo.AlgorithmVersion == "9.9" and "tiny" in algo.AlgorithmParameters
+        assert (
+            algo.AlgorithmName == "spineseg" and algo.AlgorithmVersion == "9.9" and "tiny" in algo.AlgorithmParameters
+        )
     restored = label_volume_from_seg(back, [s.SOPInstanceUID for s in sources], label_map)
     assert np.array_equal(restored, labels)
 

@@ -12,13 +12,13 @@ from pydicom.uid import Comprehensive3DSRStorage
 from test_pipeline import TrueMaskSegmenter
 
 from spine_seg import __version__
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.dicom import load_study
 from spine_seg.dicom_out import codes
 from spine_seg.dicom_out.seg import build_seg
 from spine_seg.dicom_out.sources import read_sources
 from spine_seg.dicom_out.sr import _unambiguous, build_sr, finding_id, findings_from_sr
-from spine_seg.pipeline import Predictor
+from spine_seg.inference.predictor import Predictor
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +34,9 @@ def predicted(tiny_bundle, tmp_path_factory):
     info = result.segmentation_stack
     stack = study.get_series(info["series_id"]).stacks[info["stack"]]
     sources = read_sources(s.path for s in stack.slices)
-    seg = build_seg(result.segmentation.labels, result.segmentation.label_names, sources, version=__version__,
-                    bundle_name="tiny")
+    seg = build_seg(
+        result.segmentation.labels, result.segmentation.label_names, sources, version=__version__, bundle_name="tiny"
+    )
     out = tmp_path_factory.mktemp("sr")
     seg.save_as(out / "seg.dcm", enforce_file_format=True)
     seg_ds = pydicom.dcmread(out / "seg.dcm")
@@ -51,8 +52,10 @@ def test_sr_reads_back_as_a_tid1500_measurement_report(predicted):
     assert ds.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     assert ds.PatientID == sources[0].PatientID and ds.StudyInstanceUID == sources[0].StudyInstanceUID
     assert ds.SeriesInstanceUID not in {sources[0].SeriesInstanceUID, seg.SeriesInstanceUID}
-    evidence = {s.SeriesInstanceUID: {r.ReferencedSOPInstanceUID for r in s.ReferencedSOPSequence}
-                for s in ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
+    evidence = {
+        s.SeriesInstanceUID: {r.ReferencedSOPInstanceUID for r in s.ReferencedSOPSequence}
+        for s in ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    }
     assert evidence[seg.SeriesInstanceUID] == {seg.SOPInstanceUID}
     assert evidence[sources[0].SeriesInstanceUID] >= {s.SOPInstanceUID for s in sources}
     assert isinstance(hd.sr.srread(path), hd.sr.Comprehensive3DSR)
@@ -103,8 +106,9 @@ def test_findings_equal_the_result(predicted):
             assert f["severity"] == result.grade(c, lv)
             source = result.sources[f"{result.study_id}_{c}_{lv}"]
             assert f["source"] == codes.ROW_SOURCE_CODES[source].meaning
-    group = hd.sr.srread(path).content.get_image_measurement_groups(
-        tracking_uid=None)[CONDITIONS.index("left_neural_foraminal_narrowing") * 5]
+    group = hd.sr.srread(path).content.get_image_measurement_groups(tracking_uid=None)[
+        CONDITIONS.index("left_neural_foraminal_narrowing") * 5
+    ]
     sites = {(s.value.value, s.value.scheme_designator) for s in group.finding_sites}
     assert (codes.LEVEL_SITE["l1_l2"].value, "SCT") in sites
     assert group.finding_type.value == codes.FINDING_TYPE.value

@@ -10,8 +10,8 @@ from conftest import SAG_IOP, make_study, ramp
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from spine_seg import geometry
-from spine_seg.constants import SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import SeriesKind
 from spine_seg.dicom import NoImageSeriesError, PixelDataError, load_study, scan_folder
 from spine_seg.dicom.write import write_stack
 
@@ -71,7 +71,9 @@ def test_series_csv_overrides_and_missing_description(tmp_path: Path):
     assert any("--series-csv" in w for w in study.get_series("11").warnings)
     assert study.get_series("11").stacks[0].slices[0].slice_thickness_mm is None
     csv = tmp_path / "series.csv"
-    csv.write_text("study_id,series_id,series_description\n777,11,Sagittal T1\n777,12,Sagittal T2/STIR\n777,13,Axial T2\n")
+    csv.write_text(
+        "study_id,series_id,series_description\n777,11,Sagittal T1\n777,12,Sagittal T2/STIR\n777,13,Axial T2\n"
+    )
     study = load_study(study_dir, csv)
     assert study.get_series("11").kind is SeriesKind.SAGITTAL_T1
     assert study.get_series("11").kind_evidence[0] == "series.csv: 'Sagittal T1'"
@@ -90,8 +92,15 @@ def test_series_csv_errors_name_the_file(tmp_path: Path, synthetic_study: Path):
 def test_acquisition_tags_tell_t1_from_t2(tmp_path: Path):
     for series_id, te in (("21", 12.0), ("22", 95.0)):
         aff = geometry.affine_from_headers((0, -60, 40), SAG_IOP, (0.8, 0.8), 4.0)
-        write_stack(tmp_path / "s" / series_id, ramp((3, 16, 16), 1), aff, study_id="5", series_id=series_id,
-                    series_description="", extra={"EchoTime": te, "RepetitionTime": 600 if te < 50 else 3500})
+        write_stack(
+            tmp_path / "s" / series_id,
+            ramp((3, 16, 16), 1),
+            aff,
+            study_id="5",
+            series_id=series_id,
+            series_description="",
+            extra={"EchoTime": te, "RepetitionTime": 600 if te < 50 else 3500},
+        )
     study = load_study(tmp_path / "s")
     assert study.get_series("21").kind is SeriesKind.SAGITTAL_T1
     assert study.get_series("22").kind is SeriesKind.SAGITTAL_T2
@@ -145,7 +154,9 @@ def test_empty_and_useless_folders_fail_clearly(tmp_path: Path):
     junk.mkdir()
     (junk / "a.txt").write_text("x")
     _write_non_image(junk / "sr.dcm")
-    with pytest.raises(NoImageSeriesError, match=r"junk: no usable image series; found 2 files: .*non-image DICOM.*not DICOM"):
+    with pytest.raises(
+        NoImageSeriesError, match=r"junk: no usable image series; found 2 files: .*non-image DICOM.*not DICOM"
+    ):
         scan_folder(junk)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         scan_folder(tmp_path / "nowhere")
@@ -177,8 +188,14 @@ def test_repeated_positions_and_gaps_split_stacks(tmp_path: Path):
 def test_rescale_slope_intercept_applied(tmp_path: Path):
     aff = geometry.affine_from_headers((0, -60, 40), SAG_IOP, (0.8, 0.8), 4.0)
     vol = ramp((2, 8, 8), 0)
-    write_stack(tmp_path / "s" / "1", vol, aff, study_id="4", series_id="1",
-                extra={"RescaleSlope": "2.5", "RescaleIntercept": "-10"})
+    write_stack(
+        tmp_path / "s" / "1",
+        vol,
+        aff,
+        study_id="4",
+        series_id="1",
+        extra={"RescaleSlope": "2.5", "RescaleIntercept": "-10"},
+    )
     st = load_study(tmp_path / "s").series[0].stacks[0]
     np.testing.assert_allclose(st.load(), vol.astype(np.float32) * 2.5 - 10)
 
@@ -195,7 +212,13 @@ def test_compressed_syntaxes_written_and_decoded(tmp_path: Path, syntax: str):
 
 @pytest.mark.parametrize(
     "name",
-    ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_implicit.dcm", "MR_small_expb.dcm"],
+    [
+        "MR_small_RLE.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_expb.dcm",
+    ],
 )
 def test_pydicom_reference_files_decode(tmp_path: Path, name: str):
     from pydicom.data import get_testdata_file  # one file at a time: the plural form tries to download

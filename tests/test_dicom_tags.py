@@ -67,12 +67,20 @@ class FakeDs(SimpleNamespace):
         return getattr(self, key, default)
 
 
-VALID = {"ImagePositionPatient": "-12.5\\-60\\40", "ImageOrientationPatient": "0\\1\\0\\0\\0\\-1",
-         "PixelSpacing": "0.8\\0.7", "Rows": "40", "Columns": "32"}
+VALID = {
+    "ImagePositionPatient": "-12.5\\-60\\40",
+    "ImageOrientationPatient": "0\\1\\0\\0\\0\\-1",
+    "PixelSpacing": "0.8\\0.7",
+    "Rows": "40",
+    "Columns": "32",
+}
 
 
 @PROPS
-@given(st.sampled_from(sorted(VALID)), st.sampled_from(["nan", "inf", "-inf", "x", "", "1e999", "0", "1\\2\\3\\4\\5\\6\\7"]))
+@given(
+    st.sampled_from(sorted(VALID)),
+    st.sampled_from(["nan", "inf", "-inf", "x", "", "1e999", "0", "1\\2\\3\\4\\5\\6\\7"]),
+)
 def test_one_damaged_geometry_tag_is_named(tag, bad):
     ds = FakeDs(**{**VALID, tag: bad})
     with pytest.raises(tags.TagError) as err:

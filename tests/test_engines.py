@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spine_seg.engines import make_engine
-from spine_seg.engines.ray_engine import RAY_INSTALL_COMMAND
+from spine_seg.inference.engines import make_engine
+from spine_seg.inference.engines.ray_engine import RAY_INSTALL_COMMAND
 from spine_seg_cli.main import app
 
 runner = CliRunner()
@@ -27,8 +27,9 @@ def test_ray_missing_exits_2_with_the_install_command(batch, tmp_path, monkeypat
     src = batch
     tmp_path = tmp_path / "out"
     tmp_path.mkdir()
-    res = runner.invoke(app, ["predict", str(src), "--model", "no-such-bundle", "--out", str(tmp_path),
-                              "--engine", "ray"])
+    res = runner.invoke(
+        app, ["predict", str(src), "--model", "no-such-bundle", "--out", str(tmp_path), "--engine", "ray"]
+    )
     assert res.exit_code == 2
     assert RAY_INSTALL_COMMAND in res.output
     assert not list(tmp_path.iterdir())

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from spine_seg.engines.local import LocalEngine
-from spine_seg.pipeline import Predictor, predict_batch
+from spine_seg.inference.batch import predict_batch
+from spine_seg.inference.engines.local import LocalEngine
+from spine_seg.inference.predictor import Predictor
 
 pytestmark = pytest.mark.slow
 

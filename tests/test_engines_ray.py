@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from spine_seg.engines.ray_engine import KILL_ENV, WORKER_STAGE, RayEngine
-from spine_seg.pipeline import ERRORS_CSV, RESULT_JSON, SUBMISSION_CSV, Predictor, check_submission, predict_batch
+from spine_seg.inference.batch import check_submission, predict_batch
+from spine_seg.inference.engines.ray_engine import KILL_ENV, WORKER_STAGE, RayEngine
+from spine_seg.inference.outputs import ERRORS_CSV, RESULT_JSON, SUBMISSION_CSV
+from spine_seg.inference.predictor import Predictor
 from spine_seg_cli.main import app
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'spineseg[distributed]'")
@@ -43,8 +45,9 @@ def batch(tiny_bundle, tmp_path_factory) -> tuple[Path, Path]:
 def local_out(tiny_bundle, batch, tmp_path_factory) -> Path:
     src, csv = batch
     out = tmp_path_factory.mktemp("local") / "out"
-    res = predict_batch(src, None, out, series_csv=csv, predictor=Predictor(tiny_bundle.bundle, device="cpu"),
-                        report=False)
+    res = predict_batch(
+        src, None, out, series_csv=csv, predictor=Predictor(tiny_bundle.bundle, device="cpu"), report=False
+    )
     assert not res.failed
     return out
 
@@ -60,16 +63,25 @@ def _assert_same_submission(a: Path, b: Path) -> None:
     assert np.allclose(sa.iloc[:, 1:].to_numpy(), sb.iloc[:, 1:].to_numpy(), atol=2e-6)
 
 
-def test_ray_matches_local_and_survives_a_killed_worker(ray_cluster, tiny_bundle, batch, local_out, tmp_path,
-                                                        monkeypatch):
+def test_ray_matches_local_and_survives_a_killed_worker(
+    ray_cluster, tiny_bundle, batch, local_out, tmp_path, monkeypatch
+):
     src, csv = batch
     studies = sorted(p.name for p in src.iterdir())
     # the first worker to get this study dies in it (os._exit, as a killed process): retried once, then done
     monkeypatch.setenv(KILL_ENV, f"{studies[1]}:once")
     engine = RayEngine(workers=2)
     seen: list[tuple[str, str]] = []
-    res = predict_batch(src, tiny_bundle.bundle, tmp_path, series_csv=csv, device="cpu", report=False, engine=engine,
-                        progress=lambda i, n, s, stage: seen.append((s, stage)))
+    res = predict_batch(
+        src,
+        tiny_bundle.bundle,
+        tmp_path,
+        series_csv=csv,
+        device="cpu",
+        report=False,
+        engine=engine,
+        progress=lambda i, n, s, stage: seen.append((s, stage)),
+    )
     assert [o.status for o in res.outcomes] == ["done"] * 2 and [o.study for o in res.outcomes] == studies
     assert engine.restarts == 1 and len(engine.worker_info) == 2 and res.load_seconds > 0
     assert (studies[1], "retry") in seen and all((s, "done") in seen for s in studies)
@@ -80,15 +92,33 @@ def test_ray_matches_local_and_survives_a_killed_worker(ray_cluster, tiny_bundle
     assert not [p for p in tmp_path.rglob(".*")], "temporary files left behind"
 
 
-def test_worker_that_dies_twice_costs_only_its_study_then_resume(ray_cluster, tiny_bundle, batch, local_out,
-                                                                 tmp_path, monkeypatch):
+def test_worker_that_dies_twice_costs_only_its_study_then_resume(
+    ray_cluster, tiny_bundle, batch, local_out, tmp_path, monkeypatch
+):
     src, csv = batch
     studies = sorted(p.name for p in src.iterdir())
     victim = studies[0]
     monkeypatch.setenv(KILL_ENV, victim)
-    args = ["predict", str(src), "--model", str(tiny_bundle.bundle), "--out", str(tmp_path), "--series-csv", str(csv),
-            "--device", "cpu", "--engine", "ray", "--workers", "2", "--no-report", "--no-dicom-out", "--json",
-            "--no-progress"]
+    args = [
+        "predict",
+        str(src),
+        "--model",
+        str(tiny_bundle.bundle),
+        "--out",
+        str(tmp_path),
+        "--series-csv",
+        str(csv),
+        "--device",
+        "cpu",
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+        "--no-report",
+        "--no-dicom-out",
+        "--json",
+        "--no-progress",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 1, res.output
     summary = json.loads(res.stdout)
@@ -130,7 +160,7 @@ class _FakeCluster:
 
 
 def test_worker_plan():
-    from spine_seg.pipeline import BatchJob
+    from spine_seg.inference.batch import BatchJob
 
     cpu, auto = BatchJob("b", device="cpu"), BatchJob("b", device="auto")
     assert RayEngine()._plan(_FakeCluster(8), 100, cpu) == (8, 0.0, 1.0)

@@ -121,15 +121,22 @@ META = b"new_file_name\n1_t1\n2_t1\n"
 
 def _tiny_registry(zip_sha: str | None = None, reported: str | None = None) -> Registry:
     download: dict[str, Any] = {
-        "filename": "tiny.zip", "url": "https://example.invalid/tiny.zip", "extract": True,
+        "filename": "tiny.zip",
+        "url": "https://example.invalid/tiny.zip",
+        "extract": True,
         "sha256": zip_sha if zip_sha is not None else _sha(TINY_ZIP),
     }
     if reported:
         download["reported_sha256"] = {"value": reported, "source": "a test"}
     entry = {
-        "name": "tiny", "title": "Tiny", "landing_url": "https://example.invalid/", "licence": "CC0-1.0",
-        "citation": {"reference": "Nobody. Tiny. 2024.", "doi": None}, "contents": "two images",
-        "access": "direct", "manual_download": "Get tiny.zip and meta.csv from example.invalid.",
+        "name": "tiny",
+        "title": "Tiny",
+        "landing_url": "https://example.invalid/",
+        "licence": "CC0-1.0",
+        "citation": {"reference": "Nobody. Tiny. 2024.", "doi": None},
+        "contents": "two images",
+        "access": "direct",
+        "manual_download": "Get tiny.zip and meta.csv from example.invalid.",
         "downloads": [download, {"filename": "meta.csv", "url": "https://example.invalid/meta.csv", "sha256": None}],
         "layout": {
             "files": [{"path": "meta.csv", "sha256": _sha(META)}],
@@ -147,7 +154,17 @@ def test_registry_entries_have_the_required_fields():
     assert set(reg.names) == NAMES
     for ds in reg.datasets.values():
         raw = ds.to_dict()
-        for key in ("name", "title", "landing_url", "urls", "licence", "citation", "contents", "layout", "manual_download"):
+        for key in (
+            "name",
+            "title",
+            "landing_url",
+            "urls",
+            "licence",
+            "citation",
+            "contents",
+            "layout",
+            "manual_download",
+        ):
             assert raw.get(key), f"{ds.name}: {key}"
         assert ds.citation["reference"] and "doi" in ds.citation
         assert ds.files or ds.globs
@@ -157,13 +174,20 @@ def test_registry_entries_have_the_required_fields():
             assert d.url.startswith("https://") and d.filename
     spider, rsna, myo = (reg.get(n) for n in ("spider", "rsna2024", "myosegmentum"))
     assert spider.citation["doi"] == "10.1038/s41597-024-03090-w" and spider.licence == "CC-BY-4.0"
-    assert {d.filename for d in spider.downloads} == {"images.zip", "masks.zip", "overview.csv", "radiological_gradings.csv"}
+    assert {d.filename for d in spider.downloads} == {
+        "images.zip",
+        "masks.zip",
+        "overview.csv",
+        "radiological_gradings.csv",
+    }
     assert all(d.sha256 is None for d in spider.downloads)  # archive checksums are not known here
     assert {g.pattern: g.min_count for g in spider.globs} == {"images/*.mha": 447, "masks/*.mha": 447}
     assert rsna.access == "kaggle" and not rsna.downloads
     by_path = {f.path: f for f in rsna.files}
     assert by_path["train_label_coordinates.csv"].sha256 is None
-    assert by_path["train_label_coordinates.fix01b.csv"].optional and by_path["train_label_coordinates.fix01b.csv"].sha256
+    assert (
+        by_path["train_label_coordinates.fix01b.csv"].optional and by_path["train_label_coordinates.fix01b.csv"].sha256
+    )
     assert [f.path for f in myo.files] == [f"{i:02d}.mat" for i in range(1, 21)]
     assert all(f.sha256 for f in myo.files) and len(myo.downloads) == 20
 
@@ -305,8 +329,14 @@ def test_fetch_end_to_end_from_loopback(server: Any, tmp_path: Path):
     progress: list[tuple[str, int, int | None]] = []
     reg = _tiny_registry(reported="0" * 64)
     dest = tmp_path / "tiny"
-    report = fetch("tiny", dest, base_url=f"{server.base}/mirror/", registry=reg, log=notes.append,
-                   progress=lambda *a: progress.append(a))
+    report = fetch(
+        "tiny",
+        dest,
+        base_url=f"{server.base}/mirror/",
+        registry=reg,
+        log=notes.append,
+        progress=lambda *a: progress.append(a),
+    )
     assert report.complete, report.problems
     assert (dest / "images" / "2_t1.mha").read_bytes() == b"image two"
     assert not (dest / "tiny.zip").exists() and not list(dest.glob("*.part"))  # archive removed once extracted
@@ -425,8 +455,9 @@ def test_cli_user_errors_exit_2(tmp_path: Path):
 
 
 @pytest.mark.real_data
-def test_cli_fetch_myosegmentum_from_a_loopback_mirror(server: Any, shared_data: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch):
+def test_cli_fetch_myosegmentum_from_a_loopback_mirror(
+    server: Any, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     src = shared_data / "myosegmentum"
     server.files = {f"/m/{p.name}": p for p in src.glob("*.mat")}
     monkeypatch.setenv(BASE_URL_ENV, f"{server.base}/m")
@@ -439,7 +470,9 @@ def test_cli_fetch_myosegmentum_from_a_loopback_mirror(server: Any, shared_data:
 
 def test_cli_fetch_failures_exit_1(server: Any, tmp_path: Path):
     server.files = {"/evil.zip": _zip({"../escaped.txt": b"evil"})}
-    res = runner.invoke(app, ["data", "fetch", "spider", "--dest", str(tmp_path / "s"), "--url", f"{server.base}/evil.zip"])
+    res = runner.invoke(
+        app, ["data", "fetch", "spider", "--dest", str(tmp_path / "s"), "--url", f"{server.base}/evil.zip"]
+    )
     assert res.exit_code == 1 and "refusing to extract evil.zip" in res.stderr
     assert not (tmp_path / "escaped.txt").exists()
     url = _closed_port_url("images.zip")
@@ -448,5 +481,7 @@ def test_cli_fetch_failures_exit_1(server: Any, tmp_path: Path):
     (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
     assert url in line and "zenodo.org/records/10159290" in line
     server.files = {"/images.zip": _zip({"images/1_t1.mha": b"one"})}
-    res = runner.invoke(app, ["data", "fetch", "spider", "--dest", str(tmp_path / "s"), "--url", f"{server.base}/images.zip"])
+    res = runner.invoke(
+        app, ["data", "fetch", "spider", "--dest", str(tmp_path / "s"), "--url", f"{server.base}/images.zip"]
+    )
     assert res.exit_code == 1 and "1 found, at least 447 expected" in res.stdout  # fetched, but incomplete

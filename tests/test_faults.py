@@ -35,15 +35,15 @@ from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from typer.testing import CliRunner
 
-from spine_seg import pipeline
-from spine_seg.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.checksums import sha256_file
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import load_study
-from spine_seg.labels import SEG_LABELS
-from spine_seg.metric import uniform_submission
-from spine_seg.result import StudyResult
+from spine_seg.grading.metric import uniform_submission
+from spine_seg.inference import batch, outputs, predictor
+from spine_seg.inference.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST
+from spine_seg.report.result import StudyResult
 from spine_seg_cli.main import app
-from spine_seg_external_data.registry import sha256_file
 
 runner = CliRunner()
 TESTS = Path(__file__).resolve().parent
@@ -61,8 +61,11 @@ class StubPredictor:
 
     def __init__(self, bundle: Any = None, device: str = "cpu", target_spacing: tuple[float, ...] = (0.5, 0.5)):
         StubPredictor.constructed += 1
-        self.bundle = bundle if bundle is not None and not isinstance(bundle, (str, Path)) else SimpleNamespace(
-            name="stub", manifest={"files": {"x": {"size": 1, "sha256": "0"}}})
+        self.bundle = (
+            bundle
+            if bundle is not None and not isinstance(bundle, (str, Path))
+            else SimpleNamespace(name="stub", manifest={"files": {"x": {"size": 1, "sha256": "0"}}})
+        )
         self.device = device
         self.load_seconds = 0.0
         manager = SimpleNamespace(spacing=target_spacing)
@@ -74,19 +77,32 @@ class StubPredictor:
     def predict_with_study(self, path, series_csv=None, progress=None, study=None):
         timings: dict[str, float] = {}
         folder = Path(path)
-        with pipeline._stage("ingest", timings, progress, folder.name):
+        with predictor._stage("ingest", timings, progress, folder.name):
             if study is None:
                 study = load_study(folder, series_csv)
-        _, stack = pipeline._segmentation_stack(study)
+        _, stack = predictor._segmentation_stack(study)
         if stack is not None:
-            with pipeline._stage("segment", timings, progress, folder.name):
-                pipeline.check_segmentation_budget(self.seg_model, stack)
+            with predictor._stage("segment", timings, progress, folder.name):
+                predictor.check_segmentation_budget(self.seg_model, stack)
                 stack.load()
         sub = uniform_submission([study.study_id])
-        result = StudyResult(study_id=study.study_id, folder=folder, submission=sub, sources={}, landmarks=None,
-                             projection=None, segmentation=None, segmentation_stack=None, crops={}, series={},
-                             fallbacks=(), warnings=tuple(f"skipped file {s.path.name}: {s.reason}" for s in study.skipped),
-                             timings_s=timings, versions={"spineseg": "test"}, bundle={"name": self.bundle.name})
+        result = StudyResult(
+            study_id=study.study_id,
+            folder=folder,
+            submission=sub,
+            sources={},
+            landmarks=None,
+            projection=None,
+            segmentation=None,
+            segmentation_stack=None,
+            crops={},
+            series={},
+            fallbacks=(),
+            warnings=tuple(f"skipped file {s.path.name}: {s.reason}" for s in study.skipped),
+            timings_s=timings,
+            versions={"spineseg": "test"},
+            bundle={"name": self.bundle.name},
+        )
         return result, study
 
 
@@ -97,13 +113,19 @@ def make_bundle(root: Path, tag: str = "a", manifest_override: Any = None) -> Pa
     (seg / "dataset.json").write_text(json.dumps({"labels": SEG_LABELS}))
     (root / "grading").mkdir()
     (root / "grading" / "ensemble.json").write_text(json.dumps({"tag": tag}))
-    files = {p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(root.rglob("*")) if p.is_file()}
+    files = {
+        p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
     manifest = {
-        "format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, "name": f"fake-{tag}",
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "name": f"fake-{tag}",
         "labels": {"conditions": list(CONDITIONS), "levels": list(LEVELS), "severities": list(SEVERITIES)},
         "segmentation": {"folder": seg.relative_to(root).as_posix(), "folds": [0], "labels": SEG_LABELS},
-        "grading": {"ensemble": "grading/ensemble.json"}, "files": files,
+        "grading": {"ensemble": "grading/ensemble.json"},
+        "files": files,
     }
     doc = manifest_override(manifest) if manifest_override is not None else manifest
     (root / MANIFEST).write_text(doc if isinstance(doc, str) else json.dumps(doc))
@@ -114,7 +136,7 @@ def make_bundle(root: Path, tag: str = "a", manifest_override: Any = None) -> Pa
 def stub(monkeypatch: pytest.MonkeyPatch):
     """``spineseg predict`` with :class:`StubPredictor` in place of the models."""
     StubPredictor.constructed = 0
-    monkeypatch.setattr(pipeline, "Predictor", StubPredictor)
+    monkeypatch.setattr(predictor, "Predictor", StubPredictor)
     return StubPredictor
 
 
@@ -191,23 +213,43 @@ class HeaderCase:
 HEADER_CASES = [
     HeaderCase("spacing-inf", lambda p: set_raw(p, PixelSpacing="inf\\0.7"), "PixelSpacing = 'inf\\\\0.7': not finite"),
     HeaderCase("spacing-nan", lambda p: set_raw(p, PixelSpacing="nan\\nan"), "PixelSpacing = 'nan\\\\nan': not finite"),
-    HeaderCase("spacing-zero", lambda p: set_raw(p, PixelSpacing="0\\0"), "PixelSpacing = '0\\\\0': outside the plausible"),
+    HeaderCase(
+        "spacing-zero", lambda p: set_raw(p, PixelSpacing="0\\0"), "PixelSpacing = '0\\\\0': outside the plausible"
+    ),
     HeaderCase("spacing-tiny", lambda p: set_raw(p, PixelSpacing="0.001\\0.001"), "outside the plausible 0.05–20 mm"),
-    HeaderCase("spacing-decimal-slip", lambda p: set_raw(p, PixelSpacing="75.8\\75.8"), "PixelSpacing = '75.8\\\\75.8'"),
+    HeaderCase(
+        "spacing-decimal-slip", lambda p: set_raw(p, PixelSpacing="75.8\\75.8"), "PixelSpacing = '75.8\\\\75.8'"
+    ),
     HeaderCase("spacing-negative", lambda p: set_raw(p, PixelSpacing="-0.8\\0.7"), "outside the plausible"),
-    HeaderCase("spacing-one-value", lambda p: set_raw(p, PixelSpacing="0.8"), "PixelSpacing = '0.8': 1 values, 2 expected"),
+    HeaderCase(
+        "spacing-one-value", lambda p: set_raw(p, PixelSpacing="0.8"), "PixelSpacing = '0.8': 1 values, 2 expected"
+    ),
     HeaderCase("spacing-three-values", lambda p: set_raw(p, PixelSpacing="0.8\\0.7\\1"), "3 values, 2 expected"),
-    HeaderCase("spacing-text", lambda p: set_raw(p, PixelSpacing="abc\\0.7"), "PixelSpacing = 'abc\\\\0.7': not a number"),
+    HeaderCase(
+        "spacing-text", lambda p: set_raw(p, PixelSpacing="abc\\0.7"), "PixelSpacing = 'abc\\\\0.7': not a number"
+    ),
     HeaderCase("spacing-missing", lambda p: set_raw(p, PixelSpacing=None), "missing PixelSpacing"),
-    HeaderCase("iop-nan", lambda p: set_raw(p, ImageOrientationPatient="nan\\1\\0\\0\\0\\-1"), "ImageOrientationPatient = 'nan"),
-    HeaderCase("iop-not-orthogonal", lambda p: set_raw(p, ImageOrientationPatient="0\\1\\0\\0\\0.6\\-0.8"), "not orthogonal"),
-    HeaderCase("iop-not-unit", lambda p: set_raw(p, ImageOrientationPatient="0\\2\\0\\0\\0\\-2"), "has length 2, not 1"),
+    HeaderCase(
+        "iop-nan", lambda p: set_raw(p, ImageOrientationPatient="nan\\1\\0\\0\\0\\-1"), "ImageOrientationPatient = 'nan"
+    ),
+    HeaderCase(
+        "iop-not-orthogonal", lambda p: set_raw(p, ImageOrientationPatient="0\\1\\0\\0\\0.6\\-0.8"), "not orthogonal"
+    ),
+    HeaderCase(
+        "iop-not-unit", lambda p: set_raw(p, ImageOrientationPatient="0\\2\\0\\0\\0\\-2"), "has length 2, not 1"
+    ),
     HeaderCase("iop-parallel", lambda p: set_raw(p, ImageOrientationPatient="0\\1\\0\\0\\1\\0"), "not orthogonal"),
     HeaderCase("iop-zeros", lambda p: set_raw(p, ImageOrientationPatient="0\\0\\0\\0\\0\\0"), "has length 0, not 1"),
-    HeaderCase("iop-five-values", lambda p: set_raw(p, ImageOrientationPatient="0\\1\\0\\0\\0"), "5 values, 6 expected"),
+    HeaderCase(
+        "iop-five-values", lambda p: set_raw(p, ImageOrientationPatient="0\\1\\0\\0\\0"), "5 values, 6 expected"
+    ),
     HeaderCase("iop-inf", lambda p: set_raw(p, ImageOrientationPatient="0\\inf\\0\\0\\0\\-1"), "not finite"),
     HeaderCase("iop-missing", lambda p: set_raw(p, ImageOrientationPatient=None), "missing ImageOrientationPatient"),
-    HeaderCase("ipp-nan", lambda p: set_raw(p, ImagePositionPatient="nan\\-60\\40"), "ImagePositionPatient = 'nan\\\\-60\\\\40': not finite"),
+    HeaderCase(
+        "ipp-nan",
+        lambda p: set_raw(p, ImagePositionPatient="nan\\-60\\40"),
+        "ImagePositionPatient = 'nan\\\\-60\\\\40': not finite",
+    ),
     HeaderCase("ipp-inf", lambda p: set_raw(p, ImagePositionPatient="-12.5\\-inf\\40"), "not finite"),
     HeaderCase("ipp-two-values", lambda p: set_raw(p, ImagePositionPatient="-12.5\\-60"), "2 values, 3 expected"),
     HeaderCase("ipp-absurd", lambda p: set_raw(p, ImagePositionPatient="1e9\\-60\\40"), "beyond ±100000 mm"),
@@ -401,8 +443,9 @@ def test_discovery_matches_real_folders(tmp_path: Path, stub, case: LayoutCase):
     inp = case.build(tmp_path / "input")
     bundle = make_bundle(tmp_path / "bundle")
     out = tmp_path / "out"
-    res = runner.invoke(app, ["predict", str(inp), "--model", str(bundle), "--out", str(out), "--no-progress",
-                              "--no-report", "--json"])
+    res = runner.invoke(
+        app, ["predict", str(inp), "--model", str(bundle), "--out", str(out), "--no-progress", "--no-report", "--json"]
+    )
     _no_traceback(res)
     assert res.exit_code == 0, res.output
     summary = _strict_json(res.stdout)
@@ -444,8 +487,10 @@ def _csv(root: Path, data: bytes | str, name: str = "series.csv", encoding: str 
     return path
 
 
-GOOD_CSV = ("study_id,series_id,series_description\n101,11,Sagittal T1\n101,12,Sagittal T2/STIR\n101,13,Axial T2\n"
-            "102,11,Sagittal T1\n102,12,Sagittal T2/STIR\n102,13,Axial T2\n")
+GOOD_CSV = (
+    "study_id,series_id,series_description\n101,11,Sagittal T1\n101,12,Sagittal T2/STIR\n101,13,Axial T2\n"
+    "102,11,Sagittal T1\n102,12,Sagittal T2/STIR\n102,13,Axial T2\n"
+)
 
 
 def _latin1_csv(root: Path) -> dict:
@@ -535,34 +580,79 @@ PREDICT_CASES = [
     PredictCase("inf-spacing-in-every-file-of-a-study", 1, "failed 102 (ingest)", _inf_spacing_study),
     PredictCase("undecodable-pixels", 1, "failed 102 (segment)", _undecodable_t2),
     PredictCase("instance-number-A1", 0, "", _instance_a1),
-    PredictCase("csv-wrong-columns", 2, "series.csv: series descriptions CSV lacks columns",
-                lambda r: _args(r, csv=_csv(r, "study,series\n1,2\n")), models_load=False),
+    PredictCase(
+        "csv-wrong-columns",
+        2,
+        "series.csv: series descriptions CSV lacks columns",
+        lambda r: _args(r, csv=_csv(r, "study,series\n1,2\n")),
+        models_load=False,
+    ),
     PredictCase("csv-utf16", 0, "", lambda r: _args(r, csv=_csv(r, GOOD_CSV, encoding="utf-16"))),
     PredictCase("csv-utf16-le-no-bom", 0, "", lambda r: _args(r, csv=_csv(r, GOOD_CSV, encoding="utf-16-le"))),
     PredictCase("csv-utf8-bom", 0, "", lambda r: _args(r, csv=_csv(r, codecs.BOM_UTF8 + GOOD_CSV.encode()))),
     PredictCase("csv-latin1", 0, "", _latin1_csv),
-    PredictCase("csv-binary", 2, "series.csv: binary content", lambda r: _args(r, csv=_csv(r, b"\x89PNG\0\0\x01\x02" * 40)),
-                models_load=False),
+    PredictCase(
+        "csv-binary",
+        2,
+        "series.csv: binary content",
+        lambda r: _args(r, csv=_csv(r, b"\x89PNG\0\0\x01\x02" * 40)),
+        models_load=False,
+    ),
     PredictCase("csv-empty", 2, "series.csv: empty file", lambda r: _args(r, csv=_csv(r, b"")), models_load=False),
-    PredictCase("csv-header-only", 2, "series.csv: series descriptions CSV has no rows",
-                lambda r: _args(r, csv=_csv(r, "study_id,series_id,series_description\n")), models_load=False),
-    PredictCase("csv-unknown-description", 2, "unknown series description 'Coronal PD'",
-                lambda r: _args(r, csv=_csv(r, "study_id,series_id,series_description\n101,11,Coronal PD\n")),
-                models_load=False),
+    PredictCase(
+        "csv-header-only",
+        2,
+        "series.csv: series descriptions CSV has no rows",
+        lambda r: _args(r, csv=_csv(r, "study_id,series_id,series_description\n")),
+        models_load=False,
+    ),
+    PredictCase(
+        "csv-unknown-description",
+        2,
+        "unknown series description 'Coronal PD'",
+        lambda r: _args(r, csv=_csv(r, "study_id,series_id,series_description\n101,11,Coronal PD\n")),
+        models_load=False,
+    ),
     PredictCase("csv-is-a-folder", 2, "--series-csv: no such file", lambda r: _args(r, csv=r), models_load=False),
-    PredictCase("csv-missing", 2, "--series-csv: no such file", lambda r: _args(r, csv=r / "nope.csv"), models_load=False),
+    PredictCase(
+        "csv-missing", 2, "--series-csv: no such file", lambda r: _args(r, csv=r / "nope.csv"), models_load=False
+    ),
     PredictCase("bundle-missing", 2, "no bundle", lambda r: _args(r, model=r / "nope"), models_load=False),
-    PredictCase("bundle-manifest-list", 2, "a JSON list, not an object", _bad_manifest(lambda m: [m]), models_load=False),
-    PredictCase("bundle-manifest-not-json", 2, "not valid JSON", _bad_manifest(lambda m: "{not json"), models_load=False),
-    PredictCase("bundle-manifest-segmentation-list", 2, "manifest.json",
-                _bad_manifest(lambda m: {**m, "segmentation": ["x"]}), models_load=False),
-    PredictCase("bundle-manifest-files-list", 2, "manifest.json", _bad_manifest(lambda m: {**m, "files": ["x"]}),
-                models_load=False),
-    PredictCase("bundle-newer-format", 2, "bundle format version 99",
-                _bad_manifest(lambda m: {**m, "format_version": 99}), models_load=False),
+    PredictCase(
+        "bundle-manifest-list", 2, "a JSON list, not an object", _bad_manifest(lambda m: [m]), models_load=False
+    ),
+    PredictCase(
+        "bundle-manifest-not-json", 2, "not valid JSON", _bad_manifest(lambda m: "{not json"), models_load=False
+    ),
+    PredictCase(
+        "bundle-manifest-segmentation-list",
+        2,
+        "manifest.json",
+        _bad_manifest(lambda m: {**m, "segmentation": ["x"]}),
+        models_load=False,
+    ),
+    PredictCase(
+        "bundle-manifest-files-list",
+        2,
+        "manifest.json",
+        _bad_manifest(lambda m: {**m, "files": ["x"]}),
+        models_load=False,
+    ),
+    PredictCase(
+        "bundle-newer-format",
+        2,
+        "bundle format version 99",
+        _bad_manifest(lambda m: {**m, "format_version": 99}),
+        models_load=False,
+    ),
     PredictCase("bundle-file-truncated", 2, "truncated copy", _truncated_bundle_file, models_load=False),
-    PredictCase("device-unknown", 2, "--device: unknown value 'tpu'", lambda r: _args(r, extra=["--device", "tpu"]),
-                models_load=False),
+    PredictCase(
+        "device-unknown",
+        2,
+        "--device: unknown value 'tpu'",
+        lambda r: _args(r, extra=["--device", "tpu"]),
+        models_load=False,
+    ),
     PredictCase("out-is-a-file", 2, "out.txt: is a file, not a folder", _out_is_file, models_load=False),
     PredictCase("out-under-a-file", 2, "is a file, so the folder cannot be made", _out_under_file, models_load=False),
     PredictCase("input-is-a-file", 2, "not a file", _input_is_file, models_load=False),
@@ -573,8 +663,18 @@ PREDICT_CASES = [
 
 
 def _invoke_predict(a: dict[str, Any], *more: str):
-    args = ["predict", str(a["input"]), "--model", str(a["model"]), "--out", str(a["out"]), "--no-progress",
-            "--no-report", *a["extra"], *more]
+    args = [
+        "predict",
+        str(a["input"]),
+        "--model",
+        str(a["model"]),
+        "--out",
+        str(a["out"]),
+        "--no-progress",
+        "--no-report",
+        *a["extra"],
+        *more,
+    ]
     if a["csv"] is not None:
         args += ["--series-csv", str(a["csv"])]
     return runner.invoke(app, args)
@@ -602,7 +702,7 @@ def test_predict_fault(tmp_path: Path, stub, case: PredictCase):
         assert (a["out"] / "errors.csv").exists() == (case.code == 1)
         if case.code == 1:
             errors = pd.read_csv(a["out"] / "errors.csv", dtype=str)
-            assert len(errors) == 1 and errors.error[0] and errors.stage[0] in pipeline.STAGES
+            assert len(errors) == 1 and errors.error[0] and errors.stage[0] in predictor.STAGES
         assert not [p for p in a["out"].rglob(".*")], "temporary or reserve files left behind"
 
 
@@ -621,7 +721,7 @@ def test_resampling_over_budget_is_refused_before_allocation(tmp_path: Path, stu
 
 def _enospc_on(monkeypatch: pytest.MonkeyPatch, should_fail: Callable[[Path], bool]) -> list[Path]:
     """Patch the atomic text writer the batch uses so that chosen files fail as on a full disk."""
-    real = pipeline.atomic_write_text
+    real = outputs.atomic_write_text
     failed: list[Path] = []
 
     def writer(path, text):
@@ -630,7 +730,7 @@ def _enospc_on(monkeypatch: pytest.MonkeyPatch, should_fail: Callable[[Path], bo
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, text)
 
-    monkeypatch.setattr(pipeline, "atomic_write_text", writer)
+    monkeypatch.setattr(outputs, "atomic_write_text", writer)
     return failed
 
 
@@ -656,14 +756,14 @@ def test_full_disk_mid_batch(tmp_path: Path, stub, monkeypatch: pytest.MonkeyPat
 def test_full_disk_for_every_study_still_writes_the_csvs(tmp_path: Path, stub, monkeypatch: pytest.MonkeyPatch):
     make_bundle(tmp_path / "bundle")
     a = _args(tmp_path)
-    real = pipeline.atomic_write
+    real = outputs.atomic_write
 
     def writer(path, write):  # errors.csv fails while the batch runs, succeeds at the end (the reserve freed)
         if Path(path).name == "errors.csv" and (a["out"] / ".spineseg-reserve").exists():
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, write)
 
-    monkeypatch.setattr(pipeline, "atomic_write", writer)
+    monkeypatch.setattr(outputs, "atomic_write", writer)
     _enospc_on(monkeypatch, lambda p: p.name == "result.json")
     res = _invoke_predict(a)
     _no_traceback(res)
@@ -671,8 +771,9 @@ def test_full_disk_for_every_study_still_writes_the_csvs(tmp_path: Path, stub, m
     assert len(pd.read_csv(a["out"] / "errors.csv")) == 2 and len(pd.read_csv(a["out"] / "submission.csv")) == 50
 
 
-def test_output_folder_that_cannot_be_written_stops_before_the_first_study(tmp_path: Path, stub,
-                                                                            monkeypatch: pytest.MonkeyPatch):
+def test_output_folder_that_cannot_be_written_stops_before_the_first_study(
+    tmp_path: Path, stub, monkeypatch: pytest.MonkeyPatch
+):
     make_bundle(tmp_path / "bundle")
     a = _args(tmp_path)
     _enospc_on(monkeypatch, lambda p: p.name.startswith(".spineseg-probe"))
@@ -686,7 +787,7 @@ def test_read_only_output_folder(tmp_path: Path, stub, monkeypatch: pytest.Monke
     make_bundle(tmp_path / "bundle")
     a = _args(tmp_path)
     real = os.statvfs
-    monkeypatch.setattr(pipeline.os, "statvfs", lambda p: SimpleNamespace(f_flag=real(p).f_flag | os.ST_RDONLY))
+    monkeypatch.setattr(outputs.os, "statvfs", lambda p: SimpleNamespace(f_flag=real(p).f_flag | os.ST_RDONLY))
     res = _invoke_predict(a)
     _no_traceback(res)
     assert res.exit_code == 2 and "is on a read-only file system" in res.stderr and stub.constructed == 0
@@ -696,17 +797,17 @@ _KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from test_faults import StubPredictor
-from spine_seg import pipeline
-real = pipeline.atomic_write_text
+from spine_seg.inference import batch, outputs
+real = outputs.atomic_write_text
 def dying_writer(path, text):
     if os.path.basename(os.path.dirname(str(path))) == "103" and str(path).endswith("result.json"):
-        tmp = pipeline.atomic_write.__globals__["temporary_sibling"](pipeline.Path(path))
+        tmp = outputs.atomic_write.__globals__["temporary_sibling"](outputs.Path(path))
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text[: len(text) // 2])  # half a file on disk, then the kill
         os.kill(os.getpid(), signal.SIGKILL)
     return real(path, text)
-pipeline.atomic_write_text = dying_writer
-pipeline.predict_batch({inp!r}, None, {out!r}, predictor=StubPredictor(), report=False)
+outputs.atomic_write_text = dying_writer
+batch.predict_batch({inp!r}, None, {out!r}, predictor=StubPredictor(), report=False)
 """
 
 
@@ -725,7 +826,7 @@ def test_killed_batch_keeps_finished_studies_and_resumes(tmp_path: Path):
     assert not (out / "103" / "result.json").exists() and not (out / "submission.csv").exists()
     assert [p.name for p in (out / "103").iterdir()][0].startswith(".result.json.")  # the half file, hidden
 
-    res = pipeline.predict_batch(inp, None, out, predictor=StubPredictor(), report=False)
+    res = batch.predict_batch(inp, None, out, predictor=StubPredictor(), report=False)
     assert [o.status for o in res.outcomes] == ["resumed", "resumed", "done", "done"]
     assert len(pd.read_csv(res.submission)) == 100
     assert not [p for p in out.rglob(".*")], "stale temporaries of the killed run left behind"
@@ -763,20 +864,28 @@ def test_resume_checks_bundle_and_options(tmp_path: Path, stub):
 # 6. the small lies: locate, evaluate, bundle info, JSON
 
 
-@pytest.mark.parametrize("x, y, message", [("nan", "10", "--x nan: not a finite pixel coordinate"),
-                                           ("10", "inf", "--y inf: not a finite pixel coordinate"),
-                                           ("-inf", "nan", "--x -inf: not a finite")])
+@pytest.mark.parametrize(
+    "x, y, message",
+    [
+        ("nan", "10", "--x nan: not a finite pixel coordinate"),
+        ("10", "inf", "--y inf: not a finite pixel coordinate"),
+        ("-inf", "nan", "--x -inf: not a finite"),
+    ],
+)
 def test_locate_refuses_non_finite(synthetic_study: Path, x: str, y: str, message: str):
-    res = runner.invoke(app, ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", x, "--y", y,
-                              "--json"])
+    res = runner.invoke(
+        app, ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", x, "--y", y, "--json"]
+    )
     _no_traceback(res)
     assert res.exit_code == 2 and message in res.stderr and res.stdout == ""
 
 
 @pytest.mark.parametrize("x, y", [(500.0, 10.0), (-3.0, 10.0), (10.0, 40.0)])
 def test_locate_flags_a_pixel_outside_the_image(synthetic_study: Path, x: float, y: float):
-    res = runner.invoke(app, ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", str(x),
-                              "--y", str(y), "--json"])
+    res = runner.invoke(
+        app,
+        ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", str(x), "--y", str(y), "--json"],
+    )
     _no_traceback(res)
     assert res.exit_code == 0
     doc = _strict_json(res.stdout)
@@ -785,11 +894,14 @@ def test_locate_flags_a_pixel_outside_the_image(synthetic_study: Path, x: float,
 
 
 def test_locate_inside_the_image_is_unchanged(synthetic_study: Path):
-    res = runner.invoke(app, ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", "10",
-                              "--y", "20", "--json"])
+    res = runner.invoke(
+        app, ["locate", str(synthetic_study), "--series", "12", "--instance", "3", "--x", "10", "--y", "20", "--json"]
+    )
     doc = _strict_json(res.stdout)
-    assert set(doc) == {"study_id", "source", "world_lps_mm", "targets"} and set(doc["source"]) == {"series_id",
-                                                                                                    "instance_number"}
+    assert set(doc) == {"study_id", "source", "world_lps_mm", "targets"} and set(doc["source"]) == {
+        "series_id",
+        "instance_number",
+    }
 
 
 def _labels_and_pred(root: Path, pred_bytes: bytes) -> list[str]:
@@ -810,11 +922,14 @@ def test_evaluate_reads_any_encoding(tmp_path: Path, encoding: str):
     assert _strict_json(res.stdout)["score"] > 0
 
 
-@pytest.mark.parametrize("data, message", [
-    ("row_id,normal_mild\nr\xe9sum\xe9,1\n".encode("latin-1"), "pred.csv: "),
-    (b"\x00\x01\x02\x03binary\x00" * 20, "pred.csv: binary content"),
-    (b"", "pred.csv: empty file"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("row_id,normal_mild\nr\xe9sum\xe9,1\n".encode("latin-1"), "pred.csv: "),
+        (b"\x00\x01\x02\x03binary\x00" * 20, "pred.csv: binary content"),
+        (b"", "pred.csv: empty file"),
+    ],
+)
 def test_evaluate_errors_name_the_file(tmp_path: Path, data: bytes, message: str):
     res = runner.invoke(app, _labels_and_pred(tmp_path, data))
     _no_traceback(res)
@@ -831,7 +946,7 @@ def test_bundle_info_on_a_manifest_that_is_not_an_object(tmp_path: Path, manifes
 
 
 def test_json_never_contains_nan(tmp_path: Path):
-    from spine_seg import textio
+    from spine_seg.core import textio
 
     doc = {"a": float("nan"), "b": [float("inf"), np.float64("-inf"), np.float32(1.5)], "c": (1, np.int64(2))}
     assert _strict_json(textio.dumps(doc)) == {"a": None, "b": [None, None, 1.5], "c": [1, 2]}
@@ -839,7 +954,17 @@ def test_json_never_contains_nan(tmp_path: Path):
 
 def test_corpus_size():
     """The corpus must stay at 60 damaged inputs or more (the issue's floor)."""
-    n = (len(HEADER_CASES) + 1 + len(LAYOUT_CASES) + len([c for c in PREDICT_CASES if c.id != "all-good"]) + 1 + 4
-         + 3 + 3 + 3 + 4 + 1)
+    n = (
+        len(HEADER_CASES)
+        + 1
+        + len(LAYOUT_CASES)
+        + len([c for c in PREDICT_CASES if c.id != "all-good"])
+        + 1
+        + 4
+        + 3
+        + 3
+        + 3
+        + 4
+        + 1
+    )
     assert n >= 60, n
-

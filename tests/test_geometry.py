@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spine_seg import geometry as G
+from spine_seg.core import geometry as G
 
 
 def test_affine_roundtrip_oblique():
@@ -69,15 +69,24 @@ def orientations(draw) -> tuple[float, ...]:
     if np.linalg.norm(q) < 1e-3:
         q = np.array([1.0, 0.0, 0.0, 0.0])
     w, x, y, z = q / np.linalg.norm(q)
-    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    rot = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
     return (*rot[:, 0], *rot[:, 1])
 
 
 @PROPS
-@given(orientations(), st.tuples(finite, finite, finite), st.tuples(plausible_spacing, plausible_spacing),
-       st.floats(0.1, 20.0), st.tuples(st.floats(0, 511), st.floats(0, 511), st.floats(0, 60)))
+@given(
+    orientations(),
+    st.tuples(finite, finite, finite),
+    st.tuples(plausible_spacing, plausible_spacing),
+    st.floats(0.1, 20.0),
+    st.tuples(st.floats(0, 511), st.floats(0, 511), st.floats(0, 60)),
+)
 def test_affine_round_trip_property(iop, ipp, spacing, step, ijk):
     assert G.iop_problem(iop) is None and G.spacing_problem(spacing) is None and G.position_problem(ipp) is None
     aff = G.affine_from_headers(ipp, iop, spacing, step)
@@ -102,8 +111,15 @@ def test_damaged_orientation_is_refused(iop, amount, how):
 
 
 @PROPS
-@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).filter(lambda s: not (0.05 <= s <= 20.0)),
-                 st.just(float("nan")), st.just(float("inf")), st.just(0.0)), plausible_spacing)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).filter(lambda s: not (0.05 <= s <= 20.0)),
+        st.just(float("nan")),
+        st.just(float("inf")),
+        st.just(0.0),
+    ),
+    plausible_spacing,
+)
 def test_implausible_spacing_is_refused(bad, good):
     assert G.spacing_problem((bad, good)) is not None and G.spacing_problem((good, bad)) is not None
     assert G.spacing_problem((good, good)) is None
@@ -121,9 +137,12 @@ def test_non_finite_values_are_refused(bad, axis, iop):
 
 
 @PROPS
-@given(st.tuples(st.integers(1, 64), st.integers(1, 1024), st.integers(1, 1024)),
-       st.tuples(plausible_spacing, plausible_spacing, plausible_spacing), st.tuples(plausible_spacing, plausible_spacing),
-       st.integers(1, 10**9))
+@given(
+    st.tuples(st.integers(1, 64), st.integers(1, 1024), st.integers(1, 1024)),
+    st.tuples(plausible_spacing, plausible_spacing, plausible_spacing),
+    st.tuples(plausible_spacing, plausible_spacing),
+    st.integers(1, 10**9),
+)
 def test_resample_budget_refuses_exactly_what_exceeds_it(shape, spacing, target, budget):
     new = G.resampled_shape(shape, spacing, target)
     assert new[0] == shape[0]  # a 2d target leaves the slice axis alone

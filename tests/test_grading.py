@@ -15,9 +15,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from spine_seg import metric
-from spine_seg.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SEVERITIES, row_ids
+from spine_seg.core.constants import CONDITIONS, GROUP_OF_CONDITION, LEVELS, SEVERITIES, row_ids
 from spine_seg.grading import ensemble as E
+from spine_seg.grading import metric
 from spine_seg.grading import models as M
 from spine_seg.grading import train as T
 from spine_seg.grading.crops import CropSpec
@@ -27,7 +27,10 @@ from spine_seg_cli.main import app
 
 runner = CliRunner()
 TINY = "resnet10t"
-SPECS = {g: CropSpec(fov_mm=fov, size_px=32, n_slices=3) for g, fov in (("spinal", 48.0), ("foraminal", 40.0), ("subarticular", 48.0))}
+SPECS = {
+    g: CropSpec(fov_mm=fov, size_px=32, n_slices=3)
+    for g, fov in (("spinal", 48.0), ("foraminal", 40.0), ("subarticular", 48.0))
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,10 +58,33 @@ def table(cohort: Path, tmp_path_factory):
 def trained_run(cohort: Path, tmp_path_factory) -> Path:
     """``spineseg train-cls`` end to end: 6 studies, 2 folds, 1 epoch."""
     out = tmp_path_factory.mktemp("run")
-    res = runner.invoke(app, [
-        "train-cls", "--data", str(cohort), "--condition", "all", "--backbone", TINY, "--folds", "2", "--epochs", "1",
-        "--device", "cpu", "--out", str(out), "--weights", "random", "--crop-size", "32", "--batch-size", "16", "--no-progress",
-    ])
+    res = runner.invoke(
+        app,
+        [
+            "train-cls",
+            "--data",
+            str(cohort),
+            "--condition",
+            "all",
+            "--backbone",
+            TINY,
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--weights",
+            "random",
+            "--crop-size",
+            "32",
+            "--batch-size",
+            "16",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "epoch 1/1" in res.output and "val " in res.output and "out-of-fold score" in res.output
     return out / f"{TINY}-all"
@@ -115,7 +141,9 @@ def test_folds_are_study_grouped_balanced_and_deterministic(table):
     assert sizes.max() - sizes.min() <= 1
     assert folds == assign_folds(labels, 4, seed=3) and folds != assign_folds(labels, 4, seed=4)
     # studies with a severe spinal level are spread over the folds
-    spinal_severe = labels[(labels.condition == "spinal_canal_stenosis") & (labels.severity == "severe")].study_id.unique()
+    spinal_severe = labels[
+        (labels.condition == "spinal_canal_stenosis") & (labels.severity == "severe")
+    ].study_id.unique()
     per_fold = np.bincount([folds[s] for s in spinal_severe], minlength=4)
     assert per_fold.max() - per_fold.min() <= 1
     # on the crop table every row of a study lands in its study's fold
@@ -252,7 +280,16 @@ def test_device_choice():
 
 
 def test_train_cls_outputs(trained_run: Path, cohort: Path):
-    for name in ("fold0.pt", "fold1.pt", "oof.csv", "oof_labels.csv", "oof_rows.csv", "history.csv", "summary.json", "ensemble.json"):
+    for name in (
+        "fold0.pt",
+        "fold1.pt",
+        "oof.csv",
+        "oof_labels.csv",
+        "oof_rows.csv",
+        "history.csv",
+        "summary.json",
+        "ensemble.json",
+    ):
         assert (trained_run / name).is_file(), name
     oof = pd.read_csv(trained_run / "oof.csv", dtype={"row_id": str})
     assert len(oof) == 6 * 25 and np.allclose(oof[list(SEVERITIES)].sum(axis=1), 1.0)
@@ -287,7 +324,10 @@ def test_checkpoint_contents(trained_run: Path, table):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--condition", "spine"], "--condition: unknown value 'spine'; valid: ['spinal', 'foraminal', 'subarticular', 'all']"),
+        (
+            ["--condition", "spine"],
+            "--condition: unknown value 'spine'; valid: ['spinal', 'foraminal', 'subarticular', 'all']",
+        ),
         (["--backbone", "densenet12"], "unknown backbone 'densenet12'"),
         (["--device", "gpu"], "--device: unknown value 'gpu'; valid: ['auto', 'cpu', 'cuda']"),
         (["--weights", "imagenet"], "unknown weights 'imagenet'"),
@@ -323,13 +363,20 @@ def test_ensemble_rows_sum_to_one_and_missing_rows_are_recorded(trained_run: Pat
     assert np.allclose(sub[list(SEVERITIES)].sum(axis=1), 1.0)
     assert pred.sources[f"{sid}_spinal_canal_stenosis_l1_l2"] == E.SOURCE_PRIOR
     assert pred.sources[f"{sid}_left_subarticular_stenosis_l4_l5"] == E.SOURCE_FALLBACK
-    assert sub.set_index("row_id").loc[f"{sid}_left_subarticular_stenosis_l4_l5"].tolist() == pytest.approx([0.2, 0.3, 0.5])
+    assert sub.set_index("row_id").loc[f"{sid}_left_subarticular_stenosis_l4_l5"].tolist() == pytest.approx(
+        [0.2, 0.3, 0.5]
+    )
     assert list(pred.sources.values()).count(E.SOURCE_MODEL) == len(crops)
     # the prior row is the members' training prior
     prior = ens.prior.loc[dropped].to_numpy()
     assert sub.set_index("row_id").loc[f"{sid}_spinal_canal_stenosis_l1_l2"].to_numpy() == pytest.approx(prior)
     # weights and temperatures: still rows summing to 1
-    ens2 = E.Ensemble.load([trained_run / "fold0.pt", trained_run / "fold1.pt"], weights={TINY: 2.0}, temperatures={"spinal": 2.0}, device="cpu")
+    ens2 = E.Ensemble.load(
+        [trained_run / "fold0.pt", trained_run / "fold1.pt"],
+        weights={TINY: 2.0},
+        temperatures={"spinal": 2.0},
+        device="cpu",
+    )
     p = ens2.predict_crops(np.stack(list(crops.values())), [GROUP_OF_CONDITION[c] for c, _ in crops])
     assert np.allclose(p.sum(axis=1), 1.0)
     again = E.Ensemble.from_json(trained_run / "ensemble.json", device="cpu")
@@ -393,8 +440,12 @@ def test_axial_fallback_trains_predicts_and_is_recorded(cohort: Path, tmp_path: 
     # the mirror of an axial image is the other side: the input of the whole-slice variant is the image centre
     study0 = load_study(cohort / "train_images" / ftable.rows.study_id.iloc[0])
     kp = read_keypoints(cohort / "train_label_coordinates.csv")
-    whole, _ = FB.axial_inputs(study0, FB.level_points_from_keypoints(study0, kp), CropSpec(160.0, 32, 3), centre="image")
-    assert whole and all(v.pixels.shape == (3, 32, 32) and abs(v.distance_mm) <= FB.MAX_DISTANCE_MM for v in whole.values())
+    whole, _ = FB.axial_inputs(
+        study0, FB.level_points_from_keypoints(study0, kp), CropSpec(160.0, 32, 3), centre="image"
+    )
+    assert whole and all(
+        v.pixels.shape == (3, 32, 32) and abs(v.distance_mm) <= FB.MAX_DISTANCE_MM for v in whole.values()
+    )
     cfg = T.TrainConfig(backbone=TINY, folds=2, epochs=1, weights="random", batch_size=16, device="cpu", progress=False)
     path, val = FB.train_fallback(ftable, cfg, tmp_path, echo=lambda s: None)
     assert val["subarticular"] > 0 and {"prior_subarticular", "beats_prior"} <= set(val)

@@ -14,22 +14,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spine_seg.constants import LEVELS
-from spine_seg.labels import (
+from spine_seg.core.constants import LEVELS
+from spine_seg.core.labels import (
     SEG_LABELS,
     SPIDER_CANAL,
     SPIDER_PARTIAL_OFFSET,
     SPIDER_VERTEBRA_NUMBER,
     SYNTHETIC_SACRUM,
+    seg_labels_from_spider,
     spider_disc_label,
 )
-from spine_seg.segmentation.landmarks import (
+from spine_seg.landmarks import (
     LandmarkSet,
     landmarks_from_labels,
     landmarks_from_points,
     landmarks_from_vertebrae,
     load_label_volume,
-    seg_labels_from_spider,
 )
 from spine_seg.synthetic import CohortConfig, generate_cohort
 
@@ -442,4 +442,3 @@ def test_vertebra_only_landmarks_on_real_myosegmentum(shared_data: Path):
         # the canal lies behind the disc (+y in LPS is posterior), in the disc plane
         offset = lm.canal_xyz - lm.disc_xyz
         assert offset[1] > 15.0 and abs(float(np.dot(offset, lm.normal))) < 1e-6
-

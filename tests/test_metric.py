@@ -12,8 +12,7 @@ import pytest
 from sklearn.metrics import log_loss
 from typer.testing import CliRunner
 
-from spine_seg import metric as M
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     CONDITION_GROUPS,
     GROUP_OF_CONDITION,
     SAMPLE_WEIGHTS,
@@ -24,6 +23,7 @@ from spine_seg.constants import (
     row_id,
     row_ids,
 )
+from spine_seg.grading import metric as M
 from spine_seg_cli.main import app
 
 runner = CliRunner()
@@ -137,9 +137,18 @@ def kaggle_reference(labels: pd.DataFrame, sub: pd.DataFrame) -> dict[str, float
         m = (sol["group"] == g).to_numpy()
         out[g] = log_loss(onehot[m], pred[m], sample_weight=sol["sample_weight"][m])
     m = (sol["group"] == "spinal").to_numpy()
-    frame = pd.DataFrame(
-        {"study": sol["study_id"][m].to_numpy(), "y": onehot[m, 2], "p": pred[m, 2], "w": sol["sample_weight"][m].to_numpy()}
-    ).groupby("study").max()
+    frame = (
+        pd.DataFrame(
+            {
+                "study": sol["study_id"][m].to_numpy(),
+                "y": onehot[m, 2],
+                "p": pred[m, 2],
+                "w": sol["sample_weight"][m].to_numpy(),
+            }
+        )
+        .groupby("study")
+        .max()
+    )
     out["any_severe_spinal"] = log_loss(frame["y"], frame["p"], sample_weight=frame["w"], labels=[0, 1])
     out["score"] = float(np.mean(list(out.values())))
     return out
@@ -298,15 +307,35 @@ def _dup_study(labels: pd.DataFrame, sub: pd.DataFrame) -> Frames:
 @pytest.mark.parametrize(
     "edit, culprit, message",
     [
-        (_drop_column("severe"), "sub.csv", r"missing columns \['severe'\]; expected columns \['row_id', 'normal_mild', 'moderate', 'severe'\]"),
-        (_drop_column(f"{SPINAL}_l1_l2"), "train.csv", r"missing columns \['spinal_canal_stenosis_l1_l2'\]; expected columns \['study_id'"),
+        (
+            _drop_column("severe"),
+            "sub.csv",
+            r"missing columns \['severe'\]; expected columns \['row_id', 'normal_mild', 'moderate', 'severe'\]",
+        ),
+        (
+            _drop_column(f"{SPINAL}_l1_l2"),
+            "train.csv",
+            r"missing columns \['spinal_canal_stenosis_l1_l2'\]; expected columns \['study_id'",
+        ),
         (_set("moderate", 3, "abc"), "sub.csv", r"non-numeric moderate in 1 rows .*'abc'"),
         (_set("moderate", 3, np.nan), "sub.csv", r"NaN/blank probabilities in 1 rows \(columns \['moderate'\]\): '1_"),
         (_set("moderate", 3, -0.1), "sub.csv", r"negative probabilities in 1 rows"),
         (_set("moderate", 3, np.inf), "sub.csv", r"infinite probabilities in 1 rows"),
-        (_dup_row, "sub.csv", r"duplicated row_id: 1 ids appear more than once \('1_left_neural_foraminal_narrowing_l1_l2'\)"),
-        (_set("row_id", 30, "3_spinal_canal_stenosis_l6_s1"), "sub.csv", r"1 malformed row_ids \('3_spinal_canal_stenosis_l6_s1'\)"),
-        (_set(f"{L_FOR}_l1_l2", 0, "Mild"), "train.csv", r"unknown severity labels \['Mild'\] \(first at 1/left_neural_foraminal_narrowing_l1_l2\)"),
+        (
+            _dup_row,
+            "sub.csv",
+            r"duplicated row_id: 1 ids appear more than once \('1_left_neural_foraminal_narrowing_l1_l2'\)",
+        ),
+        (
+            _set("row_id", 30, "3_spinal_canal_stenosis_l6_s1"),
+            "sub.csv",
+            r"1 malformed row_ids \('3_spinal_canal_stenosis_l6_s1'\)",
+        ),
+        (
+            _set(f"{L_FOR}_l1_l2", 0, "Mild"),
+            "train.csv",
+            r"unknown severity labels \['Mild'\] \(first at 1/left_neural_foraminal_narrowing_l1_l2\)",
+        ),
         (_set(f"{L_FOR}_l1_l2", 0, "NA"), "train.csv", r"unknown severity labels \['NA'\]"),
         (_drop_rows, "sub.csv", r"submission lacks 3 of the 7 labelled row_ids \('1_"),
         (_set("normal_mild", 2, 0.0), "sub.csv", None),  # a zero in one column is fine
@@ -326,9 +355,16 @@ def test_malformed_input_names_file_and_problem(tmp_path: Path, edit, culprit, m
 
 def test_solution_labels_must_be_one_hot(tmp_path: Path):
     pd.DataFrame(
-        {"row_id": [row_id("1", SPINAL, "l1_l2"), row_id("1", SPINAL, "l2_l3")], "normal_mild": [1, 1], "moderate": [0, 1], "severe": [0, 0]}
+        {
+            "row_id": [row_id("1", SPINAL, "l1_l2"), row_id("1", SPINAL, "l2_l3")],
+            "normal_mild": [1, 1],
+            "moderate": [0, 1],
+            "severe": [0, 0],
+        }
     ).to_csv(tmp_path / "solution.csv", index=False)
-    with pytest.raises(ValueError, match=r"solution.csv: 1 label rows are not one-hot .*'1_spinal_canal_stenosis_l2_l3'"):
+    with pytest.raises(
+        ValueError, match=r"solution.csv: 1 label rows are not one-hot .*'1_spinal_canal_stenosis_l2_l3'"
+    ):
         M.read_labels(tmp_path / "solution.csv")
 
 
@@ -376,7 +412,9 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, pred: str, message: str)
     sub.loc[0, list(SEVERITIES)] = 0.0
     sub.to_csv(tmp_path / "bad.csv", index=False)
     labels.to_csv(tmp_path / "train.csv", index=False)
-    res = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / pred), "--labels", str(tmp_path / "train.csv"), "--json"])
+    res = runner.invoke(
+        app, ["evaluate", "--pred", str(tmp_path / pred), "--labels", str(tmp_path / "train.csv"), "--json"]
+    )
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""

@@ -14,16 +14,16 @@ import pytest
 import SimpleITK as sitk
 from conftest import REAL_STUDY_ID
 
-from spine_seg import geometry
+from spine_seg.core import geometry
+from spine_seg.core.geometry import sitk_geometry_from_affine
+from spine_seg.core.labels import SEG_LABELS, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM, spider_to_seg_lut
 from spine_seg.dicom import load_study
-from spine_seg.labels import SEG_LABELS, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM, spider_to_seg_lut
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg_nnunet_tasks import registry
 from spine_seg_nnunet_tasks.common import (
     apply_lut,
     grouped_folds,
     prepare_dataset_folder,
-    sitk_geometry_from_affine,
     sitk_image,
 )
 from spine_seg_nnunet_tasks.Dataset501_SPIDER import (
@@ -125,7 +125,9 @@ def test_affine_to_sitk_geometry_matches_spineseg_geometry() -> None:
     img = sitk_image(np.zeros((6, 40, 32), np.int16), aff)
     assert img.GetSpacing() == pytest.approx((0.7, 0.8, 4.0))
     for ijk in [(0, 0, 0), (31, 39, 5), (3.5, 7.25, 2.0)]:
-        np.testing.assert_allclose(img.TransformContinuousIndexToPhysicalPoint(ijk), geometry.voxel_to_world(aff, ijk), atol=1e-9)
+        np.testing.assert_allclose(
+            img.TransformContinuousIndexToPhysicalPoint(ijk), geometry.voxel_to_world(aff, ijk), atol=1e-9
+        )
     sheared = aff.copy()
     sheared[:3, 2] += sheared[:3, 0] * 0.2  # slices offset along the rows: a sheared grid
     spacing, _, direction = sitk_geometry_from_affine(sheared)
@@ -323,7 +325,10 @@ def test_draw_keypoints_sizes_in_mm_and_slices() -> None:
     assert set(np.nonzero(vol)[0]) == {0, 1} and (vol[1] > 0).sum() < (vol[0] > 0).sum()
     vol, _ = draw_keypoints((1, 10, 10), [(0, 4.2, 5.4, 7)], (2.0, 2.0), radius_mm=0.1)
     assert vol[0, 5, 4] == 7 and vol.sum() == 7  # a tiny radius still marks the nearest pixel
-    assert keypoint_label("foraminal", "Right Neural Foraminal Narrowing", "L5/S1") == KEYPOINT_LABELS["foraminal"]["right_foramen_l5_s1"]
+    assert (
+        keypoint_label("foraminal", "Right Neural Foraminal Narrowing", "L5/S1")
+        == KEYPOINT_LABELS["foraminal"]["right_foramen_l5_s1"]
+    )
 
 
 def _assert_blobs_at_keypoints(ds: Path, coords: pd.DataFrame, study_root: Path, task: str, series_csv: Path) -> int:
@@ -354,7 +359,9 @@ def _assert_blobs_at_keypoints(ds: Path, coords: pd.DataFrame, study_root: Path,
 @pytest.mark.parametrize("task", ["spinal", "foraminal"])
 def test_rsna_keypoints_on_synthetic_cohort(cohort: Path, tmp_path: Path, task: str) -> None:
     ds = convert_rsna_keypoints(cohort, tmp_path, task=task, radius_mm=3.0)
-    assert ds.name == {"spinal": "Dataset502_RSNASpinalKeypoints", "foraminal": "Dataset504_RSNAForaminalKeypoints"}[task]
+    assert (
+        ds.name == {"spinal": "Dataset502_RSNASpinalKeypoints", "foraminal": "Dataset504_RSNAForaminalKeypoints"}[task]
+    )
     coords = pd.read_csv(cohort / "train_label_coordinates.csv")  # Kaggle's spelling: "Spinal Canal Stenosis", "L1/L2"
     n = _assert_blobs_at_keypoints(ds, coords, cohort / "train_images", task, cohort / "train_series_descriptions.csv")
     assert n == 2 * (len(KEYPOINT_LABELS[task]) - 1)
@@ -366,10 +373,15 @@ def test_rsna_slice_extent_and_skipped_series(cohort: Path, tmp_path: Path) -> N
     coords = pd.read_csv(cohort / "train_label_coordinates.csv")
     spinal = coords[coords.condition == "Spinal Canal Stenosis"]
     first = spinal.iloc[0]
-    bad = pd.DataFrame([
-        {**first.to_dict(), "series_id": 123},  # a series with no folder
-        {**first.to_dict(), "series_id": coords[coords.condition != "Spinal Canal Stenosis"].iloc[0].series_id},  # a T1 series
-    ])
+    bad = pd.DataFrame(
+        [
+            {**first.to_dict(), "series_id": 123},  # a series with no folder
+            {
+                **first.to_dict(),
+                "series_id": coords[coords.condition != "Spinal Canal Stenosis"].iloc[0].series_id,
+            },  # a T1 series
+        ]
+    )
     csv = tmp_path / "coords.csv"
     pd.concat([spinal, bad]).to_csv(csv, index=False)
     ds = convert_rsna_keypoints(cohort, tmp_path / "raw", coords_csv=csv, slice_extent=1)
@@ -418,7 +430,14 @@ def test_myosegmentum_real_files(shared_data: Path, tmp_path: Path) -> None:
         z = [_centroid_world(lab_img, lab, SEG_LABELS[f"L{n}"])[2] for n in range(1, 6)]
         assert z == sorted(z, reverse=True), f"{name}: L1 must be the most superior, then L2 … L5: {z}"
         # i runs anterior → posterior, j superior → inferior, k = i × j (a right-handed sagittal stack)
-        np.testing.assert_array_equal(np.array(lab_img.GetDirection()).reshape(3, 3), [[0, 0, -1], [1, 0, 0], [0, -1, 0]])
-    ds2 = convert_myosegmentum(src, tmp_path, files=["18.mat", "19.mat"], test_ids=(), keep_duplicates=True, overwrite=True)
-    assert sorted(p.name for p in (ds2 / "imagesTr").iterdir()) == ["myosegmentum_18_0000.nii.gz", "myosegmentum_19_0000.nii.gz"]
+        np.testing.assert_array_equal(
+            np.array(lab_img.GetDirection()).reshape(3, 3), [[0, 0, -1], [1, 0, 0], [0, -1, 0]]
+        )
+    ds2 = convert_myosegmentum(
+        src, tmp_path, files=["18.mat", "19.mat"], test_ids=(), keep_duplicates=True, overwrite=True
+    )
+    assert sorted(p.name for p in (ds2 / "imagesTr").iterdir()) == [
+        "myosegmentum_18_0000.nii.gz",
+        "myosegmentum_19_0000.nii.gz",
+    ]
     assert not (ds2 / "imagesTs").exists()

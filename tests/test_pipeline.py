@@ -1,4 +1,4 @@
-"""spine_seg.pipeline and ``spineseg predict``: end to end on a tiny real bundle, bad inputs, resume, atomic writes."""
+"""spine_seg.inference and ``spineseg predict``: end to end on a tiny real bundle, bad inputs, resume, atomic writes."""
 
 from __future__ import annotations
 
@@ -13,23 +13,16 @@ import SimpleITK as sitk
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from spine_seg import geometry
-from spine_seg.constants import CONDITIONS, LEVELS, SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import CONDITIONS, LEVELS, SeriesKind
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import Stack, load_study
-from spine_seg.labels import SEG_LABELS
-from spine_seg.pipeline import (
-    ERRORS_CSV,
-    Predictor,
-    StageError,
-    check_submission,
-    discover_studies,
-    predict_batch,
-    spinal_point,
-    subarticular_points,
-    write_study_outputs,
-)
-from spine_seg.result import SOURCE_MODEL, SOURCE_PRIOR
-from spine_seg.segmentation.landmarks import load_label_volume
+from spine_seg.inference.batch import check_submission, discover_studies, predict_batch
+from spine_seg.inference.crop_plan import spinal_point, subarticular_points
+from spine_seg.inference.outputs import ERRORS_CSV, write_study_outputs
+from spine_seg.inference.predictor import Predictor, StageError
+from spine_seg.landmarks import load_label_volume
+from spine_seg.report.result import SOURCE_MODEL, SOURCE_PRIOR
 from spine_seg.segmentation.predict import LabelVolume
 from spine_seg_cli.main import app
 
@@ -45,10 +38,14 @@ class TrueMaskSegmenter:
     def __init__(self, cohort: Path):
         self.cohort = cohort
         ov = pd.read_csv(cohort / "spider" / "overview.csv", dtype=str)
-        self.mask_of = {r.synthetic_study_id: r.new_file_name for r in ov.itertuples() if r.new_file_name.endswith("_t2")}
+        self.mask_of = {
+            r.synthetic_study_id: r.new_file_name for r in ov.itertuples() if r.new_file_name.endswith("_t2")
+        }
 
     def predict_stack(self, stack: Stack) -> LabelVolume:
-        labels, affine = load_label_volume(self.cohort / "spider" / "masks" / f"{self.mask_of[stack.study_id]}.mha", spider=True)
+        labels, affine = load_label_volume(
+            self.cohort / "spider" / "masks" / f"{self.mask_of[stack.study_id]}.mha", spider=True
+        )
         k, j, i = np.indices(stack.shape).reshape(3, -1)
         xyz = geometry.voxel_to_world(stack.affine, np.stack([i, j, k], axis=1))
         ijk = geometry.world_to_voxel(affine, xyz)
@@ -81,9 +78,23 @@ def _series_csv(tiny_bundle, split: str = "train") -> Path:
 
 def test_predict_cli_end_to_end(tiny_bundle, tmp_path: Path):
     out = tmp_path / "out"
-    res = runner.invoke(app, ["predict", str(tiny_bundle.cohort / "test_images"), "--model", str(tiny_bundle.bundle),
-                              "--out", str(out), "--series-csv", str(_series_csv(tiny_bundle, "test")), "--device", "cpu",
-                              "--no-progress", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(tiny_bundle.cohort / "test_images"),
+            "--model",
+            str(tiny_bundle.bundle),
+            "--out",
+            str(out),
+            "--series-csv",
+            str(_series_csv(tiny_bundle, "test")),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["done"] == 2 and summary["failed"] == 0 and summary["errors"] is None
@@ -99,10 +110,16 @@ def test_predict_cli_end_to_end(tiny_bundle, tmp_path: Path):
         assert set(doc["probabilities"]) == set(LEVELS) and set(doc["probabilities"]["l4_l5"]) == set(CONDITIONS)
         assert all(r["source"] in ("model", "axial_fallback", "prior") for r in doc["rows"])
         assert set(doc["timings_s"]) >= {"ingest", "segment", "landmarks", "project", "grade"}
-        assert doc["outputs"] == {"segmentation": "segmentation.nii.gz", "report": "report.png",
-                                  "dicom_seg": "dicom/seg.dcm", "dicom_sr": "dicom/sr.dcm"}  # --dicom-out by default
+        assert doc["outputs"] == {
+            "segmentation": "segmentation.nii.gz",
+            "report": "report.png",
+            "dicom_seg": "dicom/seg.dcm",
+            "dicom_sr": "dicom/sr.dcm",
+        }  # --dicom-out by default
         img = sitk.ReadImage(str(d / "segmentation.nii.gz"))
-        stack = load_study(tiny_bundle.cohort / "test_images" / sid).get_series(doc["segmentation"]["series_id"]).stacks[0]
+        stack = (
+            load_study(tiny_bundle.cohort / "test_images" / sid).get_series(doc["segmentation"]["series_id"]).stacks[0]
+        )
         assert sitk.GetArrayFromImage(img).shape == stack.shape
         assert np.allclose(img.GetOrigin(), stack.affine[:3, 3], atol=1e-3)
         assert (d / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -150,8 +167,18 @@ def test_crop_points_geometry():
 
 def test_empty_input_folder(tiny_bundle, tmp_path: Path):
     (tmp_path / "in").mkdir()
-    res = runner.invoke(app, ["predict", str(tmp_path / "in"), "--model", str(tiny_bundle.bundle), "--out", str(tmp_path / "o"),
-                              "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "in"),
+            "--model",
+            str(tiny_bundle.bundle),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 2 and "empty folder" in res.stderr
     assert not (tmp_path / "o").exists()
     with pytest.raises(FileNotFoundError, match="empty folder"):
@@ -204,8 +231,23 @@ def test_batch_with_bad_studies_goes_on(tiny_bundle, predictor: Predictor, tmp_p
     assert good.is_dir() and not (out / "notdicom" / "result.json").exists()
 
     # the CLI: exit code 1 when a study failed, the summary names it
-    res = runner.invoke(app, ["predict", str(batch), "--model", str(tiny_bundle.bundle), "--out", str(tmp_path / "out2"),
-                              "--series-csv", str(_series_csv(tiny_bundle)), "--no-progress", "--no-report", "--device", "cpu"])
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(batch),
+            "--model",
+            str(tiny_bundle.bundle),
+            "--out",
+            str(tmp_path / "out2"),
+            "--series-csv",
+            str(_series_csv(tiny_bundle)),
+            "--no-progress",
+            "--no-report",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 1 and "failed mixed (ingest)" in res.stderr and "errors.csv" in res.stderr
 
 
@@ -249,7 +291,9 @@ def test_resume_after_interrupted_batch(tiny_bundle, predictor: Predictor, tmp_p
             raise KeyboardInterrupt  # as a Ctrl-C or a kill would, mid-study
 
     with pytest.raises(KeyboardInterrupt):
-        predict_batch(src, None, out, series_csv=_series_csv(tiny_bundle, "test"), predictor=predictor, progress=interrupt)
+        predict_batch(
+            src, None, out, series_csv=_series_csv(tiny_bundle, "test"), predictor=predictor, progress=interrupt
+        )
     first = sorted(p.name for p in src.iterdir())[0]
     assert (out / first / "result.json").is_file() and not (out / second).exists()
     assert not [p for p in out.rglob(".*")]
@@ -260,7 +304,9 @@ def test_resume_after_interrupted_batch(tiny_bundle, predictor: Predictor, tmp_p
     assert (out / first / "result.json").stat().st_mtime_ns == before
     assert check_submission(pd.read_csv(res.submission), list(tiny_bundle.test_ids)) == []
 
-    res = predict_batch(src, None, out, series_csv=_series_csv(tiny_bundle, "test"), predictor=predictor, resume=False, report=False)
+    res = predict_batch(
+        src, None, out, series_csv=_series_csv(tiny_bundle, "test"), predictor=predictor, resume=False, report=False
+    )
     assert [o.status for o in res.outcomes] == ["done", "done"]
 
 
@@ -275,10 +321,18 @@ def test_stage_error_names_the_stage(tiny_bundle, predictor: Predictor, tmp_path
 def test_python_api(tiny_bundle):
     import spine_seg
 
-    result = spine_seg.predict_study(tiny_bundle.cohort / "test_images" / tiny_bundle.test_ids[0], tiny_bundle.bundle,
-                                     series_csv=_series_csv(tiny_bundle, "test"), device="cpu")
+    result = spine_seg.predict_study(
+        tiny_bundle.cohort / "test_images" / tiny_bundle.test_ids[0],
+        tiny_bundle.bundle,
+        series_csv=_series_csv(tiny_bundle, "test"),
+        device="cpu",
+    )
     assert isinstance(result, spine_seg.StudyResult) and result.study_id == tiny_bundle.test_ids[0]
-    assert len(result.submission) == 25 and result.grade("spinal_canal_stenosis", "l4_l5") in ("normal_mild", "moderate", "severe")
+    assert len(result.submission) == 25 and result.grade("spinal_canal_stenosis", "l4_l5") in (
+        "normal_mild",
+        "moderate",
+        "severe",
+    )
 
 
 class SacrumBlindT2Segmenter(TrueMaskSegmenter):
@@ -321,5 +375,5 @@ def test_unsure_t2_names_are_cross_checked_on_the_t1(tiny_bundle, predictor: Pre
 
 
 def test_unknown_cross_check_lists_the_choices(tiny_bundle):
-    with pytest.raises(ValueError, match="valid: \\['auto', 'always', 'unsure', 'never'\\]"):
+    with pytest.raises(ValueError, match="valid: auto, always, unsure, never"):
         Predictor(tiny_bundle.bundle, device="cpu", cross_check="sometimes")

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spine_seg.constants import LEVELS, SIDES, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.constants import LEVELS, SIDES, SeriesKind, normalize_condition, normalize_level
 from spine_seg.dicom import Study, load_study
-from spine_seg.segmentation.landmarks import landmarks_from_labels, landmarks_from_points, load_label_volume
-from spine_seg.segmentation.project import StudyProjection, project_landmarks
+from spine_seg.landmarks import landmarks_from_labels, landmarks_from_points, load_label_volume
+from spine_seg.landmarks.project import StudyProjection, project_landmarks
 from spine_seg.synthetic import CohortConfig, generate_cohort
 
 

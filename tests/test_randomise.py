@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spine_seg.labels import BASE_LABELS, SPIDER_CANAL, SYNTHETIC_SACRUM
+from spine_seg.core.labels import BASE_LABELS, SPIDER_CANAL, SYNTHETIC_SACRUM
 from spine_seg.synthetic.randomise import base_labels_from_spider, randomised_case
 
 

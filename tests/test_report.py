@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     CONDITIONS,
     LEVELS,
     SEVERITIES,
@@ -27,18 +27,13 @@ from spine_seg.constants import (
     row_id,
     row_ids,
 )
+from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import Stack, Study, load_study
-from spine_seg.labels import SEG_LABELS
-from spine_seg.report import labels_on_slice, write_report
-from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
-from spine_seg.segmentation.landmarks import (
-    LandmarkSet,
-    landmarks_from_labels,
-    landmarks_from_points,
-    load_label_volume,
-)
+from spine_seg.landmarks import LandmarkSet, landmarks_from_labels, landmarks_from_points, load_label_volume
+from spine_seg.landmarks.project import project_landmarks
+from spine_seg.report.figure import labels_on_slice, write_report
+from spine_seg.report.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
 from spine_seg.segmentation.predict import LabelVolume
-from spine_seg.segmentation.project import project_landmarks
 from spine_seg.synthetic import CohortConfig, generate_cohort
 
 SEG_NAMES = {v: k for k, v in SEG_LABELS.items()}
@@ -109,13 +104,18 @@ def make_result(
         landmarks=landmarks,
         projection=projection,
         segmentation=segmentation,
-        segmentation_stack=None if seg_stack is None else {
-            "series_id": seg_stack.series_id, "stack": seg_stack.index, "shape_kji": list(seg_stack.shape),
+        segmentation_stack=None
+        if seg_stack is None
+        else {
+            "series_id": seg_stack.series_id,
+            "stack": seg_stack.index,
+            "shape_kji": list(seg_stack.shape),
             "spacing_mm": list(seg_stack.spacing_mm),
         },
         crops=crops,
-        series={k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind
-                if study.series_of_kind(k)},
+        series={
+            k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind if study.series_of_kind(k)
+        },
         fallbacks=fallbacks,
         warnings=warnings,
         timings_s={"total": 1.0},
@@ -135,8 +135,16 @@ def subarticular_crops(study: Study, truth: dict) -> dict[str, CropSource]:
             hits = [s.locate(xyz) for s in axial]
             hit = min(hits, key=lambda h: (not h.inside_fov, abs(h.distance_mm)))
             out[row_id(study.study_id, condition, lv)] = CropSource(
-                condition, lv, hit.series_id, hit.stack_index, hit.instance_number, tuple(float(v) for v in xyz),
-                hit.x_px, hit.y_px, hit.distance_mm, side == "right",
+                condition,
+                lv,
+                hit.series_id,
+                hit.stack_index,
+                hit.instance_number,
+                tuple(float(v) for v in xyz),
+                hit.x_px,
+                hit.y_px,
+                hit.distance_mm,
+                side == "right",
             )
     return out
 
@@ -228,13 +236,20 @@ def test_report_of_a_synthetic_study(synthetic: Synthetic, tmp_path: Path):
 def test_report_of_an_incomplete_study(synthetic: Synthetic, tmp_path: Path, drop: tuple[SeriesKind, ...]):
     study = without(synthetic.study, *drop)
     if SeriesKind.SAGITTAL_T2 in drop:  # nothing to segment: no landmarks, projection or segmentation
-        result = make_result(study, landmarks=None, segmentation=None, seg_stack=None, crops={},
-                             fallbacks=("no Sagittal T2/STIR: every row from the axial fallback or the prior",))
+        result = make_result(
+            study,
+            landmarks=None,
+            segmentation=None,
+            seg_stack=None,
+            crops={},
+            fallbacks=("no Sagittal T2/STIR: every row from the axial fallback or the prior",),
+        )
         assert result.projection is None
     else:
         r = synthetic.result
-        result = make_result(study, landmarks=r.landmarks, segmentation=r.segmentation, seg_stack=synthetic.seg_stack,
-                             crops={})
+        result = make_result(
+            study, landmarks=r.landmarks, segmentation=r.segmentation, seg_stack=synthetic.seg_stack, crops={}
+        )
     assert_picture(write_report(tmp_path / "report.png", study, result))
 
 
@@ -245,8 +260,10 @@ def test_unreadable_pixels_get_a_panel(synthetic: Synthetic, tmp_path: Path):
     def broken(series):
         if series.kind is not SeriesKind.AXIAL_T2:
             return series
-        stacks = tuple(dataclasses.replace(st, slices=tuple(dataclasses.replace(s, path=gone) for s in st.slices))
-                       for st in series.stacks)
+        stacks = tuple(
+            dataclasses.replace(st, slices=tuple(dataclasses.replace(s, path=gone) for s in st.slices))
+            for st in series.stacks
+        )
         return dataclasses.replace(series, stacks=stacks)
 
     study = dataclasses.replace(synthetic.study, series=tuple(broken(s) for s in synthetic.study.series))
@@ -294,8 +311,10 @@ def real_result(study: Study, rsna: Path) -> StudyResult:
     kp["condition"] = kp.condition.map(normalize_condition)
     kp["level"] = kp.level.map(normalize_level)
     spinal = kp[kp.condition == "spinal_canal_stenosis"]
-    points = {r.level: study.get_series(r.series_id).pixel_to_world(int(r.instance_number), r.x, r.y)
-              for r in spinal.itertuples()}
+    points = {
+        r.level: study.get_series(r.series_id).pixel_to_world(int(r.instance_number), r.x, r.y)
+        for r in spinal.itertuples()
+    }
     landmarks = landmarks_from_points(points)
     crops = {}
     for r in kp[kp.condition.isin(SUBARTICULAR)].itertuples():
@@ -303,8 +322,17 @@ def real_result(study: Study, rsna: Path) -> StudyResult:
         stack, k = series.find_instance(int(r.instance_number))
         xyz = stack.slices[k].pixel_to_world(r.x, r.y)
         crops[row_id(study.study_id, r.condition, r.level)] = CropSource(
-            r.condition, r.level, r.series_id, stack.index, int(r.instance_number), tuple(float(v) for v in xyz),
-            float(r.x), float(r.y), 0.0, r.condition.startswith("right"))
+            r.condition,
+            r.level,
+            r.series_id,
+            stack.index,
+            int(r.instance_number),
+            tuple(float(v) for v in xyz),
+            float(r.x),
+            float(r.y),
+            0.0,
+            r.condition.startswith("right"),
+        )
     labels = pd.read_csv(rsna / "train.csv", dtype={"study_id": str}).set_index("study_id").loc[study.study_id]
     rows = []
     for c in CONDITIONS:
@@ -318,12 +346,22 @@ def real_result(study: Study, rsna: Path) -> StudyResult:
             rows.append({"row_id": row_id(study.study_id, c, lv), **dict(zip(SEVERITIES, p, strict=True))})
     projection = project_landmarks(landmarks, study)
     return StudyResult(
-        study_id=study.study_id, folder=study.root, submission=pd.DataFrame(rows),
-        sources={r["row_id"]: SOURCE_MODEL for r in rows}, landmarks=landmarks, projection=projection,
-        segmentation=None, segmentation_stack=None, crops=crops,
-        series={k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind
-                if study.series_of_kind(k)},
-        fallbacks=(), warnings=projection.warnings, timings_s={}, versions={"spineseg": "test"},
+        study_id=study.study_id,
+        folder=study.root,
+        submission=pd.DataFrame(rows),
+        sources={r["row_id"]: SOURCE_MODEL for r in rows},
+        landmarks=landmarks,
+        projection=projection,
+        segmentation=None,
+        segmentation_stack=None,
+        crops=crops,
+        series={
+            k.value: tuple(s.series_id for s in study.series_of_kind(k)) for k in SeriesKind if study.series_of_kind(k)
+        },
+        fallbacks=(),
+        warnings=projection.warnings,
+        timings_s={},
+        versions={"spineseg": "test"},
         bundle={"name": "annotations (train.csv + keypoints)"},
     )
 
@@ -335,3 +373,24 @@ def test_report_of_the_real_study(real_study_dir: Path, shared_data: Path, tmp_p
     result = real_result(study, rsna)
     assert_picture(write_report(tmp_path / "report.png", study, result))
 
+
+def test_report_content_right_slice_and_labels(synthetic: Synthetic):
+    """What the report shows, not only that it is a picture: the Sagittal T2 panel is the slice through the
+    canal points, with the five level names and the labels that slice holds; each axial panel its level."""
+    from spine_seg.report.figure import level_name, render_report
+
+    fig = render_report(synthetic.study, synthetic.result)
+    titles = {ax.get_title(loc="left"): ax for ax in fig.axes}
+    (t2_title,) = [t for t in titles if t.startswith("Sagittal T2/STIR")]
+    stack = synthetic.seg_stack
+    proj = synthetic.result.projection
+    ks = [p.hit.k for p in proj.canal if (p.hit.series_id, p.hit.stack_index) == (stack.series_id, stack.index)]
+    k = int(np.median(ks))
+    assert f"inst {stack.slices[k].instance_number} ({k + 1}/{stack.n_slices})" in t2_title
+    texts = [t.get_text() for t in titles[t2_title].texts]
+    for lv in LEVELS:
+        assert any(t.startswith(level_name(lv)) for t in texts), (lv, texts)
+    labels_here = {int(v) for v in np.unique(synthetic.result.segmentation.labels[k]) if v}
+    assert any(f"segmentation: {len(labels_here)} labels on this slice" in t for t in texts), texts
+    axial = [t for t in titles if t.endswith("· Axial T2") or "· Axial T2" in t]
+    assert [t.split(" · ")[0] for t in axial] == [level_name(lv) for lv in LEVELS]

@@ -66,8 +66,13 @@ def test_resolve_default_home_is_dot_spineseg(tmp_path: Path, monkeypatch: pytes
 def test_user_variables_win(tmp_path: Path):
     theirs = str(tmp_path / "their_trainers")
     env = nnunet_env.resolve(
-        {"SPINESEG_HOME": str(tmp_path / "h"), "nnUNet_raw": str(tmp_path / "raw"), "nnUNet_extTrainer": theirs,
-         "nnUNet_def_n_proc": "3", "nnUNet_n_proc_DA": "5"},
+        {
+            "SPINESEG_HOME": str(tmp_path / "h"),
+            "nnUNet_raw": str(tmp_path / "raw"),
+            "nnUNet_extTrainer": theirs,
+            "nnUNet_def_n_proc": "3",
+            "nnUNet_n_proc_DA": "5",
+        },
         cpus=2,
     )
     assert env.raw == tmp_path / "raw" and env.source["nnUNet_raw"] == "user"
@@ -139,8 +144,10 @@ def test_apply_before_nnunet_import_in_a_fresh_process(tmp_path: Path):
     assert got["n_proc"] == got["want_n_proc"]
     if got["want_da"] is not None:
         assert got["da"] == int(got["want_da"])
-    got = _python(code, {**base, "SPINESEG_HOME": str(tmp_path / "h"), "nnUNet_raw": str(tmp_path / "mine"),
-                         "nnUNet_def_n_proc": "3"})
+    got = _python(
+        code,
+        {**base, "SPINESEG_HOME": str(tmp_path / "h"), "nnUNet_raw": str(tmp_path / "mine"), "nnUNet_def_n_proc": "3"},
+    )
     assert got["raw"] == str(tmp_path / "mine") and got["n_proc"] == 3
 
 
@@ -158,7 +165,7 @@ def test_trainer_names_and_plans_agree():
 def test_label_volume_is_read_only_and_saves_geometry(tmp_path: Path):
     import SimpleITK as sitk
 
-    from spine_seg import geometry
+    from spine_seg.core import geometry
 
     labels = np.zeros((3, 5, 4), np.uint8)
     labels[1, 2:4, 1:3] = 7
@@ -181,12 +188,17 @@ def test_label_volume_is_read_only_and_saves_geometry(tmp_path: Path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train-seg", "--dataset", "598", "--config", "4d"], "unknown configuration '4d'; valid: 2d, 3d_fullres, 3d_lowres"),
+        (
+            ["train-seg", "--dataset", "598", "--config", "4d"],
+            "unknown configuration '4d'; valid: 2d, 3d_fullres, 3d_lowres",
+        ),
         (["train-seg", "--dataset", "598", "--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda"),
         (["train-seg", "--dataset", "598", "--fold", "first"], "fold must be a non-negative integer or 'all'"),
         (["train-seg", "--dataset", "598", "--epochs", "0"], "epochs must be at least 1"),
-        (["train-seg", "--dataset", "598", "--device", "cpu", "--trainer", "nnUNetTrainer_Bogus"],
-         "unknown trainer 'nnUNetTrainer_Bogus'; valid: nnUNetTrainer, nnUNetTrainer_Smoke"),
+        (
+            ["train-seg", "--dataset", "598", "--device", "cpu", "--trainer", "nnUNetTrainer_Bogus"],
+            "unknown trainer 'nnUNetTrainer_Bogus'; valid: nnUNetTrainer, nnUNetTrainer_Smoke",
+        ),
         (["train-seg", "--dataset", "598", "--device", "cpu"], "no Dataset598_* in"),
         (["prepare", "--source", "nowhere", "--input", "{tmp}"], "unknown source 'nowhere'; valid: spider, rsna"),
         (["prepare", "--source", "synthetic", "--input", "{tmp}/missing"], "missing: no such folder (--input)"),
@@ -225,9 +237,9 @@ def test_cli_unwritable_home(seg_home: Path, tmp_path: Path):
 def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     """Synthetic cohort → Dataset599 (registry's synthetic converter) → CPU-budget plans at 3 mm → 2 × 2
     iterations of nnUNetTrainer_Smoke → SegmentationModel on a test study's Sagittal T2 stack."""
-    from spine_seg.constants import SeriesKind
+    from spine_seg.core.constants import SeriesKind
+    from spine_seg.core.labels import SEG_LABELS
     from spine_seg.dicom import load_study
-    from spine_seg.labels import SEG_LABELS
     from spine_seg.segmentation.predict import SegmentationModel
     from spine_seg.synthetic import CohortConfig, generate_cohort
     from spine_seg_nnunet_tasks.registry import CONVERTERS
@@ -265,9 +277,28 @@ def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     assert lv.present() and set(lv.present()) <= set(SEG_LABELS) - {"background"}
 
     # the CLI on the same dataset: 2 epochs planned, but a time budget that only one fits; no validation, JSON out
-    res = runner.invoke(app, ["train-seg", "--dataset", "599", "--config", "2d", "--fold", "0", "--trainer",
-                              "nnUNetTrainer_Smoke", "--device", "cpu", "--epochs", "2", "--time-budget", "0.0001",
-                              "--no-validate", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "train-seg",
+            "--dataset",
+            "599",
+            "--config",
+            "2d",
+            "--fold",
+            "0",
+            "--trainer",
+            "nnUNetTrainer_Smoke",
+            "--device",
+            "cpu",
+            "--epochs",
+            "2",
+            "--time-budget",
+            "0.0001",
+            "--no-validate",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["epochs"] == 1 and doc["final_dice"] is None

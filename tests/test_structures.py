@@ -1,4 +1,4 @@
-"""Structure labels → level names by counting (spine_seg.segmentation.structures)."""
+"""Structure labels → level names by counting (spine_seg.landmarks.structures)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spine_seg.constants import LEVELS
-from spine_seg.labels import BASE_LABELS, SEG_LABELS
-from spine_seg.segmentation.landmarks import landmarks_from_labels, load_label_volume
+from spine_seg.core.constants import LEVELS
+from spine_seg.core.labels import BASE_LABELS, SEG_LABELS
+from spine_seg.landmarks import landmarks_from_labels, load_label_volume
+from spine_seg.landmarks.structures import landmarks_from_label_volume, seg_labels_from_base
 from spine_seg.segmentation.predict import LabelVolume
-from spine_seg.segmentation.structures import landmarks_from_label_volume, seg_labels_from_base
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg.synthetic.randomise import base_labels_from_spider
 

@@ -13,10 +13,11 @@ import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
-from spine_seg import api, geometry
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES, SeriesKind, normalize_condition, normalize_level
+from spine_seg import api
+from spine_seg.core import geometry
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES, SeriesKind, normalize_condition, normalize_level
+from spine_seg.core.labels import VERTEBRAE, spider_disc_label
 from spine_seg.dicom import load_study, scan_folder
-from spine_seg.labels import VERTEBRAE, spider_disc_label
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg.synthetic import severity as sev
 from spine_seg.synthetic.anatomy import CSF, FAT, NERVE
@@ -39,8 +40,14 @@ def _coords(cohort: Path) -> pd.DataFrame:
 
 
 def test_layout_matches_the_competition(cohort: Path):
-    for name in ("train.csv", "train_series_descriptions.csv", "train_label_coordinates.csv",
-                 "test_series_descriptions.csv", "sample_submission.csv", "cohort.json"):
+    for name in (
+        "train.csv",
+        "train_series_descriptions.csv",
+        "train_label_coordinates.csv",
+        "test_series_descriptions.csv",
+        "sample_submission.csv",
+        "cohort.json",
+    ):
         assert (cohort / name).is_file(), name
     train = pd.read_csv(cohort / "train.csv")
     assert list(train.columns[1:]) == [f"{c}_{lv}" for c in CONDITIONS for lv in LEVELS]
@@ -77,7 +84,9 @@ def test_studies_ingest_like_real_ones(cohort: Path):
 
 def _spider_mask_of(cohort: Path, study_id: str, tag: str) -> sitk.Image:
     overview = pd.read_csv(cohort / "spider" / "overview.csv", dtype={"synthetic_study_id": str})
-    name = overview[(overview.synthetic_study_id == study_id) & overview.new_file_name.str.endswith(tag)].new_file_name.item()
+    name = overview[
+        (overview.synthetic_study_id == study_id) & overview.new_file_name.str.endswith(tag)
+    ].new_file_name.item()
     return sitk.ReadImage(str(cohort / "spider" / "masks" / f"{name}.mha"))
 
 
@@ -181,7 +190,11 @@ def test_severity_is_realised_as_measurable_narrowing():
 
 def test_same_seed_same_bytes(tmp_path: Path):
     def digest(root: Path) -> dict[str, str]:
-        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
 
     cfg = CohortConfig(n_studies=2, seed=11, test_fraction=0.5, preview=True)
     generate_cohort(tmp_path / "a", cfg)
@@ -203,7 +216,10 @@ def test_refuses_to_overwrite_what_is_not_a_cohort(tmp_path: Path):
 
 def test_missing_and_extra_series_and_syntax(tmp_path: Path):
     out = tmp_path / "c"
-    generate_cohort(out, CohortConfig(n_studies=3, seed=2, test_fraction=0, missing_series_rate=1.0, syntax="explicit", spider=False))
+    generate_cohort(
+        out,
+        CohortConfig(n_studies=3, seed=2, test_fraction=0, missing_series_rate=1.0, syntax="explicit", spider=False),
+    )
     desc = pd.read_csv(out / "train_series_descriptions.csv", dtype=str)
     coords = _coords(out)
     for study_id, rows in desc.groupby("study_id"):
@@ -212,12 +228,18 @@ def test_missing_and_extra_series_and_syntax(tmp_path: Path):
         assert missing.value not in set(rows.series_description) and len(rows) == 2
         study = load_study(out / "train_images" / study_id)
         assert f"no {missing.value} series" in study.warnings
-        kinds_with_points = {SeriesKind.parse(k) for k in
-                             rows.set_index("series_id").loc[coords[coords.study_id == study_id].series_id.unique()].series_description}
+        kinds_with_points = {
+            SeriesKind.parse(k)
+            for k in rows.set_index("series_id")
+            .loc[coords[coords.study_id == study_id].series_id.unique()]
+            .series_description
+        }
         assert missing not in kinds_with_points
     ds = pydicom.dcmread(next((out / "train_images").rglob("*.dcm")), stop_before_pixels=True)
     assert ds.file_meta.TransferSyntaxUID.name == "Explicit VR Little Endian"
-    generate_cohort(out, CohortConfig(n_studies=2, seed=2, test_fraction=0, extra_series_rate=1.0, spider=False), overwrite=True)
+    generate_cohort(
+        out, CohortConfig(n_studies=2, seed=2, test_fraction=0, extra_series_rate=1.0, spider=False), overwrite=True
+    )
     desc = pd.read_csv(out / "train_series_descriptions.csv", dtype=str)
     assert (desc.groupby("study_id").series_description.apply(lambda s: (s == "Axial T2").sum()) == 2).all()
 
@@ -277,10 +299,26 @@ def test_locate_cli_on_a_synthetic_keypoint(cohort: Path):
     """`spineseg locate --json` gives the labelled axial slice for a spinal keypoint, as the API does."""
     coords = _coords(cohort)
     sub = coords[coords.condition == "left_subarticular_stenosis"]
-    row = coords[(coords.condition == "spinal_canal_stenosis") & coords.set_index(["study_id", "level"]).index.isin(
-        sub.set_index(["study_id", "level"]).index)].iloc[0]
-    res = CliRunner().invoke(app, ["locate", str(cohort / "train_images" / row.study_id), "--series", row.series_id,
-                                   "--instance", str(row.instance_number), "--x", str(row.x), "--y", str(row.y), "--json"])
+    row = coords[
+        (coords.condition == "spinal_canal_stenosis")
+        & coords.set_index(["study_id", "level"]).index.isin(sub.set_index(["study_id", "level"]).index)
+    ].iloc[0]
+    res = CliRunner().invoke(
+        app,
+        [
+            "locate",
+            str(cohort / "train_images" / row.study_id),
+            "--series",
+            row.series_id,
+            "--instance",
+            str(row.instance_number),
+            "--x",
+            str(row.x),
+            "--y",
+            str(row.y),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     target = int(sub[(sub.study_id == row.study_id) & (sub.level == row.level)].instance_number.item())

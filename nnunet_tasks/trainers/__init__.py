@@ -7,6 +7,8 @@ modules use absolute imports only. Each trainer overrides one thing and says so 
 * ``nnUNetTrainer_Smoke``: 2 epochs × 2 iterations, 1 validation iteration (a pipeline check: seconds on CPU).
 * ``nnUNetTrainer_CPUBudget``: 50 iterations and 10 validation iterations per epoch (nnU-Net: 250 and 50),
   100 epochs (``SPINESEG_EPOCHS`` changes the default; ``spineseg train-seg --epochs`` overrides any trainer).
+* ``nnUNetTrainer_TimeBudget``: the epochs that fit in ``SPINESEG_TIME_BUDGET_MIN`` minutes, re-planned every
+  epoch (module ``spineseg_budget``; ``spineseg train-seg --time-budget`` puts the same loop on any trainer).
 
 The planner ``ExperimentPlanner_CPUBudget`` (module ``spineseg_cpu_planner``) writes the plans
 ``nnUNetPlans_CPUBudget``: coarser in-plane spacing, half the feature maps, small batches.
@@ -25,9 +27,24 @@ PLANNER_NAME = "ExperimentPlanner_CPUBudget"
 CPU_PLANS = "nnUNetPlans_CPUBudget"
 EPOCHS_VAR = "SPINESEG_EPOCHS"
 
-_MODULE_OF = {**dict.fromkeys(TRAINER_NAMES, "spineseg_trainers"), PLANNER_NAME: "spineseg_cpu_planner"}
+#: The wall-clock budget as a trainer variant (``spineseg_budget`` holds the loop, the mixin and its arithmetic).
+BUDGET_TRAINER_NAMES: tuple[str, ...] = ("nnUNetTrainer_TimeBudget",)
+BUDGET_VAR = "SPINESEG_TIME_BUDGET_MIN"
 
-__all__ = ["CPU_PLANS", "EPOCHS_VAR", "PLANNER_NAME", "TRAINER_NAMES", *_MODULE_OF]
+_MODULE_OF = {
+    **dict.fromkeys((*TRAINER_NAMES, *BUDGET_TRAINER_NAMES), "spineseg_trainers"),
+    PLANNER_NAME: "spineseg_cpu_planner",
+}
+
+__all__ = [
+    "BUDGET_TRAINER_NAMES",
+    "BUDGET_VAR",
+    "CPU_PLANS",
+    "EPOCHS_VAR",
+    "PLANNER_NAME",
+    "TRAINER_NAMES",
+    *_MODULE_OF,
+]
 
 
 def __getattr__(name: str):

@@ -29,11 +29,23 @@ class ExperimentPlanner_CPUBudget(ExperimentPlanner):
     max_batch_size_2d: int = 4
     max_batch_size_3d: int = 2
 
-    def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = 8,
-                 preprocessor_name: str = "DefaultPreprocessor", plans_name: str = CPU_PLANS,
-                 overwrite_target_spacing=None, suppress_transpose: bool = False):
-        super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
-                         overwrite_target_spacing, suppress_transpose)
+    def __init__(
+        self,
+        dataset_name_or_id,
+        gpu_memory_target_in_gb: float = 8,
+        preprocessor_name: str = "DefaultPreprocessor",
+        plans_name: str = CPU_PLANS,
+        overwrite_target_spacing=None,
+        suppress_transpose: bool = False,
+    ):
+        super().__init__(
+            dataset_name_or_id,
+            gpu_memory_target_in_gb,
+            preprocessor_name,
+            plans_name,
+            overwrite_target_spacing,
+            suppress_transpose,
+        )
         self.UNet_base_num_features = self.base_num_features
         self.UNet_max_features_2d = self.max_features_2d
         self.UNet_max_features_3d = self.max_features_3d
@@ -50,8 +62,9 @@ class ExperimentPlanner_CPUBudget(ExperimentPlanner):
         return coarse
 
     def get_plans_for_configuration(self, spacing, median_shape, data_identifier, approximate_n_voxels_dataset, _cache):
-        plan = super().get_plans_for_configuration(spacing, median_shape, data_identifier,
-                                                   approximate_n_voxels_dataset, _cache)
+        plan = super().get_plans_for_configuration(
+            spacing, median_shape, data_identifier, approximate_n_voxels_dataset, _cache
+        )
         cap = self.max_batch_size_2d if len(spacing) == 2 else self.max_batch_size_3d
         plan["batch_size"] = int(max(1, min(plan["batch_size"], cap)))
         return plan

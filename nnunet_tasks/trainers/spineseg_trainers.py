@@ -12,6 +12,13 @@ import os
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+try:  # imported by nnU-Net as a top-level module from nnUNet_extTrainer, or as part of the package
+    from spineseg_budget import TimeBudgetMixin
+except ImportError:
+    from spine_seg_nnunet_tasks.trainers.spineseg_budget import TimeBudgetMixin
+
+from spine_seg.core.errors import UsageError
+
 EPOCHS_VAR = "SPINESEG_EPOCHS"
 
 
@@ -22,8 +29,14 @@ class nnUNetTrainer_Smoke(nnUNetTrainer):
     dataset, its plans and the prediction path work end to end.
     """
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 2
         self.num_iterations_per_epoch = 2
@@ -38,8 +51,14 @@ class nnUNetTrainer_CPUBudget(nnUNetTrainer):
     ``spineseg train-seg --epochs`` sets it on any trainer. Pair it with the ``nnUNetPlans_CPUBudget`` plans.
     """
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_iterations_per_epoch = 50
         self.num_val_iterations_per_epoch = 10
@@ -53,7 +72,14 @@ def _epochs_from_env(default: int) -> int:
     try:
         epochs = int(value)
     except ValueError:
-        raise ValueError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}") from None
+        raise UsageError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}") from None
     if epochs < 1:
-        raise ValueError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}")
+        raise UsageError(f"{EPOCHS_VAR} must be a positive integer, got {value!r}")
     return epochs
+
+
+class nnUNetTrainer_TimeBudget(TimeBudgetMixin, nnUNetTrainer):
+    """Changes the number of epochs to what fits in ``$SPINESEG_TIME_BUDGET_MIN`` minutes of training
+    (re-planned after every epoch, never past nnU-Net's 1000; see ``spineseg_budget``). For nnU-Net's CLI:
+    ``SPINESEG_TIME_BUDGET_MIN=30 nnUNetv2_train 510 2d 0 -tr nnUNetTrainer_TimeBudget``.
+    """

@@ -100,8 +100,11 @@ def _uids(path: Path) -> _Uids | None:
     """StudyInstanceUID and SeriesInstanceUID of one file (header only), None when unreadable."""
     try:
         with lenient_reading():
-            ds = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "PatientID", "Rows"])
+            ds = pydicom.dcmread(
+                path,
+                stop_before_pixels=True,
+                specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "PatientID", "Rows"],
+            )
     except (InvalidDicomError, OSError, ValueError, TypeError, KeyError, EOFError, AttributeError):
         return None
     is_dir = str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY
@@ -177,8 +180,10 @@ def find_study_folders(input_path: str | Path) -> Discovery:
         children[root / rel.parts[0]].append(folder)
     flat = {c: fs == [c] for c, fs in children.items()}
     if all(flat.values()):
-        uids = {c: [u for u in (_uids(p) for p in by_folder[c][:50]) if u is not None and not u.is_directory and u.is_image]
-                for c in children}
+        uids = {
+            c: [u for u in (_uids(p) for p in by_folder[c][:50]) if u is not None and not u.is_directory and u.is_image]
+            for c in children
+        }
         studies = {u.study for us in uids.values() for u in us}
         series_sets = [{u.series for u in us} for us in uids.values()]
         disjoint = sum(len(s) for s in series_sets) == len(set().union(*series_sets)) if series_sets else True
@@ -192,7 +197,9 @@ def find_study_folders(input_path: str | Path) -> Discovery:
     for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if child not in children and any(f.suffix.lower() in _DICOM_SUFFIXES for f in walk_files(child)):
             children[child] = []
-            warnings_.append(f"{child}: files named like DICOM but none readable as an image: listed as a study to fail")
+            warnings_.append(
+                f"{child}: files named like DICOM but none readable as an image: listed as a study to fail"
+            )
     folders = tuple(sorted(children))
     study_uids: dict[Path, str] = {}
     for c in folders:
@@ -203,8 +210,10 @@ def find_study_folders(input_path: str | Path) -> Discovery:
         warnings_.append(f"{root}: {len(empty)} folder(s) without DICOM images ignored: {', '.join(empty[:5])}")
     d = Discovery(root, folders, study_uids, tuple(warnings_))
     for uid, fs in d.duplicates.items():
-        msg = (f"StudyInstanceUID {uid} is in {len(fs)} folders ({', '.join(f.name for f in fs)}): each is predicted "
-               "under its folder name")
+        msg = (
+            f"StudyInstanceUID {uid} is in {len(fs)} folders ({', '.join(f.name for f in fs)}): each is predicted "
+            "under its folder name"
+        )
         log.warning("%s", msg)
         d = Discovery(d.root, d.folders, d.study_uids, (*d.warnings, msg))
     return d

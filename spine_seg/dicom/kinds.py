@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from spine_seg import geometry, textio
-from spine_seg.constants import SeriesKind
+from spine_seg.core import geometry, textio
+from spine_seg.core.constants import SeriesKind
+from spine_seg.core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -35,22 +36,24 @@ def read_series_csv(path: str | Path) -> dict[tuple[str, str], SeriesKind]:
     try:
         df = textio.read_csv(path, dtype=str, keep_default_na=False)  # UTF-8 ±BOM, UTF-16, latin-1
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read series descriptions CSV: {exc}") from exc
+        raise UsageError(f"cannot read series descriptions CSV: {exc}") from exc
     df.columns = [str(c).strip() for c in df.columns]
     missing = {"study_id", "series_id", "series_description"} - set(df.columns)
     if missing:
-        raise ValueError(f"{path}: series descriptions CSV lacks columns {sorted(missing)}; has {list(df.columns)[:10]}")
+        raise UsageError(
+            f"{path}: series descriptions CSV lacks columns {sorted(missing)}; has {list(df.columns)[:10]}"
+        )
     if df.empty:
-        raise ValueError(f"{path}: series descriptions CSV has no rows")
+        raise UsageError(f"{path}: series descriptions CSV has no rows")
     out: dict[tuple[str, str], SeriesKind] = {}
     for line, row in enumerate(df.itertuples(index=False), start=2):
         study, series = str(row.study_id).strip(), str(row.series_id).strip()
         if not study or not series:
-            raise ValueError(f"{path}: line {line}: empty study_id or series_id")
+            raise UsageError(f"{path}: line {line}: empty study_id or series_id")
         try:
             out[(study, series)] = SeriesKind.parse(row.series_description)
         except ValueError as exc:
-            raise ValueError(f"{path}: study {study} series {series}: {exc} (line {line})") from exc
+            raise UsageError(f"{path}: study {study} series {series}: {exc} (line {line})") from exc
     return out
 
 
@@ -116,9 +119,7 @@ def infer_kind(
     return SeriesKind.UNKNOWN, tuple(evidence), tuple(warnings)
 
 
-def listed_kind(
-    table: Mapping[tuple[str, str], SeriesKind] | None, study_id: str, series_id: str
-) -> SeriesKind | None:
+def listed_kind(table: Mapping[tuple[str, str], SeriesKind] | None, study_id: str, series_id: str) -> SeriesKind | None:
     if not table:
         return None
     return table.get((str(study_id), str(series_id)))

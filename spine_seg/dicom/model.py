@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spine_seg import geometry
-from spine_seg.constants import SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import SeriesKind
+from spine_seg.core.errors import NotFoundError, UsageError, UserError
 
 
-class DicomError(Exception):
+class DicomError(UserError):
     """Base class of ingestion errors; the message always names the file or folder at fault."""
 
 
@@ -103,7 +104,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         if not self.slices:
-            raise ValueError(f"series {self.series_id}: a stack needs at least one slice")
+            raise UsageError(f"series {self.series_id}: a stack needs at least one slice")
 
     @property
     def n_slices(self) -> int:
@@ -142,7 +143,7 @@ class Stack:
 
     @cached_property
     def affine(self) -> np.ndarray:
-        """Voxel (i, j, k) → LPS mm; see :mod:`spine_seg.geometry` for the convention."""
+        """Voxel (i, j, k) → LPS mm; see :mod:`spine_seg.core.geometry` for the convention."""
         first = self.slices[0]
         if self.n_slices > 1:
             step = (np.asarray(self.slices[-1].ipp) - np.asarray(first.ipp)) / (self.n_slices - 1)
@@ -216,8 +217,9 @@ class Series:
             if k is not None:
                 return st, k
         valid = sorted(i for st in self.stacks for i in st.instance_numbers)
-        raise KeyError(
-            f"series {self.series_id} has no instance {instance_number}; valid: {valid[0]}..{valid[-1]} ({len(valid)} instances)"
+        raise NotFoundError(
+            f"series {self.series_id} has no instance {instance_number}; valid: {valid[0]}..{valid[-1]} ({len(valid)} "
+            "instances)"
         )
 
     def pixel_to_world(self, instance_number: int, x_px: float, y_px: float) -> np.ndarray:
@@ -260,10 +262,23 @@ class Study:
         for s in self.series:
             if s.series_id == str(series_id):
                 return s
-        raise KeyError(f"study {self.study_id} has no series {series_id!r}; valid: {[s.series_id for s in self.series]}")
+        raise NotFoundError(
+            f"study {self.study_id} has no series {series_id!r}; valid: {[s.series_id for s in self.series]}"
+        )
 
     def series_of_kind(self, kind: SeriesKind) -> list[Series]:
         return [s for s in self.series if s.kind is kind]
+
+    def segmentation_stack(self) -> tuple[Series | None, Stack | None]:
+        """The Sagittal T2/STIR stack to segment: the series with most slices, its largest stack.
+
+        The one rule for "which Sagittal T2 stack": prediction segments it, the report draws it.
+        """
+        series = self.series_of_kind(SeriesKind.SAGITTAL_T2)
+        if not series:
+            return None, None
+        s = max(series, key=lambda x: (x.n_slices, x.series_id))
+        return s, max(s.stacks, key=lambda st: (st.n_slices, -st.index))
 
     def summary(self) -> dict:
         return {

@@ -39,7 +39,7 @@ def _decode(ds: pydicom.Dataset) -> np.ndarray:
     errors = []
     for plugin in safer:
         try:
-            return ds.pixel_array_options(decoding_plugin=plugin) or ds.pixel_array
+            return ds.pixel_array_options(decoding_plugin=plugin) or ds.pixel_array  # type: ignore[func-returns-value]
         except (RuntimeError, ValueError, NotImplementedError) as exc:
             errors.append(f"{plugin}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
         finally:
@@ -61,7 +61,9 @@ def load_slice(info: SliceInfo) -> np.ndarray:
     except (OSError, ValueError, EOFError, AttributeError, KeyError) as exc:
         raise PixelDataError(f"{info.path}: unreadable pixel data: {exc}") from exc
     if arr.shape != (info.rows, info.columns):
-        raise PixelDataError(f"{info.path}: pixel array shape {arr.shape} != header Rows×Columns {(info.rows, info.columns)}")
+        raise PixelDataError(
+            f"{info.path}: pixel array shape {arr.shape} != header Rows×Columns {(info.rows, info.columns)}"
+        )
     out = arr.astype(np.float32) * np.float32(info.rescale_slope) + np.float32(info.rescale_intercept)
     if info.photometric == "MONOCHROME1":
         out = out.max() - out

@@ -23,7 +23,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from spine_seg.constants import SeriesKind
+from spine_seg.core.constants import SeriesKind
 from spine_seg.dicom import tags
 from spine_seg.dicom.discover import walk_files
 from spine_seg.dicom.kinds import AcquisitionTags, infer_kind, listed_kind, read_series_csv
@@ -73,9 +73,14 @@ def _check_pixel_data(fp, ds: pydicom.Dataset, size: int) -> None:
     data_start = fp.tell()
     if length != 0xFFFFFFFF:
         frames = tags.parse_int(ds.get("NumberOfFrames", 1) or 1, "NumberOfFrames", 1)
-        expected = (tags.parse_int(ds.Rows, "Rows", 1) * tags.parse_int(ds.Columns, "Columns", 1)
-                    * tags.parse_int(ds.get("SamplesPerPixel", 1), "SamplesPerPixel", 1, 4)
-                    * tags.parse_int(ds.BitsAllocated, "BitsAllocated", 1, 64) // 8 * frames)
+        expected = (
+            tags.parse_int(ds.Rows, "Rows", 1)
+            * tags.parse_int(ds.Columns, "Columns", 1)
+            * tags.parse_int(ds.get("SamplesPerPixel", 1), "SamplesPerPixel", 1, 4)
+            * tags.parse_int(ds.BitsAllocated, "BitsAllocated", 1, 64)
+            // 8
+            * frames
+        )
         have = size - data_start
         if have < min(length, expected):
             raise _Skip(f"truncated pixel data: {have} of {min(length, expected)} bytes present")
@@ -118,6 +123,8 @@ def read_header(path: Path) -> _Header:
 
     Every geometry tag is checked here (:func:`spine_seg.dicom.tags.geometry_tags`): a damaged or implausible
     value skips the file with one line naming the tag and the value, instead of failing deep in the model.
+
+    Long on purpose: one file's tags validated in the order they are read, each with its refusal.
     """
     notes: list[str] = []
     try:
@@ -135,12 +142,24 @@ def read_header(path: Path) -> _Header:
         raise _Skip(f"invalid {exc}") from exc
     except InvalidDicomError as exc:
         raise _Skip(f"not DICOM ({exc})") from exc
-    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-            struct.error, zlib.error) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        struct.error,
+        zlib.error,
+    ) as exc:
         raise _Skip(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
     if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
         raise _Skip("DICOMDIR (a media directory, not an image)")
-    missing = [t for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns") if t not in ds]
+    missing = [
+        t for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns") if t not in ds
+    ]
     if missing:
         kind = "image" if "PixelData" in ds or "Rows" in ds else "non-image"
         raise _Skip(f"{kind} DICOM without patient geometry (missing {', '.join(missing)})")
@@ -161,8 +180,10 @@ def read_header(path: Path) -> _Header:
         raw_instance = ds.get("InstanceNumber")
         instance = tags.parse_instance_number(raw_instance)
         if instance is None and raw_instance not in (None, ""):
-            notes.append(f"{path.name}: InstanceNumber = {str(raw_instance)!r} is not an integer; "
-                         "slice kept and ordered by its position")
+            notes.append(
+                f"{path.name}: InstanceNumber = {str(raw_instance)!r} is not an integer; "
+                "slice kept and ordered by its position"
+            )
         info = SliceInfo(
             path=path,
             instance_number=instance if instance is not None else -1,
@@ -231,7 +252,9 @@ def split_into_stacks(slices: Iterable[SliceInfo]) -> tuple[list[list[SliceInfo]
             else:
                 layers.append([s])
         if len(layers) > 1:
-            warnings.append(f"{sum(len(x) for x in layers[1:])} slices repeat positions already acquired; kept as separate stacks")
+            warnings.append(
+                f"{sum(len(x) for x in layers[1:])} slices repeat positions already acquired; kept as separate stacks"
+            )
         for layer in layers:
             run = [layer[0]]
             gap = None
@@ -321,8 +344,15 @@ def scan_folder(
                 kind_warnings = (*kind_warnings, f"series not listed in {csv_name}; kind inferred from headers")
             notes = tuple(dict.fromkeys(n for h in hs for n in h.notes))
             series_list.append(
-                Series(study_uid, series_id, kind, evidence, stacks, hs[0].tags.series_description,
-                       (*warnings, *kind_warnings, *notes))
+                Series(
+                    study_uid,
+                    series_id,
+                    kind,
+                    evidence,
+                    stacks,
+                    hs[0].tags.series_description,
+                    (*warnings, *kind_warnings, *notes),
+                )
             )
         series_list.sort(key=lambda s: (list(SeriesKind).index(s.kind), s.series_id))
         study_root = Path(os.path.commonpath([h.info.path.parent for hs in by_study[study_uid].values() for h in hs]))
@@ -333,8 +363,16 @@ def scan_folder(
 
 def _study_warnings(series: list[Series]) -> tuple[str, ...]:
     kinds = [s.kind for s in series]
-    out = [f"no {k.value} series" for k in (SeriesKind.SAGITTAL_T1, SeriesKind.SAGITTAL_T2, SeriesKind.AXIAL_T2) if k not in kinds]
-    out += [f"{kinds.count(k)} {k.value} series" for k in dict.fromkeys(kinds) if kinds.count(k) > 1 and k is not SeriesKind.UNKNOWN]
+    out = [
+        f"no {k.value} series"
+        for k in (SeriesKind.SAGITTAL_T1, SeriesKind.SAGITTAL_T2, SeriesKind.AXIAL_T2)
+        if k not in kinds
+    ]
+    out += [
+        f"{kinds.count(k)} {k.value} series"
+        for k in dict.fromkeys(kinds)
+        if kinds.count(k) > 1 and k is not SeriesKind.UNKNOWN
+    ]
     return tuple(out)
 
 
@@ -343,6 +381,7 @@ def load_study(root: str | Path, series_csv: str | Path | None = None) -> Study:
     studies = scan_folder(root, series_csv)
     if len(studies) != 1:
         raise NoImageSeriesError(
-            f"{root}: expected one study, found {len(studies)}: {[s.study_id for s in studies]}; pass a single study folder"
+            f"{root}: expected one study, found {len(studies)}: {[s.study_id for s in studies]}; pass a single study "
+            "folder"
         )
     return studies[0]

@@ -3,7 +3,7 @@
 Why a module of its own: pydicom hands back whatever the file holds (``'A1'`` for an IS, ``inf`` or ``nan``
 for a DS, three values where two belong) and Python arithmetic lets most of it through, so the damage
 surfaced deep in resampling or in the model as "cannot convert float NaN to integer". Every geometry tag is
-checked here (finite; spacing within :data:`spine_seg.geometry.SPACING_RANGE_MM`; orientation unit and
+checked here (finite; spacing within :data:`spine_seg.core.geometry.SPACING_RANGE_MM`; orientation unit and
 orthogonal; positions finite) and a failure is a :class:`TagError` whose message is ``Tag = value: problem``;
 the scanner skips that one file with that line.
 """
@@ -18,13 +18,14 @@ from typing import Any
 
 from pydicom import config as pydicom_config
 
-from spine_seg import geometry
+from spine_seg.core import geometry
+from spine_seg.core.errors import UserError
 
 #: Rows and Columns beyond this are not an MR slice (and would make a multi-gigabyte array).
 MAX_MATRIX = 8192
 
 
-class TagError(ValueError):
+class TagError(UserError, ValueError):
     """One tag whose value spineseg cannot use; the message reads ``Tag = 'value': problem``."""
 
     def __init__(self, tag: str, value: Any, problem: str):
@@ -136,7 +137,9 @@ def geometry_tags(ds: Any) -> tuple[tuple[float, float, float], tuple[float, ...
     :class:`TagError` for the first tag that is damaged or implausible."""
     with warnings.catch_warnings():  # pydicom warns on every invalid DS/IS; the TagError says it once
         warnings.simplefilter("ignore")
-        raw = {t: ds.get(t) for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")}
+        raw = {
+            t: ds.get(t) for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+        }
     ipp = parse_numbers(raw["ImagePositionPatient"], 3, "ImagePositionPatient")
     problem = geometry.position_problem(ipp)
     if problem:

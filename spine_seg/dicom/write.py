@@ -16,6 +16,8 @@ import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 
+from spine_seg.core.errors import UsageError
+
 #: Transfer syntaxes spineseg can write (encoders that ship with pydicom[pixeldata]).
 WRITABLE_SYNTAXES: dict[str, UID] = {
     "explicit": ExplicitVRLittleEndian,
@@ -58,7 +60,7 @@ def write_slice(
     which is how tests build files that lack an optional tag.
     """
     if syntax not in WRITABLE_SYNTAXES:
-        raise ValueError(f"unknown transfer syntax {syntax!r}; valid: {list(WRITABLE_SYNTAXES)}")
+        raise UsageError(f"unknown transfer syntax {syntax!r}; valid: {list(WRITABLE_SYNTAXES)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.ascontiguousarray(np.clip(pixels, 0, 65535).astype(np.uint16))

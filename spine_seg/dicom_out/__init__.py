@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spine_seg.atomic import atomic_write
+from spine_seg.core.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from spine_seg.dicom import Study
-    from spine_seg.result import StudyResult
+    from spine_seg.report.result import StudyResult
 
 DICOM_DIR = "dicom"
 SEG_FILE = "seg.dcm"
@@ -29,10 +29,11 @@ def _require_highdicom() -> None:
     try:
         import highdicom  # noqa: F401
     except ImportError as exc:
-        from spine_seg.engines import MissingDependencyError
+        from spine_seg.core.errors import MissingDependencyError
 
-        raise MissingDependencyError(f"DICOM outputs need highdicom: {HIGHDICOM_INSTALL_COMMAND} "
-                                     "(or predict with --no-dicom-out)") from exc
+        raise MissingDependencyError(
+            f"DICOM outputs need highdicom: {HIGHDICOM_INSTALL_COMMAND} (or predict with --no-dicom-out)"
+        ) from exc
 
 
 def write_dicom_outputs(result: StudyResult, study_dir: Path, study: Study | None = None) -> dict[str, Path]:
@@ -40,7 +41,7 @@ def write_dicom_outputs(result: StudyResult, study_dir: Path, study: Study | Non
     {"dicom_seg": path, "dicom_sr": path} for what was written. Nothing when the study has no image series
     to reference (then there is no DICOM to attach a result to)."""
     _require_highdicom()
-    from spine_seg import __version__
+    from spine_seg.core.versions import __version__
     from spine_seg.dicom import load_study
     from spine_seg.dicom_out.seg import build_seg
     from spine_seg.dicom_out.sources import read_sources
@@ -62,8 +63,13 @@ def write_dicom_outputs(result: StudyResult, study_dir: Path, study: Study | Non
     out = Path(study_dir) / DICOM_DIR
     seg = None
     if result.segmentation is not None:
-        seg = build_seg(result.segmentation.labels, result.segmentation.label_names, sources,
-                        version=__version__, bundle_name=bundle_name)
+        seg = build_seg(
+            result.segmentation.labels,
+            result.segmentation.label_names,
+            sources,
+            version=__version__,
+            bundle_name=bundle_name,
+        )
         written["dicom_seg"] = atomic_write(out / SEG_FILE, lambda p: seg.save_as(p, enforce_file_format=True))
     crop_images = _crop_images(result, study, {sl.path: ds for sl, ds in zip(stack.slices, sources, strict=True)})
     sr = build_sr(result, sources, seg, version=__version__, bundle_name=bundle_name, crop_images=crop_images)

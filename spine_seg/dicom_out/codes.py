@@ -8,7 +8,7 @@ foramen, the lateral recess, the competition's probabilities), spineseg uses its
 SNOMED number.
 
 Segment codes cover both label maps spineseg models use: the level-specific one
-(:data:`spine_seg.labels.SEG_LABELS`: L1–L5, sacrum, the five lumbar discs, spinal canal) and a generic one
+(:data:`spine_seg.core.labels.SEG_LABELS`: L1–L5, sacrum, the five lumbar discs, spinal canal) and a generic one
 (vertebra, sacrum, disc, spinal canal). A name missing here still gets a segment, typed by the private
 concept of that name (:func:`structure_code`).
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 
 #: spineseg's private coding scheme (DICOM: private designators start with "99").
 PRIVATE_SCHEME = "99SPINESEG"
@@ -33,12 +33,27 @@ def private(value: str, meaning: str) -> CodedConcept:
 #: Segmented property category of every segment.
 ANATOMICAL_STRUCTURE = codes.SCT.AnatomicalStructure
 
-_LEVEL_DISC = dict(zip(LEVELS, (codes.SCT.L1L2Disc, codes.SCT.L2L3Disc, codes.SCT.L3L4Disc, codes.SCT.L4L5Disc,
-                                codes.SCT.L5S1Disc), strict=True))
+_LEVEL_DISC = dict(
+    zip(
+        LEVELS,
+        (codes.SCT.L1L2Disc, codes.SCT.L2L3Disc, codes.SCT.L3L4Disc, codes.SCT.L4L5Disc, codes.SCT.L5S1Disc),
+        strict=True,
+    )
+)
 #: The level itself (a finding site): "Level of L4/L5 intervertebral disc".
-LEVEL_SITE = dict(zip(LEVELS, (codes.SCT.LevelOfL1L2IntervertebralDisc, codes.SCT.LevelOfL2L3IntervertebralDisc,
-                               codes.SCT.LevelOfL3L4IntervertebralDisc, codes.SCT.LevelOfL4L5IntervertebralDisc,
-                               codes.SCT.LevelOfL5S1IntervertebralDisc), strict=True))
+LEVEL_SITE = dict(
+    zip(
+        LEVELS,
+        (
+            codes.SCT.LevelOfL1L2IntervertebralDisc,
+            codes.SCT.LevelOfL2L3IntervertebralDisc,
+            codes.SCT.LevelOfL3L4IntervertebralDisc,
+            codes.SCT.LevelOfL4L5IntervertebralDisc,
+            codes.SCT.LevelOfL5S1IntervertebralDisc,
+        ),
+        strict=True,
+    )
+)
 #: The disc structure of each level (the SR's landmark finding type).
 LEVEL_DISC = _LEVEL_DISC
 

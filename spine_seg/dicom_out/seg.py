@@ -19,6 +19,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom_out import codes
 
 SEG_SERIES_NUMBER = 9901
@@ -38,12 +39,19 @@ def segment_table(label_names: Mapping[int, str], labels: np.ndarray | None = No
 
 def algorithm_identification(version: str, bundle_name: str) -> hd.AlgorithmIdentificationSequence:
     """spineseg, its version and the bundle that made the segmentation."""
-    return hd.AlgorithmIdentificationSequence(name="spineseg", family=codes.ALGORITHM_FAMILY, version=version,
-                                              parameters={"bundle": bundle_name})
+    return hd.AlgorithmIdentificationSequence(
+        name="spineseg", family=codes.ALGORITHM_FAMILY, version=version, parameters={"bundle": bundle_name}
+    )
 
 
-def build_seg(labels_kji: np.ndarray, label_names: Mapping[int, str], sources: Sequence[Dataset], *,
-              version: str, bundle_name: str) -> hd.seg.Segmentation:
+def build_seg(
+    labels_kji: np.ndarray,
+    label_names: Mapping[int, str],
+    sources: Sequence[Dataset],
+    *,
+    version: str,
+    bundle_name: str,
+) -> hd.seg.Segmentation:
     """A SEG of ``labels_kji`` (on the grid of ``sources``, one source dataset per k, in k order).
 
     ``sources``: the Sagittal T2 stack's headers, completed by :func:`spine_seg.dicom_out.sources.read_sources`
@@ -52,11 +60,13 @@ def build_seg(labels_kji: np.ndarray, label_names: Mapping[int, str], sources: S
     """
     labels = np.asarray(labels_kji)
     if labels.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
-        raise ValueError(f"label volume {labels.shape} does not match its {len(sources)} source slices of "
-                         f"{sources[0].Rows}×{sources[0].Columns}")
+        raise UsageError(
+            f"label volume {labels.shape} does not match its {len(sources)} source slices of "
+            f"{sources[0].Rows}×{sources[0].Columns}"
+        )
     table = segment_table(label_names, labels)
     if not table:
-        raise ValueError("the label map names no foreground label: nothing to put in a SEG")
+        raise UsageError("the label map names no foreground label: nothing to put in a SEG")
     lut = np.zeros(int(max(v for _, v, _ in table)) + 1 if table else 1, dtype=np.uint16)
     for number, value, _ in table:
         lut[value] = number
@@ -97,19 +107,21 @@ def build_seg(labels_kji: np.ndarray, label_names: Mapping[int, str], sources: S
     )
 
 
-def label_volume_from_seg(seg: hd.seg.Segmentation, source_uids: Sequence[str],
-                          label_names: Mapping[int, str]) -> np.ndarray:
+def label_volume_from_seg(
+    seg: hd.seg.Segmentation, source_uids: Sequence[str], label_names: Mapping[int, str]
+) -> np.ndarray:
     """The label volume back from a SEG (for checks and for readers): frames in ``source_uids`` order, each
     segment's pixels set to the value its label (the segment's name) has in ``label_names``."""
     value_of = {str(n): int(v) for v, n in label_names.items()}
     numbers = seg.get_segment_numbers()
-    masks = seg.get_pixels_by_source_instance(source_sop_instance_uids=list(source_uids), segment_numbers=numbers,
-                                              combine_segments=False)
+    masks = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=list(source_uids), segment_numbers=numbers, combine_segments=False
+    )
     out = np.zeros(masks.shape[:3], dtype=np.uint8)
     for j, number in enumerate(numbers):
         name = seg.get_segment_description(number).segment_label
         if name not in value_of and name.startswith("label_"):
-            value = int(name[len("label_"):])
+            value = int(name[len("label_") :])
         else:
             value = value_of[name]
         out[masks[..., j] > 0] = value

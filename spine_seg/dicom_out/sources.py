@@ -32,8 +32,17 @@ from pydicom.uid import UID, generate_uid
 #: SOP Class UID of a single-frame MR image.
 MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4")
 #: Type 2 patient and study attributes a derived object copies: filled in empty where missing.
-TYPE2_IDENTITY: tuple[str, ...] = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
-                                   "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+TYPE2_IDENTITY: tuple[str, ...] = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
 
 def complete_header(ds: Dataset) -> list[str]:

@@ -51,9 +51,10 @@ from highdicom.sr import (
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as pcodes
 
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom_out import codes
-from spine_seg.result import SOURCE_PRIOR, StudyResult
+from spine_seg.report.result import SOURCE_PRIOR, StudyResult
 
 SR_SERIES_NUMBER = 9902
 SR_SERIES_DESCRIPTION = "spineseg findings"
@@ -64,13 +65,23 @@ def finding_id(condition: str, level: str) -> str:
     return f"{condition} {level}"
 
 
-def build_sr(result: StudyResult, sources: Sequence[Dataset], seg: Dataset | None, *, version: str,
-             bundle_name: str, crop_images: Mapping[str, Dataset] | None = None) -> Comprehensive3DSR:
+def build_sr(
+    result: StudyResult,
+    sources: Sequence[Dataset],
+    seg: Dataset | None,
+    *,
+    version: str,
+    bundle_name: str,
+    crop_images: Mapping[str, Dataset] | None = None,
+) -> Comprehensive3DSR:
     """The SR of one study. ``sources``: the segmented Sagittal T2 stack's completed headers (the image library
     and evidence; their frame of reference is the landmarks'); ``seg``: the SEG written from them, or None;
-    ``crop_images``: row_id → completed header of the image its crop came from (cited when unambiguous)."""
+    ``crop_images``: row_id → completed header of the image its crop came from (cited when unambiguous).
+
+    Long on purpose: the SR's content tree is built top-down as the standard nests it.
+    """
     if not sources:
-        raise ValueError("an SR needs at least one source image as evidence")
+        raise UsageError("an SR needs at least one source image as evidence")
     frame_of_reference = str(sources[0].FrameOfReferenceUID)
     algo = AlgorithmIdentification(name="spineseg", version=version, parameters=[f"bundle={bundle_name}"])
     groups: list = []
@@ -79,18 +90,26 @@ def build_sr(result: StudyResult, sources: Sequence[Dataset], seg: Dataset | Non
     if result.landmarks is not None:
         for lm in result.landmarks.levels:
             site = [FindingSite(codes.LEVEL_SITE[lm.level])]
-            for kind, xyz, finding in ((codes.DISC_POINT, lm.disc_xyz, codes.LEVEL_DISC[lm.level]),
-                                       (codes.CANAL_POINT, lm.canal_xyz, pcodes.SCT.SpinalCanalStructure)):
-                groups.append(PlanarROIMeasurementsAndQualitativeEvaluations(
-                    tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{lm.level} {kind}"),
-                    referenced_region=ImageRegion3D(GraphicTypeValues3D.POINT,
-                                                    np.asarray(xyz, dtype=float).reshape(1, 3), frame_of_reference),
-                    finding_type=finding,
-                    finding_sites=site,
-                    algorithm_id=algo,
-                    measurements=[Measurement(codes.LANDMARK_CONFIDENCE, float(lm.confidence), codes.NO_UNITS,
-                                              algorithm_id=algo)],
-                ))
+            for kind, xyz, finding in (
+                (codes.DISC_POINT, lm.disc_xyz, codes.LEVEL_DISC[lm.level]),
+                (codes.CANAL_POINT, lm.canal_xyz, pcodes.SCT.SpinalCanalStructure),
+            ):
+                groups.append(
+                    PlanarROIMeasurementsAndQualitativeEvaluations(
+                        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{lm.level} {kind}"),
+                        referenced_region=ImageRegion3D(
+                            GraphicTypeValues3D.POINT, np.asarray(xyz, dtype=float).reshape(1, 3), frame_of_reference
+                        ),
+                        finding_type=finding,
+                        finding_sites=site,
+                        algorithm_id=algo,
+                        measurements=[
+                            Measurement(
+                                codes.LANDMARK_CONFIDENCE, float(lm.confidence), codes.NO_UNITS, algorithm_id=algo
+                            )
+                        ],
+                    )
+                )
 
     # segments of the SEG
     if seg is not None and result.segmentation is not None:
@@ -102,16 +121,20 @@ def build_sr(result: StudyResult, sources: Sequence[Dataset], seg: Dataset | Non
             n_vox = counts.get(name, 0)
             if n_vox == 0:
                 continue
-            groups.append(VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"segment {name}"),
-                referenced_segment=ReferencedSegment(
-                    sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
-                    segment_number=int(desc.SegmentNumber),
-                    source_series=SourceSeriesForSegmentation(str(sources[0].SeriesInstanceUID))),
-                finding_type=codes.structure_code(name),
-                algorithm_id=algo,
-                measurements=[Measurement(codes.VOLUME, n_vox * voxel_mm3, codes.CUBIC_MM, algorithm_id=algo)],
-            ))
+            groups.append(
+                VolumetricROIMeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"segment {name}"),
+                    referenced_segment=ReferencedSegment(
+                        sop_class_uid=seg.SOPClassUID,
+                        sop_instance_uid=seg.SOPInstanceUID,
+                        segment_number=int(desc.SegmentNumber),
+                        source_series=SourceSeriesForSegmentation(str(sources[0].SeriesInstanceUID)),
+                    ),
+                    finding_type=codes.structure_code(name),
+                    algorithm_id=algo,
+                    measurements=[Measurement(codes.VOLUME, n_vox * voxel_mm3, codes.CUBIC_MM, algorithm_id=algo)],
+                )
+            )
 
     # findings
     cited = _unambiguous(sources, crop_images or {})
@@ -123,24 +146,36 @@ def build_sr(result: StudyResult, sources: Sequence[Dataset], seg: Dataset | Non
             severity = SEVERITIES[int(np.argmax(probs))]
             source = result.sources.get(rid, SOURCE_PRIOR)
             image = cited.get(rid)
-            groups.append(MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=finding_id(condition, level)),
-                finding_type=codes.FINDING_TYPE,
-                finding_sites=[FindingSite(cc.site, laterality=cc.laterality), FindingSite(codes.LEVEL_SITE[level])],
-                algorithm_id=algo,
-                qualitative_evaluations=[
-                    QualitativeEvaluation(codes.SEVERITY, codes.SEVERITY_CODES[severity]),
-                    QualitativeEvaluation(codes.ROW_SOURCE, codes.ROW_SOURCE_CODES.get(source, codes.ROW_SOURCE_CODES[SOURCE_PRIOR])),
-                ],
-                measurements=[Measurement(codes.PROBABILITY_CODES[s], float(p), codes.NO_UNITS, algorithm_id=algo)
-                              for s, p in zip(SEVERITIES, probs, strict=True)],
-                source_images=[SourceImageForMeasurementGroup.from_source_image(image)] if image is not None else None,
-            ))
+            groups.append(
+                MeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=finding_id(condition, level)),
+                    finding_type=codes.FINDING_TYPE,
+                    finding_sites=[
+                        FindingSite(cc.site, laterality=cc.laterality),
+                        FindingSite(codes.LEVEL_SITE[level]),
+                    ],
+                    algorithm_id=algo,
+                    qualitative_evaluations=[
+                        QualitativeEvaluation(codes.SEVERITY, codes.SEVERITY_CODES[severity]),
+                        QualitativeEvaluation(
+                            codes.ROW_SOURCE, codes.ROW_SOURCE_CODES.get(source, codes.ROW_SOURCE_CODES[SOURCE_PRIOR])
+                        ),
+                    ],
+                    measurements=[
+                        Measurement(codes.PROBABILITY_CODES[s], float(p), codes.NO_UNITS, algorithm_id=algo)
+                        for s, p in zip(SEVERITIES, probs, strict=True)
+                    ],
+                    source_images=[SourceImageForMeasurementGroup.from_source_image(image)]
+                    if image is not None
+                    else None,
+                )
+            )
 
     observer = ObserverContext(
         observer_type=pcodes.DCM.Device,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-            uid=hd.UID(), name="spineseg", manufacturer_name="spineseg", model_name=bundle_name[:64] or "spineseg"),
+            uid=hd.UID(), name="spineseg", manufacturer_name="spineseg", model_name=bundle_name[:64] or "spineseg"
+        ),
     )
     report = MeasurementReport(
         observation_context=ObservationContext(observer_device_context=observer),
@@ -149,8 +184,11 @@ def build_sr(result: StudyResult, sources: Sequence[Dataset], seg: Dataset | Non
         referenced_images=list(sources),
     )
     in_sources = {id(d) for d in sources}
-    evidence = [*sources, *([seg] if seg is not None else []),
-                *(ds for i, ds in {id(d): d for d in cited.values()}.items() if i not in in_sources)]
+    evidence = [
+        *sources,
+        *([seg] if seg is not None else []),
+        *(ds for i, ds in {id(d): d for d in cited.values()}.items() if i not in in_sources),
+    ]
     return Comprehensive3DSR(
         evidence=evidence,
         content=report,
@@ -172,8 +210,11 @@ def _unambiguous(sources: Sequence[Dataset], crop_images: Mapping[str, Dataset])
     series_of: dict[str, set[str]] = {}
     for ds in [*sources, *crop_images.values()]:
         series_of.setdefault(str(ds.SOPInstanceUID), set()).add(str(ds.SeriesInstanceUID))
-    return {rid: ds for rid, ds in crop_images.items()
-            if str(ds.SeriesInstanceUID) in source_series or len(series_of[str(ds.SOPInstanceUID)]) == 1}
+    return {
+        rid: ds
+        for rid, ds in crop_images.items()
+        if str(ds.SeriesInstanceUID) in source_series or len(series_of[str(ds.SOPInstanceUID)]) == 1
+    }
 
 
 def findings_from_sr(sr: Dataset) -> dict[str, dict]:

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from spine_seg.constants import (
+from spine_seg.core.constants import (
     GROUP_OF_CONDITION,
     SIDE_OF_CONDITION,
     normalize_condition,
     normalize_level,
 )
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import Series, Stack, Study
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class CropSpec:
 
     def __post_init__(self) -> None:
         if self.fov_mm <= 0 or self.size_px < 8 or self.n_slices < 1 or self.slice_step < 1:
-            raise ValueError(f"invalid crop spec {self}: fov_mm > 0, size_px >= 8, n_slices >= 1, slice_step >= 1")
+            raise UsageError(f"invalid crop spec {self}: fov_mm > 0, size_px >= 8, n_slices >= 1, slice_step >= 1")
 
     @property
     def key(self) -> str:
@@ -91,10 +92,14 @@ def crop_stack(volume: np.ndarray, stack: Stack, xyz_lps_mm: np.ndarray, spec: C
         out[c] = ndimage.map_coordinates(volume[k], [jj, ii], order=1, mode="constant", cval=0.0)
     if flip:
         out = out[:, :, ::-1].copy()
-    return Crop(out, stack.series_id, stack.index, hit.k, hit.instance_number, (hit.x_px, hit.y_px), hit.distance_mm, flip)
+    return Crop(
+        out, stack.series_id, stack.index, hit.k, hit.instance_number, (hit.x_px, hit.y_px), hit.distance_mm, flip
+    )
 
 
-def crop_series(series: Series, xyz_lps_mm: np.ndarray, spec: CropSpec, flip: bool = False, cache: dict | None = None) -> Crop:
+def crop_series(
+    series: Series, xyz_lps_mm: np.ndarray, spec: CropSpec, flip: bool = False, cache: dict | None = None
+) -> Crop:
     """Crop from the stack of ``series`` nearest the point; ``cache`` holds loaded, normalised stacks."""
     hit = series.locate(np.asarray(xyz_lps_mm, dtype=float))
     stack = series.stacks[hit.stack_index]
@@ -129,7 +134,7 @@ def read_keypoints(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"study_id": str, "series_id": str})
     missing = {"study_id", "series_id", "instance_number", "condition", "level", "x", "y"} - set(df.columns)
     if missing:
-        raise ValueError(f"{path}: keypoint CSV lacks columns {sorted(missing)}")
+        raise UsageError(f"{path}: keypoint CSV lacks columns {sorted(missing)}")
     df["condition"] = df.condition.map(normalize_condition)
     df["level"] = df.level.map(normalize_level)
     return df
@@ -155,7 +160,9 @@ def keypoint_crops(
             warnings.append(f"{r.condition} {r.level}: {exc.args[0]}")
             continue
         spec = specs[GROUP_OF_CONDITION[r.condition]]
-        out[(r.condition, r.level)] = crop_series(series, xyz, spec, flip=SIDE_OF_CONDITION[r.condition] == "right", cache=cache)
+        out[(r.condition, r.level)] = crop_series(
+            series, xyz, spec, flip=SIDE_OF_CONDITION[r.condition] == "right", cache=cache
+        )
     return out, warnings
 
 
@@ -207,7 +214,9 @@ class CropCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest = _Manifest(self.root)
 
-    def get(self, study: Study, keypoints: pd.DataFrame, specs: Mapping[str, CropSpec] = DEFAULT_SPECS) -> dict[tuple[str, str], np.ndarray]:
+    def get(
+        self, study: Study, keypoints: pd.DataFrame, specs: Mapping[str, CropSpec] = DEFAULT_SPECS
+    ) -> dict[tuple[str, str], np.ndarray]:
         """The study's crops as float32 arrays, from the cache when its fingerprint matches."""
         fp = _fingerprint(study, keypoints, specs)
         path = self.root / f"{study.study_id}.npz"
@@ -218,11 +227,26 @@ class CropCache:
         crops, warnings = keypoint_crops(study, keypoints, specs)
         arrays = {f"{c}|{lv}": crop.pixels.astype(np.float16) for (c, lv), crop in crops.items()}
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         tmp.replace(path)
         doc = {
             "fingerprint": fp,
-            "records": [asdict(CropRecord(study.study_id, c, lv, cr.series_id, cr.instance_number, cr.xy_px[0], cr.xy_px[1], cr.flipped, round(cr.distance_mm, 3))) for (c, lv), cr in crops.items()],
+            "records": [
+                asdict(
+                    CropRecord(
+                        study.study_id,
+                        c,
+                        lv,
+                        cr.series_id,
+                        cr.instance_number,
+                        cr.xy_px[0],
+                        cr.xy_px[1],
+                        cr.flipped,
+                        round(cr.distance_mm, 3),
+                    )
+                )
+                for (c, lv), cr in crops.items()
+            ],
             "warnings": warnings,
         }
         tmp_json = self.root / f"{study.study_id}.json.tmp"

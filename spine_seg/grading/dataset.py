@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spine_seg import metric
-from spine_seg.constants import CONDITION_GROUPS, GROUP_OF_CONDITION, SEVERITIES, parse_row_id, row_id
+from spine_seg.core.constants import CONDITION_GROUPS, GROUP_OF_CONDITION, SEVERITIES, parse_row_id, row_id
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import load_study
+from spine_seg.grading import metric
 from spine_seg.grading.crops import DEFAULT_SPECS, CropCache, CropSpec, read_keypoints
 
 log = logging.getLogger(__name__)
@@ -71,19 +72,24 @@ class CropTable:
             keep &= self.rows["study_id"].isin(studies).to_numpy()
             lab &= self.labels["study_id"].isin(studies).to_numpy()
         return CropTable(
-            self.rows[keep].reset_index(drop=True), self.labels[lab].reset_index(drop=True), dict(self.specs),
-            dict(self.skipped), [r for r in self.missing if studies is None or parse_row_id(r)[0] in studies],
+            self.rows[keep].reset_index(drop=True),
+            self.labels[lab].reset_index(drop=True),
+            dict(self.specs),
+            dict(self.skipped),
+            [r for r in self.missing if studies is None or parse_row_id(r)[0] in studies],
         )
 
     def summary(self) -> str:
         counts = self.rows[self.rows.label >= 0].groupby("group")["label"].value_counts().unstack(fill_value=0)
         parts = [
-            f"{g}: " + "/".join(str(int(counts.loc[g].get(i, 0))) if g in counts.index else "0" for i in range(len(SEVERITIES)))
+            f"{g}: "
+            + "/".join(str(int(counts.loc[g].get(i, 0))) if g in counts.index else "0" for i in range(len(SEVERITIES)))
             for g in CONDITION_GROUPS
         ]
         return (
             f"{len(self.studies)} studies, {len(self.rows)} crops ({int((self.rows.label < 0).sum())} ungraded); "
-            f"labels n/m/s {'; '.join(parts)}; {len(self.skipped)} studies skipped, {len(self.missing)} graded locations without a crop"
+            f"labels n/m/s {'; '.join(parts)}; {len(self.skipped)} studies skipped, {len(self.missing)} graded "
+            "locations without a crop"
         )
 
 
@@ -108,23 +114,28 @@ def build_crop_table(
     read-only); ``studies`` limits the studies (default:
     every study in train.csv); ``groups`` limits the condition groups cropped; ``images_dir`` overrides
     ``DATA_DIR/train_images``. ``progress(i, n, study_id)`` is called after each study.
+
+    Long on purpose: one pass over the studies, each crop and label checked where it is read.
     """
     data_dir = Path(data_dir)
     train_csv = data_dir / "train.csv"
     coords_csv = data_dir / "train_label_coordinates.csv"
     for p in (train_csv, coords_csv):
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: missing; --data must be a competition-layout folder (train.csv, train_label_coordinates.csv, train_images/)")
+            raise FileNotFoundError(
+                f"{p}: missing; --data must be a competition-layout folder (train.csv, train_label_coordinates.csv, "
+                "train_images/)"
+            )
     images = Path(images_dir) if images_dir else data_dir / "train_images"
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: missing image folder (train_images/<study>/<series>/<instance>.dcm)")
-    series_csv = data_dir / "train_series_descriptions.csv"
-    series_csv = series_csv if series_csv.is_file() else None
+    listed = data_dir / "train_series_descriptions.csv"
+    series_csv: Path | None = listed if listed.is_file() else None
 
     groups = tuple(CONDITION_GROUPS) if groups is None else tuple(groups)
     bad = [g for g in groups if g not in CONDITION_GROUPS]
     if bad:
-        raise ValueError(f"unknown condition groups {bad}; valid: {list(CONDITION_GROUPS)}")
+        raise UsageError(f"unknown condition groups {bad}; valid: {list(CONDITION_GROUPS)}")
     specs = {g: specs[g] for g in groups}
     labels, all_ids = _study_labels(train_csv)
     keypoints = read_keypoints(coords_csv)
@@ -132,7 +143,7 @@ def build_crop_table(
     wanted = all_ids if studies is None else [str(s) for s in studies]
     unknown = sorted(set(wanted) - set(all_ids))
     if unknown:
-        raise ValueError(f"{train_csv}: studies not in train.csv: {unknown[:5]}")
+        raise UsageError(f"{train_csv}: studies not in train.csv: {unknown[:5]}")
     grade = {r: SEVERITY_INDEX[s] for r, s in zip(labels.row_id, labels.severity, strict=True)}
 
     cache = CropCache(cache_dir)
@@ -146,11 +157,13 @@ def build_crop_table(
                 raise FileNotFoundError(f"no image folder {folder}")
             kp = keypoints[keypoints.study_id == sid]
             if kp.empty:
-                raise ValueError("no keypoints in train_label_coordinates.csv")
+                raise UsageError("no keypoints in train_label_coordinates.csv")
             study = load_study(folder, series_csv)
             crops = cache.get(study, kp, specs)
             if not crops:
-                raise ValueError("no crop could be cut: " + "; ".join(cache.manifest.get(sid, {}).get("warnings", [])[:3]))
+                raise UsageError(
+                    "no crop could be cut: " + "; ".join(cache.manifest.get(sid, {}).get("warnings", [])[:3])
+                )
         except Exception as exc:  # noqa: BLE001 - one bad study must not stop a cohort; the reason is kept
             reason = f"{type(exc).__name__}: {exc}"
             skipped[sid] = reason
@@ -158,7 +171,17 @@ def build_crop_table(
         else:
             for (condition, level), arr in crops.items():
                 rid = row_id(sid, condition, level)
-                records.append((sid, condition, level, GROUP_OF_CONDITION[condition], rid, grade.get(rid, -1), arr.astype(np.float16)))
+                records.append(
+                    (
+                        sid,
+                        condition,
+                        level,
+                        GROUP_OF_CONDITION[condition],
+                        rid,
+                        grade.get(rid, -1),
+                        arr.astype(np.float16),
+                    )
+                )
             for w in cache.manifest.get(sid, {}).get("warnings", []):
                 log.info("study %s: %s", sid, w)
             done.append(sid)
@@ -197,9 +220,9 @@ def assign_folds(labels: pd.DataFrame, k: int, seed: int = 0, studies: Iterable[
     """
     studies = sorted(dict.fromkeys(str(s) for s in (labels.study_id if studies is None else studies)))
     if k < 2:
-        raise ValueError(f"folds must be at least 2 (got {k})")
+        raise UsageError(f"folds must be at least 2 (got {k})")
     if k > len(studies):
-        raise ValueError(f"{k} folds need at least {k} studies; the table has {len(studies)}")
+        raise UsageError(f"{k} folds need at least {k} studies; the table has {len(studies)}")
     strata = _study_strata(labels, studies)
     rng = np.random.default_rng(seed)
     total = np.zeros(k, dtype=np.int64)

@@ -11,7 +11,7 @@
 - :meth:`Ensemble.predict_study` turns a study's crops into the 25 rows of the submission, every row
   summing to 1. Locations without a crop take the axial fallback's output when given (subarticular only),
   else the training prior (the members' mean :func:`smoothed_prior`: the weight-optimal prior table of
-  :mod:`spine_seg.metric` with one pseudo-count per class, so no class is ever 0); ``sources`` records
+  :mod:`spine_seg.grading.metric` with one pseudo-count per class, so no class is ever 0); ``sources`` records
   which.
 """
 
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spine_seg import metric
-from spine_seg.constants import (
+from spine_seg.core.choices import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR
+from spine_seg.core.constants import (
     CONDITION_GROUPS,
     CONDITIONS,
     GROUP_OF_CONDITION,
@@ -38,9 +38,10 @@ from spine_seg.constants import (
     parse_row_id,
     row_ids,
 )
+from spine_seg.core.errors import UsageError
+from spine_seg.grading import metric
 from spine_seg.grading.crops import CropSpec, keypoint_crops
 from spine_seg.grading.models import GradingModel, model_from_checkpoint, predict_probs, read_checkpoint, resolve_device
-from spine_seg.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,17 @@ def normalise_rows(p: np.ndarray) -> np.ndarray:
 
 
 def submission_from_rows(
-    study_ids: Sequence[str], rows: pd.DataFrame | None, prior: pd.DataFrame | None, fallback: pd.DataFrame | None = None
+    study_ids: Sequence[str],
+    rows: pd.DataFrame | None,
+    prior: pd.DataFrame | None,
+    fallback: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """25 rows per study (sample_submission order), each summing to 1, and where each row came from.
 
     ``rows``: ``row_id`` + the three probabilities, predicted from crops (rows of other studies are
     ignored); ``fallback``: the same for rows without a crop (the axial fallback); ``prior``: a
-    :func:`smoothed_prior` (or :func:`spine_seg.metric.prior_table`) for the rest (None: 1/3 each). Returns (submission, sources indexed by row_id).
+    :func:`smoothed_prior` (or :func:`spine_seg.grading.metric.prior_table`) for the rest (None: 1/3 each).
+    Returns (submission, sources indexed by row_id).
     """
     ids = [r for s in study_ids for r in row_ids(s)]
     keys = [parse_row_id(r)[1:] for r in ids]
@@ -89,7 +94,7 @@ def submission_from_rows(
 
 
 def smoothed_prior(labels: pd.DataFrame, pseudo_count: float = 1.0) -> pd.DataFrame:
-    """:func:`spine_seg.metric.prior_table` with ``pseudo_count`` added to every class count first.
+    """:func:`spine_seg.grading.metric.prior_table` with ``pseudo_count`` added to every class count first.
 
     The weight-optimal prior (counts × 1/2/4, renormalised) of a location where a class was never seen is
     0 for that class, and one such label in new studies costs −ln(eps) ≈ 36. Used wherever the prior
@@ -115,7 +120,10 @@ def _row_groups(ids: Iterable[str]) -> np.ndarray:
 
 
 def apply_temperature(
-    sub: pd.DataFrame, temperatures: Mapping[str, float], rows: Iterable[str] | None = None, _groups: np.ndarray | None = None
+    sub: pd.DataFrame,
+    temperatures: Mapping[str, float],
+    rows: Iterable[str] | None = None,
+    _groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """``p ∝ p^(1/T_group)`` per row (only ``rows`` when given, e.g. the model's rows, not the prior's)."""
     out = sub.copy()
@@ -162,7 +170,7 @@ def fit_temperature(
     objective: str = "metric",
     groups: Iterable[str] | None = None,
     rows: Iterable[str] | None = None,
-    grid: Sequence[float] = TEMPERATURE_GRID,
+    grid: Sequence[float] | np.ndarray = TEMPERATURE_GRID,
     sweeps: int = 2,
 ) -> TemperatureFit:
     """One temperature per condition group on out-of-fold predictions (see module doc).
@@ -171,7 +179,7 @@ def fit_temperature(
     ``groups`` defaults to the groups with labelled rows.
     """
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
+        raise UsageError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
     have = set(labels.condition.map(GROUP_OF_CONDITION))
     groups = [g for g in (CONDITION_GROUPS if groups is None else groups) if g in have]
     temps = {g: 1.0 for g in groups}
@@ -209,15 +217,15 @@ def fit_temperature(
 def combine_predictions(frames: Mapping[str, pd.DataFrame], weights: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Weighted mean of submission-format frames (``row_id`` + 3 columns) over the row ids they share."""
     if not frames:
-        raise ValueError("no predictions to combine")
+        raise UsageError("no predictions to combine")
     weights = {k: float((weights or {}).get(k, 1.0)) for k in frames}
     if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError(f"ensemble weights must be ≥ 0 with a positive sum (got {weights})")
+        raise UsageError(f"ensemble weights must be ≥ 0 with a positive sum (got {weights})")
     common = None
     for f in frames.values():
         common = list(f["row_id"]) if common is None else [r for r in common if r in set(f["row_id"])]
     if not common:
-        raise ValueError("the predictions share no row_id")
+        raise UsageError("the predictions share no row_id")
     total = np.zeros((len(common), len(SEVERITIES)))
     for k, f in frames.items():
         p = f.set_index("row_id").loc[common, list(SEVERITIES)].to_numpy(dtype=np.float64)
@@ -286,9 +294,14 @@ def _checkpoint_paths(sources: Iterable[str | Path]) -> list[Path]:
 class Ensemble:
     """Grading models of several folds/backbones behind one ``predict`` (see module doc)."""
 
-    def __init__(self, members: Sequence[Member], temperatures: Mapping[str, float] | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        members: Sequence[Member],
+        temperatures: Mapping[str, float] | None = None,
+        device: str | torch.device = "cpu",
+    ):
         if not members:
-            raise ValueError("an ensemble needs at least one checkpoint")
+            raise UsageError("an ensemble needs at least one checkpoint")
         self.members = list(members)
         self.temperatures = dict(temperatures or {})
         self.device = resolve_device(device)
@@ -310,7 +323,7 @@ class Ensemble:
             for g, d in m.meta["crop_specs"].items():
                 spec = CropSpec(**d)
                 if specs.setdefault(g, spec) != spec:
-                    raise ValueError(f"{m.path}: crop spec for {g} {spec} differs from another member's {specs[g]}")
+                    raise UsageError(f"{m.path}: crop spec for {g} {spec} differs from another member's {specs[g]}")
         return specs
 
     @classmethod
@@ -332,7 +345,9 @@ class Ensemble:
         weights = dict(weights or {})
         unknown = set(weights) - {m.name for m in members} - {m.meta["backbone"] for m in members}
         if unknown:
-            raise ValueError(f"ensemble weights for unknown members {sorted(unknown)}; members: {sorted({m.name for m in members})}")
+            raise UsageError(
+                f"ensemble weights for unknown members {sorted(unknown)}; members: {sorted({m.name for m in members})}"
+            )
         for m in members:
             m.weight = float(weights.get(m.name, weights.get(m.meta["backbone"], 1.0)))
         return cls(members, temperatures, device)
@@ -341,7 +356,9 @@ class Ensemble:
     def groups(self) -> set[str]:
         return {g for m in self.members for g in m.groups}
 
-    def predict_crops(self, crops: np.ndarray, groups: Sequence[str], calibrated: bool = True, batch_size: int = 64) -> np.ndarray:
+    def predict_crops(
+        self, crops: np.ndarray, groups: Sequence[str], calibrated: bool = True, batch_size: int = 64
+    ) -> np.ndarray:
         """[N, 3] probabilities for crops [N, C, H, W] of the given groups (rows sum to 1)."""
         crops = np.asarray(crops, dtype=np.float32)
         groups = list(groups)
@@ -350,7 +367,7 @@ class Ensemble:
             idx = np.flatnonzero(np.array(groups) == g)
             who = [m for m in self.members if g in m.groups and m.weight > 0]
             if not who:
-                raise ValueError(f"no ensemble member grades {g} (members grade {sorted(self.groups)})")
+                raise UsageError(f"no ensemble member grades {g} (members grade {sorted(self.groups)})")
             # each name (backbone / run) shares its weight equally among its folds
             per_name: dict[str, int] = {}
             for m in who:
@@ -406,15 +423,27 @@ class Ensemble:
     def predict_keypoints(self, study, keypoints: pd.DataFrame) -> StudyPrediction:
         """Crops at the study's keypoints (competition layout) with the members' crop specs, then predict."""
         crops, warnings = keypoint_crops(study, keypoints, self.specs)
-        pred = self.predict_study(study.study_id, {k: c.pixels for k, c in crops.items() if GROUP_OF_CONDITION[k[0]] in self.specs})
+        pred = self.predict_study(
+            study.study_id, {k: c.pixels for k, c in crops.items() if GROUP_OF_CONDITION[k[0]] in self.specs}
+        )
         pred.notes.extend(warnings)
         return pred
 
     def to_dict(self) -> dict:
         return {
-            "members": [{"path": str(m.path), "name": m.name, "backbone": m.meta["backbone"], "fold": m.meta.get("fold"),
-                         "groups": list(m.groups), "weight": m.weight, "val_score": m.meta.get("val", {}).get("score"),
-                         "weight_source": m.meta.get("weight_source")} for m in self.members],
+            "members": [
+                {
+                    "path": str(m.path),
+                    "name": m.name,
+                    "backbone": m.meta["backbone"],
+                    "fold": m.meta.get("fold"),
+                    "groups": list(m.groups),
+                    "weight": m.weight,
+                    "val_score": m.meta.get("val", {}).get("score"),
+                    "weight_source": m.meta.get("weight_source"),
+                }
+                for m in self.members
+            ],
             "temperatures": self.temperatures,
             "crop_specs": {g: asdict(s) for g, s in self.specs.items()},
         }

@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spine_seg import metric
-from spine_seg.constants import LEVELS, SEVERITIES, SeriesKind
+from spine_seg.core.constants import LEVELS, SEVERITIES, SeriesKind
+from spine_seg.core.errors import UsageError
 from spine_seg.dicom import Study, load_study
+from spine_seg.grading import metric
 from spine_seg.grading.crops import CropSpec, crop_stack, normalise, read_keypoints
 from spine_seg.grading.dataset import SEVERITY_INDEX, assign_folds
 from spine_seg.grading.ensemble import smoothed_prior, submission_from_rows
@@ -86,7 +87,9 @@ def level_points_from_keypoints(study: Study, keypoints: pd.DataFrame) -> dict[s
         for preferred in (("spinal_canal_stenosis",), FALLBACK_CONDITIONS):
             for r in rows[(rows.level == level) & rows.condition.isin(preferred)].itertuples(index=False):
                 try:
-                    pts.append(study.get_series(r.series_id).pixel_to_world(int(r.instance_number), float(r.x), float(r.y)))
+                    pts.append(
+                        study.get_series(r.series_id).pixel_to_world(int(r.instance_number), float(r.x), float(r.y))
+                    )
                 except KeyError:
                     continue
             if pts:
@@ -97,15 +100,19 @@ def level_points_from_keypoints(study: Study, keypoints: pd.DataFrame) -> dict[s
 
 
 def axial_inputs(
-    study: Study, level_points: Mapping[str, np.ndarray], spec: CropSpec = FALLBACK_SPEC,
-    max_distance_mm: float = MAX_DISTANCE_MM, cache: dict | None = None, centre: str = "point",
+    study: Study,
+    level_points: Mapping[str, np.ndarray],
+    spec: CropSpec = FALLBACK_SPEC,
+    max_distance_mm: float = MAX_DISTANCE_MM,
+    cache: dict | None = None,
+    centre: str = "point",
 ) -> tuple[dict[str, AxialInput], list[str]]:
     """Per level: the nearest Axial T2 slice (+ neighbours) resampled around the image centre
     (``centre="image"``) or around the level point projected onto that slice (``"point"``: the midline
     from the sagittal landmarks); and notes for the levels without one (no Axial T2, or the nearest
     slice farther than ``max_distance_mm``)."""
     if centre not in CENTRES:
-        raise ValueError(f"unknown centre {centre!r}; valid: {list(CENTRES)}")
+        raise UsageError(f"unknown centre {centre!r}; valid: {list(CENTRES)}")
     cache = {} if cache is None else cache
     series = study.series_of_kind(SeriesKind.AXIAL_T2)
     out: dict[str, AxialInput] = {}
@@ -116,7 +123,9 @@ def axial_inputs(
         hits = [(s, s.locate(np.asarray(xyz, dtype=float))) for s in series]
         s, hit = min(hits, key=lambda sh: (not sh[1].inside_fov, abs(sh[1].distance_mm)))
         if abs(hit.distance_mm) > max_distance_mm:
-            notes.append(f"{level}: nearest Axial T2 slice is {abs(hit.distance_mm):.1f} mm away (> {max_distance_mm:g} mm)")
+            notes.append(
+                f"{level}: nearest Axial T2 slice is {abs(hit.distance_mm):.1f} mm away (> {max_distance_mm:g} mm)"
+            )
             continue
         stack = s.stacks[hit.stack_index]
         sl = stack.slices[hit.k]
@@ -149,8 +158,11 @@ class FallbackTable:
 
 
 def build_fallback_table(
-    data_dir: str | Path, spec: CropSpec = FALLBACK_SPEC, studies: Iterable[str] | None = None,
-    progress: Callable[[int, int, str], None] | None = None, centre: str = "point",
+    data_dir: str | Path,
+    spec: CropSpec = FALLBACK_SPEC,
+    studies: Iterable[str] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    centre: str = "point",
 ) -> FallbackTable:
     """The fallback's training table from a competition-layout folder (failed studies skipped, reason kept)."""
     data_dir = Path(data_dir)
@@ -160,8 +172,8 @@ def build_fallback_table(
     labels = labels[labels.condition.isin(FALLBACK_CONDITIONS)].reset_index(drop=True)
     grade = {r: SEVERITY_INDEX[s] for r, s in zip(labels.row_id, labels.severity, strict=True)}
     keypoints = read_keypoints(data_dir / "train_label_coordinates.csv")
-    series_csv = data_dir / "train_series_descriptions.csv"
-    series_csv = series_csv if series_csv.is_file() else None
+    listed = data_dir / "train_series_descriptions.csv"
+    series_csv: Path | None = listed if listed.is_file() else None
     wanted = [str(s) for s in (df["study_id"] if studies is None else studies)]
     records, skipped, done = [], {}, []
     for i, sid in enumerate(wanted):
@@ -169,7 +181,7 @@ def build_fallback_table(
             study = load_study(data_dir / "train_images" / sid, series_csv)
             inputs, notes = axial_inputs(study, level_points_from_keypoints(study, keypoints), spec, centre=centre)
             if not inputs:
-                raise ValueError("no level with an axial image" + (f" ({notes[0]})" if notes else ""))
+                raise UsageError("no level with an axial image" + (f" ({notes[0]})" if notes else ""))
         except Exception as exc:  # noqa: BLE001 - one bad study must not stop the table
             skipped[sid] = f"{type(exc).__name__}: {exc}"
             log.warning("fallback table: study %s skipped: %s", sid, skipped[sid])
@@ -200,7 +212,9 @@ def fallback_rows(rows: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def predict_fallback(model: GradingModel, x: torch.Tensor | np.ndarray, device: torch.device, batch_size: int = 64, tta: bool = True) -> np.ndarray:
+def predict_fallback(
+    model: GradingModel, x: torch.Tensor | np.ndarray, device: torch.device, batch_size: int = 64, tta: bool = True
+) -> np.ndarray:
     """[N, 2, 3] probabilities (left, right); with ``tta`` averaged with the mirrored image (sides swapped)."""
     model.eval()
     x = torch.as_tensor(x)
@@ -217,12 +231,18 @@ def predict_fallback(model: GradingModel, x: torch.Tensor | np.ndarray, device: 
 
 
 def train_fallback(
-    table: FallbackTable, cfg: TrainConfig, out_dir: str | Path, val_fold: int = 0,
+    table: FallbackTable,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    val_fold: int = 0,
     echo: Callable[[str], None] | None = None,
 ) -> tuple[Path, dict]:
     """Train on every fold but ``val_fold`` (study-grouped folds of ``cfg.folds``), early-stop on the official
     metric of the held-out studies (subarticular rows from the fallback, the rest from the prior), save
-    ``axial_fallback.pt``. Returns (checkpoint path, validation scores)."""
+    ``axial_fallback.pt``. Returns (checkpoint path, validation scores).
+
+    Long on purpose: one training run (split, fit, validate, save) sharing the model's state.
+    """
     from spine_seg.grading.train import _echo_default
 
     echo = echo or _echo_default
@@ -234,14 +254,16 @@ def train_fallback(
     studies = list(dict.fromkeys(table.rows.study_id))
     graded = table.rows[(table.rows.label_left >= 0) | (table.rows.label_right >= 0)]
     if graded.empty:
-        raise ValueError("the fallback table has no graded subarticular level")
+        raise UsageError("the fallback table has no graded subarticular level")
     folds = assign_folds(table.labels, cfg.folds, cfg.seed, studies=studies)
     val_studies = [s for s in studies if folds[s] == val_fold]
     tr = graded[~graded.study_id.isin(val_studies)].reset_index(drop=True)
     va = table.rows[table.rows.study_id.isin(val_studies)].reset_index(drop=True)
     va_labels = table.labels[table.labels.study_id.isin(val_studies)]
     prior = smoothed_prior(table.labels[~table.labels.study_id.isin(val_studies)])
-    model = GradingModel(cfg.backbone, table.spec.n_slices, ("subarticular",), cfg.weights, cfg.drop_rate, n_outputs=6).to(device)
+    model = GradingModel(
+        cfg.backbone, table.spec.n_slices, ("subarticular",), cfg.weights, cfg.drop_rate, n_outputs=6
+    ).to(device)
     x_tr = torch.from_numpy(FallbackTable(tr, table.labels, table.spec).stack()) if len(tr) else torch.zeros(0)
     y_tr = torch.tensor(tr[["label_left", "label_right"]].to_numpy(), dtype=torch.long)
     x_va = torch.from_numpy(FallbackTable(va, table.labels, table.spec).stack()) if len(va) else torch.zeros(0)
@@ -267,17 +289,30 @@ def train_fallback(
         sub, source = submission_from_rows(val_studies, None, prior, fallback_rows(va, probs))
         sub_rows = sub.set_index("row_id").loc[va_labels.row_id].reset_index()
         nll = _weighted_nll(sub_rows, va_labels)  # the official metric's subarticular component
-        return nll, {"subarticular": nll, "prior_rows": float((source.loc[va_labels.row_id] != "axial_fallback").mean())}
+        return nll, {
+            "subarticular": nll,
+            "prior_rows": float((source.loc[va_labels.row_id] != "axial_fallback").mean()),
+        }
 
-    echo(f"axial fallback {cfg.backbone}: {len(tr)} train levels ({len(studies) - len(val_studies)} studies), "
-         f"{len(va)} val levels ({len(val_studies)} studies), device {device}")
+    echo(
+        f"axial fallback {cfg.backbone}: {len(tr)} train levels ({len(studies) - len(val_studies)} studies), "
+        f"{len(va)} val levels ({len(val_studies)} studies), device {device}"
+    )
     t0 = time.perf_counter()
     res = run_loop(model, len(tr), step, validate, cfg, device, f"axial fallback {cfg.backbone}", echo)
     model.load_state_dict(res.best_state)
     prior_sub, _ = submission_from_rows(val_studies, None, prior)
-    prior_score = _weighted_nll(prior_sub.set_index("row_id").loc[va_labels.row_id].reset_index(), va_labels) if len(va_labels) else float("nan")
-    val = {"subarticular": res.best_score, "epoch": res.best_epoch, "prior_subarticular": prior_score,
-           "beats_prior": bool(res.best_score < prior_score)}
+    prior_score = (
+        _weighted_nll(prior_sub.set_index("row_id").loc[va_labels.row_id].reset_index(), va_labels)
+        if len(va_labels)
+        else float("nan")
+    )
+    val = {
+        "subarticular": res.best_score,
+        "epoch": res.best_epoch,
+        "prior_subarticular": prior_score,
+        "beats_prior": bool(res.best_score < prior_score),
+    }
     meta = {
         "kind": "axial_fallback",
         "backbone": cfg.backbone,
@@ -297,9 +332,13 @@ def train_fallback(
         "seconds": time.perf_counter() - t0,
     }
     path = save_checkpoint(out_dir / "axial_fallback.pt", model, meta)
-    (out_dir / "axial_fallback.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "val_studies"}, indent=1))
-    echo(f"axial fallback: best epoch {res.best_epoch}, val subarticular {res.best_score:.4f} (prior {prior_score:.4f}"
-         f"{'' if val['beats_prior'] else ': NOT better than the prior, do not use it'}) → {path}")
+    (out_dir / "axial_fallback.json").write_text(
+        json.dumps({k: v for k, v in meta.items() if k != "val_studies"}, indent=1)
+    )
+    echo(
+        f"axial fallback: best epoch {res.best_epoch}, val subarticular {res.best_score:.4f} (prior {prior_score:.4f}"
+        f"{'' if val['beats_prior'] else ': NOT better than the prior, do not use it'}) → {path}"
+    )
     return path, val
 
 
@@ -318,7 +357,7 @@ class AxialFallback:
     def __init__(self, path: str | Path, device: str | torch.device = "auto"):
         doc = read_checkpoint(path)
         if doc.get("kind") != "axial_fallback":
-            raise ValueError(f"{path}: not an axial fallback checkpoint (kind {doc.get('kind')!r})")
+            raise UsageError(f"{path}: not an axial fallback checkpoint (kind {doc.get('kind')!r})")
         self.path = Path(path)
         self.meta = {k: v for k, v in doc.items() if k != "state_dict"}
         self.spec = CropSpec(**doc["crop_specs"]["axial_fallback"])
@@ -332,7 +371,9 @@ class AxialFallback:
         """Whether it beat the training prior on its validation studies (else prefer the prior)."""
         return bool(self.meta.get("val", {}).get("beats_prior", False))
 
-    def predict(self, study: Study, level_points: Mapping[str, np.ndarray]) -> tuple[dict[tuple[str, str], np.ndarray], list[str]]:
+    def predict(
+        self, study: Study, level_points: Mapping[str, np.ndarray]
+    ) -> tuple[dict[tuple[str, str], np.ndarray], list[str]]:
         """Probabilities for the left/right subarticular rows of each level with an axial image, and notes
         for the levels without one."""
         inputs, notes = axial_inputs(study, level_points, self.spec, self.max_distance_mm, centre=self.centre)

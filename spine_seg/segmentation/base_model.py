@@ -183,7 +183,7 @@ def build_base(
         ],
         "seconds": {"convert": round(t_convert, 1), "plan": round(t_plan, 1), "total": round(time.perf_counter() - t0, 1)},
     }
-    from spine_seg.versions import package_versions
+    from spine_seg.core.versions import package_versions
 
     manifest["versions"] = package_versions()
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

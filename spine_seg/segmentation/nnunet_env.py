@@ -16,7 +16,7 @@ variable                 spineseg's default
                          left unset elsewhere (nnU-Net then uses ``min(12, cpus)`` workers)
 =======================  ==========================================================================
 
-``SPINESEG_HOME`` defaults to ``~/.spineseg``.
+``SPINESEG_HOME`` defaults to ``~/.spineseg`` (resolved by :mod:`spine_seg.core.home`, the one resolver).
 
 Order matters: ``nnunetv2.configuration`` reads ``nnUNet_def_n_proc`` once, at import, and nnU-Net
 releases before 2.8 read the three paths at import of ``nnunetv2.paths``. So call :func:`apply` before the
@@ -33,10 +33,13 @@ import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from spine_seg.core.errors import UsageError, UserError
+from spine_seg.core.home import HOME_VAR, spineseg_home
 
 log = logging.getLogger(__name__)
 
-HOME_VAR = "SPINESEG_HOME"
 RAW_VAR = "nnUNet_raw"
 PREPROCESSED_VAR = "nnUNet_preprocessed"
 RESULTS_VAR = "nnUNet_results"
@@ -48,7 +51,7 @@ N_PROC_DA_VAR = "nnUNet_n_proc_DA"
 SMALL_MACHINE_CPUS = 4
 
 
-class NnunetEnvError(RuntimeError):
+class NnunetEnvError(UserError, RuntimeError):
     """A folder nnU-Net needs is missing or not writable; the message names the variable to set."""
 
 
@@ -87,17 +90,6 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - macOS / Windows
         return max(1, os.cpu_count() or 1)
-
-
-def default_home() -> Path:
-    return Path("~/.spineseg").expanduser()
-
-
-def spineseg_home(environ: Mapping[str, str] | None = None) -> Path:
-    """``$SPINESEG_HOME`` (``~`` expanded), else :func:`default_home`: the root of everything spineseg keeps
-    (nnU-Net's folders here, installed model bundles in :mod:`spine_seg.bundle`)."""
-    value = (os.environ if environ is None else environ).get(HOME_VAR, "").strip()
-    return Path(value).expanduser() if value else default_home()
 
 
 def trainers_dir() -> Path:
@@ -139,6 +131,7 @@ def resolve(environ: Mapping[str, str] | None = None, cpus: int | None = None) -
         n_proc, source[N_PROC_VAR] = environ[N_PROC_VAR].strip(), "user"
     else:
         n_proc = str(min(8, max(1, cpus // 2)))
+    n_proc_da: str | None
     if environ.get(N_PROC_DA_VAR, "").strip():
         n_proc_da, source[N_PROC_DA_VAR] = environ[N_PROC_DA_VAR].strip(), "user"
     else:
@@ -184,7 +177,7 @@ def apply(
     target.update(env.as_environ())
     for var in require:
         if var not in PATH_VARS:
-            raise ValueError(f"unknown nnU-Net path variable {var!r}; valid: {list(PATH_VARS)}")
+            raise UsageError(f"unknown nnU-Net path variable {var!r}; valid: {list(PATH_VARS)}")
         check_folder(var, env, create=create)
     if target is os.environ:
         _check_import_order(env)
@@ -196,18 +189,22 @@ def _check_import_order(env: NnunetEnv) -> None:
     paths_mod = sys.modules.get("nnunetv2.paths")
     if paths_mod is not None:
         for var in PATH_VARS:
-            held = getattr(paths_mod, var, None)
+            held: Any = getattr(paths_mod, var, None)
             held = held.get() if hasattr(held, "get") else held  # nnunetv2 >= 2.8 reads the variable lazily
             if held is not None and str(held) != str(env.path_of(var)):
                 raise NnunetEnvError(
-                    f"nnunetv2 was imported before spineseg set {var} and holds {held!r}, not {str(env.path_of(var))!r}: "
-                    f"set {var} before starting Python, or call spine_seg.segmentation.nnunet_env.apply() before importing nnunetv2"
+                    f"nnunetv2 was imported before spineseg set {var} and holds {held!r}, not "
+                    f"{str(env.path_of(var))!r}: "
+                    f"set {var} before starting Python, or call spine_seg.segmentation.nnunet_env.apply() before "
+                    "importing nnunetv2"
                 )
     conf = sys.modules.get("nnunetv2.configuration")
     if conf is not None and str(getattr(conf, "default_num_processes", env.n_proc)) != env.n_proc:
         log.warning(
             "nnunetv2 was imported before spineseg set %s=%s; it keeps %s worker processes for this Python session",
-            N_PROC_VAR, env.n_proc, conf.default_num_processes,
+            N_PROC_VAR,
+            env.n_proc,
+            conf.default_num_processes,
         )
 
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spine_seg.core.errors import NotFoundError, UsageError
+from spine_seg.core.geometry import set_sitk_geometry
 from spine_seg.segmentation import nnunet_env
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,9 +48,9 @@ class LabelVolume:
         labels = np.array(self.labels, dtype=np.uint8, copy=True)
         affine = np.array(self.affine, dtype=float, copy=True)
         if labels.ndim != 3:
-            raise ValueError(f"labels must be 3-D [k, j, i], got shape {labels.shape}")
+            raise UsageError(f"labels must be 3-D [k, j, i], got shape {labels.shape}")
         if affine.shape != (4, 4):
-            raise ValueError(f"affine must be 4×4, got {affine.shape}")
+            raise UsageError(f"affine must be 4×4, got {affine.shape}")
         labels.setflags(write=False)
         affine.setflags(write=False)
         object.__setattr__(self, "labels", labels)
@@ -68,7 +70,7 @@ class LabelVolume:
         for value, n in self.label_names.items():
             if n == name:
                 return value
-        raise KeyError(f"no label {name!r}; valid: {list(self.label_names.values())}")
+        raise NotFoundError(f"no label {name!r}; valid: {list(self.label_names.values())}")
 
     def mask(self, name: str) -> np.ndarray:
         return self.labels == self.value_of(name)
@@ -89,11 +91,7 @@ class LabelVolume:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        img = sitk.GetImageFromArray(self.labels)
-        spacing = np.array(self.spacing_mm)
-        img.SetSpacing([float(s) for s in spacing])
-        img.SetOrigin([float(v) for v in self.affine[:3, 3]])
-        img.SetDirection([float(v) for v in (self.affine[:3, :3] / spacing).ravel()])
+        img = set_sitk_geometry(sitk.GetImageFromArray(self.labels), self.affine, unshear=False)
         sitk.WriteImage(img, str(path), useCompression=True)
         return path
 
@@ -117,8 +115,17 @@ def predictor_threads(n: int) -> Iterator[None]:
 class SegmentationModel:
     """A trained nnU-Net model held in memory; build it with :meth:`from_folder`."""
 
-    def __init__(self, predictor: Any, result_folder: Path, folds: tuple[int | str, ...], device: str,
-                 mirroring: bool, label_names: Mapping[int, str], num_channels: int, threads: int = 1) -> None:
+    def __init__(
+        self,
+        predictor: Any,
+        result_folder: Path,
+        folds: tuple[int | str, ...],
+        device: str,
+        mirroring: bool,
+        label_names: Mapping[int, str],
+        num_channels: int,
+        threads: int = 1,
+    ) -> None:
         self.predictor = predictor
         self.result_folder = result_folder
         self.folds = folds
@@ -129,8 +136,10 @@ class SegmentationModel:
         self.threads = threads
 
     def __repr__(self) -> str:
-        return (f"SegmentationModel({str(self.result_folder)!r}, folds={self.folds}, device={self.device!r}, "
-                f"mirroring={self.mirroring})")
+        return (
+            f"SegmentationModel({str(self.result_folder)!r}, folds={self.folds}, device={self.device!r}, "
+            f"mirroring={self.mirroring})"
+        )
 
     @classmethod
     def from_folder(
@@ -158,7 +167,7 @@ class SegmentationModel:
         for required in ("plans.json", "dataset.json"):
             if not (folder / required).is_file():
                 raise FileNotFoundError(f"{folder}: not an nnU-Net result folder ({required} missing)")
-        available = sorted(p.parent.name[len("fold_"):] for p in folder.glob(f"fold_*/{checkpoint}"))
+        available = sorted(p.parent.name[len("fold_") :] for p in folder.glob(f"fold_*/{checkpoint}"))
         if fold is None:
             folds: tuple[int | str, ...] = tuple(parse_fold(f) for f in available)
         elif isinstance(fold, int | str):
@@ -177,9 +186,16 @@ class SegmentationModel:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         with contextlib.redirect_stdout(io.StringIO()):
-            predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
-                                        perform_everything_on_device=dev.type == "cuda", device=dev, verbose=False,
-                                        verbose_preprocessing=False, allow_tqdm=False)
+            predictor = nnUNetPredictor(
+                tile_step_size=tile_step_size,
+                use_gaussian=True,
+                use_mirroring=use_mirroring,
+                perform_everything_on_device=dev.type == "cuda",
+                device=dev,
+                verbose=False,
+                verbose_preprocessing=False,
+                allow_tqdm=False,
+            )
             predictor.initialize_from_trained_model_folder(str(folder), folds, checkpoint_name=checkpoint)
         dataset_json = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
         names = {int(v): str(k) for k, v in dataset_json.get("labels", {}).items() if isinstance(v, int)}
@@ -191,11 +207,11 @@ class SegmentationModel:
         """Labels (uint8, same shape) of a float volume ``[k, j, i]`` whose voxel size is ``spacing_mm_ijk``."""
         volume = np.asarray(volume_kji, dtype=np.float32)
         if volume.ndim != 3:
-            raise ValueError(f"volume must be 3-D [k, j, i], got shape {volume.shape}")
+            raise UsageError(f"volume must be 3-D [k, j, i], got shape {volume.shape}")
         if self.num_channels != 1:
-            raise ValueError(f"this model expects {self.num_channels} input channels; a stack gives 1")
+            raise UsageError(f"this model expects {self.num_channels} input channels; a stack gives 1")
         if len(spacing_mm_ijk) != 3 or min(spacing_mm_ijk) <= 0:
-            raise ValueError(f"spacing_mm_ijk must be three positive numbers, got {spacing_mm_ijk}")
+            raise UsageError(f"spacing_mm_ijk must be three positive numbers, got {spacing_mm_ijk}")
         si, sj, sk = (float(s) for s in spacing_mm_ijk)
         with predictor_threads(self.threads), contextlib.redirect_stdout(io.StringIO()):
             seg = self.predictor.predict_single_npy_array(volume[None], {"spacing": [sk, sj, si]}, None, None, False)
@@ -208,6 +224,11 @@ class SegmentationModel:
         """Segment one stack (``stack.load()`` pixels); the result shares the stack's grid and affine."""
         t0 = time.perf_counter()
         labels = self.predict_array(stack.load(), stack.spacing_mm)
-        log.info("segmented series %s stack %d %s in %.1f s", stack.series_id, stack.index, stack.shape,
-                 time.perf_counter() - t0)
+        log.info(
+            "segmented series %s stack %d %s in %.1f s",
+            stack.series_id,
+            stack.index,
+            stack.shape,
+            time.perf_counter() - t0,
+        )
         return LabelVolume(labels, np.asarray(stack.affine), self.label_names)

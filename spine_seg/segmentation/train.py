@@ -25,14 +25,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spine_seg.core.choices import Budget, Device, check_choice, values
+from spine_seg.core.errors import UsageError
 from spine_seg.segmentation import nnunet_env
 
 log = logging.getLogger(__name__)
 
 #: Configurations spineseg asks nnU-Net for (``3d_lowres`` exists only for large images).
 CONFIGURATIONS: tuple[str, ...] = ("2d", "3d_fullres", "3d_lowres")
-BUDGETS: tuple[str, ...] = ("cpu", "default")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+BUDGETS: tuple[str, ...] = values((Budget.CPU, Budget.DEFAULT))
+DEVICES: tuple[str, ...] = values(Device)
 DEFAULT_PLANS = "nnUNetPlans"
 CPU_PLANS = "nnUNetPlans_CPUBudget"  # = spine_seg_nnunet_tasks.trainers.CPU_PLANS (checked by the tests)
 #: Trainer used when none is named: nnU-Net's own on a GPU, the CPU budget one on a CPU.
@@ -133,10 +135,14 @@ ProgressCallback = Callable[[EpochReport], None]
 # names and checks (no nnU-Net import needed)
 
 
-def check_choice(kind: str, value: str, valid: Sequence[str]) -> str:
-    if value not in valid:
-        raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
-    return value
+def resolve_budget(budget: str = "auto") -> str:
+    """The plans budget to prepare: ``cpu`` or ``default`` as given; ``auto`` → ``default`` with a GPU, else ``cpu``."""
+    check_choice("budget", budget, values(Budget))
+    if budget != Budget.AUTO:
+        return budget
+    import torch
+
+    return "default" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_device(device: str = "auto"):
@@ -147,7 +153,7 @@ def resolve_device(device: str = "auto"):
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise UsageError(
             f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device "
             f"(built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto"
         )
@@ -160,10 +166,10 @@ def parse_fold(fold: int | str) -> int | str:
         if fold == "all":
             return fold
         if not fold.strip().isdigit():
-            raise ValueError(f"fold must be a non-negative integer or 'all', got {fold!r}")
+            raise UsageError(f"fold must be a non-negative integer or 'all', got {fold!r}")
         fold = int(fold)
     if fold < 0:
-        raise ValueError(f"fold must be a non-negative integer or 'all', got {fold}")
+        raise UsageError(f"fold must be a non-negative integer or 'all', got {fold}")
     return fold
 
 
@@ -171,22 +177,24 @@ def dataset_folder_name(dataset_id: int, root: Path) -> str | None:
     """``DatasetNNN_Name`` for ``dataset_id`` under ``root``; ``None`` when absent; an error when ambiguous."""
     if not root.is_dir():
         return None
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and re.fullmatch(rf"Dataset{dataset_id:03d}_.+", p.name))
+    names = sorted(
+        p.name for p in root.iterdir() if p.is_dir() and re.fullmatch(rf"Dataset{dataset_id:03d}_.+", p.name)
+    )
     if len(names) > 1:
-        raise ValueError(f"dataset id {dataset_id} is ambiguous in {root}: {names}")
+        raise UsageError(f"dataset id {dataset_id} is ambiguous in {root}: {names}")
     return names[0] if names else None
 
 
 def dataset_id_of(folder: Path) -> int:
     m = re.fullmatch(r"Dataset(\d{3})_.+", Path(folder).name)
     if not m:
-        raise ValueError(f"{folder}: not an nnU-Net dataset folder (DatasetNNN_Name)")
+        raise UsageError(f"{folder}: not an nnU-Net dataset folder (DatasetNNN_Name)")
     return int(m.group(1))
 
 
 def _require_dataset(dataset_id: int, env: nnunet_env.NnunetEnv, where: str) -> str:
     if not 0 < dataset_id < 1000:
-        raise ValueError(f"dataset id must be 1–999, got {dataset_id}")
+        raise UsageError(f"dataset id must be 1–999, got {dataset_id}")
     root = env.raw if where == "raw" else env.preprocessed
     name = dataset_folder_name(dataset_id, root)
     if name is None:
@@ -253,10 +261,12 @@ def plan_and_preprocess(
     ``budget="cpu"`` plans ``nnUNetPlans_CPUBudget`` (``inplane_spacing_mm`` overrides its 1.5 mm, ``max_features``
     its cap on the feature maps of the deepest stages: a smaller, faster network), ``"default"``
     nnU-Net's ``nnUNetPlans``. ``num_processes`` defaults to ``nnUNet_def_n_proc`` as set by :mod:`nnunet_env`.
+
+    Long on purpose: nnU-Net's fingerprint, plan and preprocess steps in the order it requires.
     """
     configurations = tuple(configurations)
     if not configurations:
-        raise ValueError(f"no configuration given; valid: {', '.join(CONFIGURATIONS)}")
+        raise UsageError(f"no configuration given; valid: {', '.join(CONFIGURATIONS)}")
     for c in configurations:
         check_choice("configuration", c, CONFIGURATIONS)
     check_choice("budget", budget, BUDGETS)
@@ -277,29 +287,36 @@ def plan_and_preprocess(
         planner_cls, plans_name = ExperimentPlanner, DEFAULT_PLANS
 
     with _nnunet_console(verbose):
-        extract_fingerprint_dataset(dataset_id, num_processes=n_proc, check_dataset_integrity=verify, clean=True,
-                                    verbose=verbose, show_progress_bar=verbose)
+        extract_fingerprint_dataset(
+            dataset_id,
+            num_processes=n_proc,
+            check_dataset_integrity=verify,
+            clean=True,
+            verbose=verbose,
+            show_progress_bar=verbose,
+        )
         planner = planner_cls(dataset_id, plans_name=plans_name)
         # nnunetv2 2.8.1's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which fails for 0
         da_for_planning = {nnunet_env.N_PROC_DA_VAR: "1"} if os.environ.get(nnunet_env.N_PROC_DA_VAR) == "0" else {}
         if inplane_spacing_mm is not None:
             if budget != "cpu":
-                raise ValueError("inplane_spacing_mm applies to budget='cpu' only")
+                raise UsageError("inplane_spacing_mm applies to budget='cpu' only")
             planner.inplane_spacing_mm = float(inplane_spacing_mm)
         if max_features is not None:
             if budget != "cpu":
-                raise ValueError("max_features applies to budget='cpu' only")
+                raise UsageError("max_features applies to budget='cpu' only")
             planner.UNet_max_features_2d = planner.UNet_max_features_3d = int(max_features)
         with _environ(da_for_planning):
             plans = planner.plan_experiment()
         missing = [c for c in configurations if c not in plans["configurations"]]
         if missing:
-            raise ValueError(
+            raise UsageError(
                 f"{name}: nnU-Net planned no {missing} for this data (2D images have no 3d configurations); "
                 f"valid: {', '.join(c for c in CONFIGURATIONS if c in plans['configurations'])}"
             )
-        preprocess_dataset(dataset_id, plans_name, configurations, num_processes=[n_proc], verbose=verbose,
-                           show_progress_bar=verbose)
+        preprocess_dataset(
+            dataset_id, plans_name, configurations, num_processes=[n_proc], verbose=verbose, show_progress_bar=verbose
+        )
 
     plans_file = env.preprocessed / name / f"{plans_name}.json"
     confs = plans["configurations"]
@@ -326,7 +343,7 @@ def find_trainer_class(name: str) -> type:
     """A trainer class by name: spineseg's variants, nnU-Net's own (``nnUNetTrainer`` and its variants such as
     ``nnUNetTrainer_250epochs``), or a class in a folder of ``nnUNet_extTrainer``."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
-        raise ValueError(f"unknown trainer {name!r}; valid: {', '.join(('nnUNetTrainer', *SPINESEG_TRAINERS))}")
+        raise UsageError(f"unknown trainer {name!r}; valid: {', '.join(('nnUNetTrainer', *SPINESEG_TRAINERS))}")
     nnunet_env.apply(require=())
     if name in SPINESEG_TRAINERS:
         import spine_seg_nnunet_tasks.trainers as ours
@@ -338,7 +355,7 @@ def find_trainer_class(name: str) -> type:
         with contextlib.redirect_stdout(io.StringIO()):
             return recursive_find_trainer_class_by_name(name)
     except (RuntimeError, AssertionError):
-        raise ValueError(
+        raise UsageError(
             f"unknown trainer {name!r}; valid: {', '.join(('nnUNetTrainer', *SPINESEG_TRAINERS))}, "
             f"nnU-Net's variants (e.g. nnUNetTrainer_250epochs) or a class in nnUNet_extTrainer"
         ) from None
@@ -446,13 +463,15 @@ def train(
     schedule is shortened to match, so the run still ends at a low learning rate; the plan is redone after
     every epoch at the pace of the epochs after the first (which carries the warm-up), down to keep to the
     budget or back up, never past ``epochs``. Benchmarks and the demo train "as well as N minutes allow".
+
+    Long on purpose: nnU-Net's trainer is set up, run and read back in the order it requires.
     """
     check_choice("configuration", configuration, CONFIGURATIONS)
     fold = parse_fold(fold)
     if epochs is not None and epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
+        raise UsageError(f"epochs must be at least 1, got {epochs}")
     if time_budget_s is not None and time_budget_s <= 0:
-        raise ValueError(f"time_budget_s must be positive, got {time_budget_s}")
+        raise UsageError(f"time_budget_s must be positive, got {time_budget_s}")
     dev = resolve_device(device)
     trainer_name = trainer or DEFAULT_TRAINER[dev.type]
     trainer_cls = find_trainer_class(trainer_name)
@@ -462,13 +481,15 @@ def train(
     plans_name = choose_plans(pre, dev.type, plans)
     plans_doc = json.loads((pre / f"{plans_name}.json").read_text(encoding="utf-8"))
     if configuration not in plans_doc["configurations"]:
-        raise ValueError(
+        raise UsageError(
             f"configuration {configuration!r} is not in the plans {plans_name} of {name}; "
             f"valid: {', '.join(plans_doc['configurations'])}"
         )
     data_id = plans_doc["configurations"][configuration].get("data_identifier", f"{plans_name}_{configuration}")
     if not (pre / data_id).is_dir():
-        raise FileNotFoundError(f"{pre / data_id} missing: preprocess {configuration} first (spineseg prepare --config {configuration})")
+        raise FileNotFoundError(
+            f"{pre / data_id} missing: preprocess {configuration} first (spineseg prepare --config {configuration})"
+        )
     dataset_json = json.loads((pre / "dataset.json").read_text(encoding="utf-8"))
 
     import torch
@@ -483,14 +504,19 @@ def train(
     history: list[EpochReport] = []
     t0 = time.perf_counter()
     with _torch_threads(threads), _nnunet_console(verbose) as console:
+        if (
+            time_budget_s is not None
+        ):  # the budget is a trainer variant: spine_seg_nnunet_tasks.trainers.spineseg_budget
+            from spine_seg_nnunet_tasks.trainers.spineseg_budget import with_time_budget
+
+            trainer_cls = with_time_budget(trainer_cls)
         tr = trainer_cls(plans=plans_doc, configuration=configuration, fold=fold, dataset_json=dataset_json, device=dev)
         if epochs is not None:
             tr.num_epochs = int(epochs)
+        if time_budget_s is not None:
+            tr.time_budget_s = float(time_budget_s)
         _hook_epochs(tr, history, progress, console)
-        if time_budget_s is None:
-            tr.run_training()
-        else:
-            _run_training_budgeted(tr, history, float(time_budget_s))
+        tr.run_training()
         if validate:
             _validate(tr, dev.type, validation_mirroring)
     seconds = time.perf_counter() - t0
@@ -519,47 +545,6 @@ def train(
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return result
-
-
-def _run_training_budgeted(tr: Any, history: list[EpochReport], budget_s: float) -> None:
-    """nnU-Net's ``run_training`` loop, with ``num_epochs`` re-planned against a wall-clock budget.
-
-    nnU-Net's own loop fixes ``range(current_epoch, num_epochs)`` before the first epoch, so the loop is
-    mirrored here (same hooks in the same order) with a condition that is read again every epoch.
-    """
-    import torch
-
-    tr.on_train_start()  # network build, data loaders: not an epoch's cost
-    upper = int(tr.num_epochs)  # the caller's bound: the plan may grow back up to it, never past it
-    t0 = time.perf_counter()
-    first_epoch_s: float | None = None
-    while tr.current_epoch < tr.num_epochs:
-        tr.on_epoch_start()
-        tr.on_train_epoch_start()
-        tr.on_train_epoch_end([tr.train_step(next(tr.dataloader_train)) for _ in range(tr.num_iterations_per_epoch)])
-        with torch.no_grad():
-            tr.on_validation_epoch_start()
-            tr.on_validation_epoch_end(
-                [tr.validation_step(next(tr.dataloader_val)) for _ in range(tr.num_val_iterations_per_epoch)]
-            )
-        tr.on_epoch_end()
-        done = int(tr.current_epoch)
-        elapsed = time.perf_counter() - t0
-        if first_epoch_s is None:
-            first_epoch_s = elapsed
-        # the first epoch carries warm-up; later epochs give the pace (a shared machine's pace changes, so
-        # the plan is redone every epoch, down to cut or up to use time freed by faster epochs)
-        per_epoch = elapsed if done < 2 else (elapsed - first_epoch_s) / (done - 1)
-        fits = done + int((budget_s - elapsed) // max(per_epoch, 1e-6))
-        new = min(upper, max(done, fits))
-        if new < tr.num_epochs or new >= tr.num_epochs + 2:
-            log.info("time budget %.0f s at %.1f s/epoch after %d epochs: %d epochs instead of %d",
-                     budget_s, per_epoch, done, new, tr.num_epochs)
-            tr.num_epochs = new
-            scheduler = getattr(tr, "lr_scheduler", None)
-            if scheduler is not None and hasattr(scheduler, "max_steps"):
-                scheduler.max_steps = new
-    tr.on_train_end()
 
 
 def _validate(tr: Any, device_type: str, mirroring: bool | None) -> None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spine_seg.constants import LEVELS
-from spine_seg.labels import (
+from spine_seg.core.constants import LEVELS
+from spine_seg.core.labels import (
     SPIDER_CANAL,
     SPIDER_PARTIAL_OFFSET,
     SPIDER_VERTEBRA_NUMBER,
@@ -31,7 +31,20 @@ from spine_seg.labels import (
 
 # Tissue classes rendered by spine_seg.synthetic.render.
 AIR, SOFT, FAT, MARROW, CORTEX, ANNULUS, NUCLEUS, CSF, NERVE, LIGAMENT, VESSEL, VISCERA = range(12)
-TISSUE_NAMES = ("air", "soft", "fat", "marrow", "cortex", "annulus", "nucleus", "csf", "nerve", "ligament", "vessel", "viscera")
+TISSUE_NAMES = (
+    "air",
+    "soft",
+    "fat",
+    "marrow",
+    "cortex",
+    "annulus",
+    "nucleus",
+    "csf",
+    "nerve",
+    "ligament",
+    "vessel",
+    "viscera",
+)
 
 #: How far each severity narrows its structure: (low, high) fraction, drawn uniformly per level.
 NARROWING_RANGE: dict[str, tuple[float, float]] = {
@@ -137,7 +150,9 @@ class Anatomy:
 
     def frame_coords(self, xyz_lps_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """LPS points (..., 3) → frame coordinates (s, v, w), float32 arrays of the same leading shape."""
-        p = (np.asarray(xyz_lps_mm, dtype=np.float32) - self.origin_lps_mm.astype(np.float32)) @ self.rotation.astype(np.float32)
+        p = (np.asarray(xyz_lps_mm, dtype=np.float32) - self.origin_lps_mm.astype(np.float32)) @ self.rotation.astype(
+            np.float32
+        )
         x, y, z = p[..., 0], p[..., 1], p[..., 2]
         rc = np.float32(self.radius_mm)
         dy = y - rc
@@ -156,7 +171,11 @@ class Anatomy:
 
     # ---- landmarks ---------------------------------------------------------------------------------
     def canal_centre_v(self, level_index: int | None = None) -> float:
-        depth = float(np.mean(self.body_depth_mm[2:7])) if level_index is None else float(self.body_depth_mm[level_index + 2])
+        depth = (
+            float(np.mean(self.body_depth_mm[2:7]))
+            if level_index is None
+            else float(self.body_depth_mm[level_index + 2])
+        )
         return -0.85 * depth / 2 - 1.5 - self.canal_ap_mm / 2
 
     def landmarks(self) -> dict[str, dict[str, list[float]]]:
@@ -236,13 +255,20 @@ class Anatomy:
         return tis, lab
 
     def _paint_spine(
-        self, s: np.ndarray, v: np.ndarray, w: np.ndarray, tis: np.ndarray, lab: np.ndarray | None,
+        self,
+        s: np.ndarray,
+        v: np.ndarray,
+        w: np.ndarray,
+        tis: np.ndarray,
+        lab: np.ndarray | None,
         bodies_only: bool = False,
     ) -> None:
         """Paint canal, vertebrae, discs and posterior elements onto 1-D point arrays, in place.
 
         Each structure is evaluated only on the band of points that can hold it (gathered by index), which
         keeps the cost per study well under a second; later structures overwrite earlier ones.
+
+        Long on purpose: one pass painting every structure on one grid, in the order they overlap.
         """
         aw = np.abs(w)
         b = self.boundaries_mm.astype(np.float32)
@@ -287,7 +313,9 @@ class Anatomy:
             r = nar * cw * 0.95
             blob = ((cv_ - (cvc - 0.55 * ca)) ** 2 + (cw_ - side * cw * 1.05) ** 2) <= r * r
             tis[ci[blob]] = LIGAMENT
-            root = thecal & (((cv_ - (cvc - 0.15 * ca)) ** 2 + (cw_ - side * (cw - 3.0)) ** 2) <= (1.6 * (1 - 0.5 * nar)) ** 2)
+            root = thecal & (
+                ((cv_ - (cvc - 0.15 * ca)) ** 2 + (cw_ - side * (cw - 3.0)) ** 2) <= (1.6 * (1 - 0.5 * nar)) ** 2
+            )
             tis[ci[root]] = NERVE
         # cauda equina below the conus, the cord above it
         conus = np.float32(self.disc_range("L1")[0] + 2)
@@ -309,7 +337,9 @@ class Anatomy:
         hi_edge = b[np.clip(vseg - 1, 0, nseg - 1)]
         lo_edge = b[np.clip(vseg, 0, nseg - 1)]
         body = in_body[vi] & (qb <= 1) & (qv >= -0.85)
-        rim = body & ((qb > (1 - 2.0 / va) ** 2) | (vs - lo_edge < 1.2) | (hi_edge - vs < 1.2) | (qv < -0.85 + 2.0 / va))
+        rim = body & (
+            (qb > (1 - 2.0 / va) ** 2) | (vs - lo_edge < 1.2) | (hi_edge - vs < 1.2) | (qv < -0.85 + 2.0 / va)
+        )
         tis[vi[body]] = MARROW
         tis[vi[rim]] = CORTEX
         disc_pos = np.clip((vs - lo_edge) / np.maximum(hi_edge - lo_edge, 1e-3), 0, 1)  # 0 bottom … 1 top
@@ -317,7 +347,11 @@ class Anatomy:
         qd = (vv / (va * bulge)) ** 2 + (vw / (vb * bulge)) ** 2
         disc = in_disc[vi] & (qd <= 1) & (vv >= -0.85 * va * bulge)
         tis[vi[disc]] = ANNULUS
-        nuc = disc & ((((vv + 0.1 * va) / (0.55 * va)) ** 2 + (vw / (0.55 * vb)) ** 2) <= 1) & (np.abs(disc_pos - 0.5) < 0.32)
+        nuc = (
+            disc
+            & ((((vv + 0.1 * va) / (0.55 * va)) ** 2 + (vw / (0.55 * vb)) ** 2) <= 1)
+            & (np.abs(disc_pos - 0.5) < 0.32)
+        )
         tis[vi[nuc]] = NUCLEUS
         along = np.float32(self.s_sacrum_top) - vs
         taper = np.clip(1 - np.maximum(along - np.float32(self.sacral_taper_start_mm), 0) / 110.0, 0.25, 1)
@@ -367,7 +401,9 @@ class Anatomy:
         ps = s[pi] - np.float32(0.0)
         centre = np.array([sum(self.body_range(nm)) / 2 for nm in VERTEBRAE], dtype=np.float32)[vert_index[pi]] - 5.0
         depth_back = (pl - 7) - pv  # mm behind the lamina
-        spinous = ~lamina & (np.abs(ps - centre + 0.25 * depth_back) < 8.0 - 0.12 * depth_back) & (pw < 3.5) & ~below[pi]
+        spinous = (
+            ~lamina & (np.abs(ps - centre + 0.25 * depth_back) < 8.0 - 0.12 * depth_back) & (pw < 3.5) & ~below[pi]
+        )
         tis[pi[lamina & in_disc[pi]]] = LIGAMENT
         tis[pi[lamina & in_body[pi]]] = MARROW
         tis[pi[spinous]] = MARROW
@@ -396,7 +432,9 @@ class Anatomy:
 
     def _texture(self, s: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
         p = self.texture_phase
-        return (np.sin(s * 0.11 + p[0]) * np.sin(v * 0.13 + p[1]) + np.sin(w * 0.09 + p[2]) * np.sin((s + v) * 0.07 + p[3])) * 0.5
+        return (
+            np.sin(s * 0.11 + p[0]) * np.sin(v * 0.13 + p[1]) + np.sin(w * 0.09 + p[2]) * np.sin((s + v) * 0.07 + p[3])
+        ) * 0.5
 
 
 def mark_partial(label: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ Layout of ``out/`` (competition files at the top, ground truth kept apart under 
 
 Each study draws its own generator from ``SeedSequence([seed, index])``, so a cohort is reproducible byte
 for byte and a study does not change when the cohort around it grows.
+
+The series' acquisition geometry is :mod:`spine_seg.synthetic.acquisition`.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from spine_seg import __version__, geometry
-from spine_seg.constants import (
+from spine_seg.core import geometry
+from spine_seg.core.constants import (
     CONDITIONS,
     LEVELS,
     SERIES_KIND_OF_CONDITION,
@@ -41,13 +43,17 @@ from spine_seg.constants import (
     kaggle_level,
     row_ids,
 )
+from spine_seg.core.errors import UsageError
+from spine_seg.core.labels import SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
+from spine_seg.core.versions import __version__
 from spine_seg.dicom.write import WRITABLE_SYNTAXES, write_stack
-from spine_seg.labels import SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
 from spine_seg.synthetic import severity as sevmod
+from spine_seg.synthetic.acquisition import Acquisition, _axial, _rotation, _sagittal, _sagittal_plan, _series_id
 from spine_seg.synthetic.anatomy import NARROWING_RANGE, NUCLEUS, Anatomy, mark_partial
 from spine_seg.synthetic.render import render
 
 log = logging.getLogger(__name__)
+
 
 AXIAL_MODES = ("blocks", "stack", "mixed")
 
@@ -73,28 +79,16 @@ class CohortConfig:
 
     def __post_init__(self) -> None:
         if self.n_studies < 1:
-            raise ValueError(f"n_studies must be at least 1, got {self.n_studies}")
+            raise UsageError(f"n_studies must be at least 1, got {self.n_studies}")
         if self.axial_mode not in AXIAL_MODES:
-            raise ValueError(f"unknown axial mode {self.axial_mode!r}; valid: {list(AXIAL_MODES)}")
+            raise UsageError(f"unknown axial mode {self.axial_mode!r}; valid: {list(AXIAL_MODES)}")
         if self.syntax not in WRITABLE_SYNTAXES:
-            raise ValueError(f"unknown transfer syntax {self.syntax!r}; valid: {list(WRITABLE_SYNTAXES)}")
+            raise UsageError(f"unknown transfer syntax {self.syntax!r}; valid: {list(WRITABLE_SYNTAXES)}")
         for name in ("test_fraction", "missing_series_rate", "extra_series_rate"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise UsageError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.label_noise < 1:
-            raise ValueError(f"label_noise must be in [0, 1), got {self.label_noise}")
-
-
-@dataclass
-class Acquisition:
-    """One series as acquired: its stacks (affine voxel → LPS, shape k, j, i) and sequence."""
-
-    series_id: str
-    kind: SeriesKind
-    sequence: str  # T1, T2 or STIR
-    stacks: list[tuple[np.ndarray, tuple[int, int, int]]]
-    thickness_mm: float
-    block_levels: list[str | None] = field(default_factory=list)
+            raise UsageError(f"label_noise must be in [0, 1), got {self.label_noise}")
 
 
 @dataclass(frozen=True)
@@ -104,18 +98,6 @@ class CohortResult:
     test_ids: tuple[str, ...]
     seconds: float
     bytes_written: int
-
-
-# ---------------------------------------------------------------------------------------------------------
-# sampling
-
-
-def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    ax, ay, az = np.radians(rng.uniform(-max_deg, max_deg, 3))
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def _narrowing(sev: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -152,116 +134,6 @@ def sample_anatomy(rng: np.random.Generator, sev: np.ndarray) -> Anatomy:
         disc_degeneration=degeneration,
         texture_phase=rng.uniform(0, 2 * np.pi, 6),
     )
-
-
-def _series_id(rng: np.random.Generator, used: set[str]) -> str:
-    while True:
-        sid = str(int(rng.integers(10**8, 4 * 10**9)))
-        if sid not in used:
-            used.add(sid)
-            return sid
-
-
-@dataclass(frozen=True)
-class SagittalPlan:
-    """Slice placement shared by a study's sagittal series (scanners usually plan T1 and T2 together)."""
-
-    n: int
-    thickness_mm: float
-    spacing_mm: float
-    tilt: np.ndarray
-    slab_offset_mm: float
-    centre_offset_mm: tuple[float, float]
-
-
-def _sagittal_plan(rng: np.random.Generator) -> SagittalPlan:
-    """15–18 slices, 3–4 mm thick with a 0–0.5 mm gap, slightly oblique, the slab centred near the midline."""
-    thickness = float(rng.choice([3.0, 3.5, 4.0]))
-    return SagittalPlan(
-        n=int(rng.integers(15, 19)),
-        thickness_mm=thickness,
-        spacing_mm=thickness + round(float(rng.uniform(0.0, 0.5)), 1),
-        tilt=_rotation(rng, 2.0),
-        slab_offset_mm=float(rng.uniform(-2.5, 2.5)),
-        centre_offset_mm=(float(rng.uniform(-6, 6)), float(rng.uniform(-12, 8))),
-    )
-
-
-def _sagittal(
-    anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, kind: SeriesKind, seq: str, plan: SagittalPlan,
-    same_grid_as: Acquisition | None = None,
-) -> Acquisition:
-    """0.74–0.8 mm pixels on a rectangular FOV (rows S–I, columns A–P: spine protocols reduce the phase FOV).
-
-    ``same_grid_as``: reuse another series' grid exactly, as protocols that copy the T1 planning to T2 do.
-    """
-    if same_grid_as is not None:
-        return Acquisition(sid, kind, seq, list(same_grid_as.stacks), plan.thickness_mm)
-    rows, cols = matrix, int(round(matrix * 0.875))
-    row = plan.tilt @ anat.rotation @ np.array([0.0, 1.0, 0.0])  # along a row: posterior
-    col = plan.tilt @ anat.rotation @ np.array([0.0, 0.0, -1.0])  # down a column: feet
-    step = np.cross(col, row)  # towards the patient's left: instance 1 is the rightmost slice
-    # the technologist fits L1 to S1 in the field of view: enlarge the pixels for a long spine if needed
-    top = anat.to_world(anat.body_range("L1")[1] + 6.0, 0.0, 0.0)
-    bottom = anat.to_world(anat.s_sacrum_top - 14.0, 0.0, 0.0)
-    extent = float(np.dot(bottom - top, col))
-    px = float(np.clip(max(rng.uniform(0.74, 0.8), extent / (rows - 8)), 0.5, 0.9))
-    slack = rows * px - extent
-    mid = (top + bottom) / 2
-    centre = (
-        mid + np.dot(anat.to_world(0.0, -12.0, 0.0) - mid, row) * row
-        + plan.centre_offset_mm[0] * row + plan.centre_offset_mm[1] / 12.0 * max(slack / 2 - 2, 0) * col
-        + plan.slab_offset_mm * step
-    )
-    centre = centre + rng.uniform(-3, 3) * row + rng.uniform(-1, 1) * min(3.0, max(slack / 2 - 2, 0)) * col
-    first = centre - (cols - 1) / 2 * px * row - (rows - 1) / 2 * px * col - (plan.n - 1) / 2 * plan.spacing_mm * step
-    aff = geometry.affine_from_headers(first, (*row, *col), (px, px), step * plan.spacing_mm)
-    return Acquisition(sid, kind, seq, [(aff, (plan.n, rows, cols))], plan.thickness_mm)
-
-
-def _axial_orientation(anat: Anatomy, s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row, column and normal of an axial plane perpendicular to the spine at ``s``."""
-    up = anat.to_world(s + 1.0, 0.0, 0.0) - anat.to_world(s - 1.0, 0.0, 0.0)
-    n = up / np.linalg.norm(up)
-    post = np.array([0.0, 1.0, 0.0])
-    col = post - np.dot(post, n) * n
-    col /= np.linalg.norm(col)
-    row = np.cross(col, n)
-    return row, col, n
-
-
-def _axial(anat: Anatomy, rng: np.random.Generator, matrix: int, sid: str, mode: str, covered: list[str]) -> Acquisition:
-    """Either one oblique block per covered disc (angled along it) or one stack over all covered levels."""
-    px = float(rng.uniform(0.75, 0.9))
-    thickness = float(rng.choice([3.5, 4.0]))
-    stacks, block_levels = [], []
-    shift = rng.uniform(-8, 8, 2)
-    if mode == "blocks":
-        for level in covered:
-            s = anat.disc_centre_s(level) + rng.uniform(-1.0, 1.0)
-            row, col, n = _axial_orientation(anat, s)
-            k = int(rng.integers(3, 6))
-            centre = anat.to_world(s, anat.canal_centre_v() + 18.0, 0.0) + shift[0] * row + shift[1] * col
-            top = centre + (k - 1) / 2 * thickness * n
-            first = top - (matrix - 1) / 2 * px * (row + col)
-            stacks.append((geometry.affine_from_headers(first, (*row, *col), (px, px), -n * thickness), (k, matrix, matrix)))
-            block_levels.append(level)
-    else:
-        s_hi = anat.disc_centre_s(covered[0]) + 5
-        s_lo = anat.disc_centre_s(covered[-1]) - 5
-        row, col, n = _axial_orientation(anat, (s_hi + s_lo) / 2)
-        spacing = thickness + round(float(rng.uniform(0.3, 0.8)), 1)
-        top_c = anat.to_world(s_hi, anat.canal_centre_v() + 18.0, 0.0)
-        bot_c = anat.to_world(s_lo, anat.canal_centre_v() + 18.0, 0.0)
-        k = int(np.ceil(np.dot(top_c - bot_c, n) / spacing)) + 1
-        first = top_c + shift[0] * row + shift[1] * col - (matrix - 1) / 2 * px * (row + col)
-        stacks.append((geometry.affine_from_headers(first, (*row, *col), (px, px), -n * spacing), (k, matrix, matrix)))
-        block_levels.append(None)
-    return Acquisition(sid, SeriesKind.AXIAL_T2, "T2", stacks, thickness, block_levels)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# rendering and writing
 
 
 def _voxel_xyz(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -313,11 +185,7 @@ def _nearest_slice(acq: Acquisition, xyz: np.ndarray) -> tuple[int, float, float
 def _write_mha(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(volume)
-    sp = np.linalg.norm(affine[:3, :3], axis=0)
-    img.SetSpacing(tuple(float(v) for v in sp))
-    img.SetOrigin(tuple(float(v) for v in affine[:3, 3]))
-    img.SetDirection(tuple(float(v) for v in (affine[:3, :3] / sp).flatten()))
+    img = geometry.set_sitk_geometry(sitk.GetImageFromArray(volume), affine, unshear=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(img, str(path), useCompression=True)
 
@@ -325,7 +193,10 @@ def _write_mha(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
 def generate_study(
     index: int, study_id: str, folder: Path, cfg: CohortConfig, p: np.ndarray, blanks: np.ndarray
 ) -> dict:
-    """Render, write and label one study; returns its truth record (also written by the caller)."""
+    """Render, write and label one study; returns its truth record (also written by the caller).
+
+    Long on purpose: one study rendered, written and labelled; the steps share the study's state.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index]))
     sev_true = sevmod.sample_severities(p, rng, cfg.correlation)
     sev_label = sevmod.add_label_noise(sev_true, cfg.label_noise, rng)
@@ -372,9 +243,15 @@ def generate_study(
             tissue, labels, bias, nucleus_level = grids[key]
             pixels = render(tissue, acq.sequence, rng, nucleus_level=nucleus_level, bias=bias, vendor_scale=vendor)
             write_stack(
-                study_dir / acq.series_id, pixels, affine, study_id=study_id, series_id=acq.series_id,
-                first_instance=instance, series_description="T1" if acq.sequence == "T1" else "T2",
-                slice_thickness_mm=acq.thickness_mm, syntax=cfg.syntax,
+                study_dir / acq.series_id,
+                pixels,
+                affine,
+                study_id=study_id,
+                series_id=acq.series_id,
+                first_instance=instance,
+                series_description="T1" if acq.sequence == "T1" else "T2",
+                slice_thickness_mm=acq.thickness_mm,
+                syntax=cfg.syntax,
             )
             if acq is not extra:
                 if acq.kind is SeriesKind.AXIAL_T2:
@@ -382,13 +259,19 @@ def generate_study(
                 else:
                     volumes[acq.kind.value] = (pixels, affine, labels)
             instance += shape[0]
-        series_truth.append({
-            "series_id": acq.series_id, "kind": acq.kind.value, "sequence": acq.sequence,
-            "thickness_mm": round(acq.thickness_mm, 3),
-            "stacks": [{"affine": np.round(a, 5).tolist(), "shape": list(sh), "level": lv}
-                       for (a, sh), lv in zip(acq.stacks, acq.block_levels or [None] * len(acq.stacks), strict=True)],
-            "extra": acq is extra,
-        })
+        series_truth.append(
+            {
+                "series_id": acq.series_id,
+                "kind": acq.kind.value,
+                "sequence": acq.sequence,
+                "thickness_mm": round(acq.thickness_mm, 3),
+                "stacks": [
+                    {"affine": np.round(a, 5).tolist(), "shape": list(sh), "level": lv}
+                    for (a, sh), lv in zip(acq.stacks, acq.block_levels or [None] * len(acq.stacks), strict=True)
+                ],
+                "extra": acq is extra,
+            }
+        )
 
     landmarks = anat.landmarks()
     by_kind = {a.kind: a for a in acqs if a is not extra}
@@ -402,11 +285,23 @@ def generate_study(
             if kind is SeriesKind.AXIAL_T2 and lv not in covered:
                 continue
             side = next((sd for sd in SIDES if condition.startswith(sd)), None)
-            key = "spinal_keypoint" if side is None else (f"{side}_foramen" if "foraminal" in condition else f"{side}_subarticular")
+            key = (
+                "spinal_keypoint"
+                if side is None
+                else (f"{side}_foramen" if "foraminal" in condition else f"{side}_subarticular")
+            )
             inst, x, y, _ = _nearest_slice(acq, np.array(landmarks[lv][key]))
-            coords.append({"study_id": int(study_id), "series_id": int(acq.series_id), "instance_number": inst,
-                           "condition": kaggle_condition(condition), "level": kaggle_level(lv),
-                           "x": round(x, 4), "y": round(y, 4)})
+            coords.append(
+                {
+                    "study_id": int(study_id),
+                    "series_id": int(acq.series_id),
+                    "instance_number": inst,
+                    "condition": kaggle_condition(condition),
+                    "level": kaggle_level(lv),
+                    "x": round(x, 4),
+                    "y": round(y, 4),
+                }
+            )
     grades = {}
     for c, condition in enumerate(CONDITIONS):
         for i, lv in enumerate(LEVELS):
@@ -421,20 +316,37 @@ def generate_study(
         "axial_levels": covered,
         "landmarks_lps_mm": landmarks,
         "vertebra_centres_lps_mm": anat.vertebra_centres(),
-        "severity_true": {f"{c}_{lv}": SEVERITIES[int(sev_true[ci, li])] for ci, c in enumerate(CONDITIONS) for li, lv in enumerate(LEVELS)},
+        "severity_true": {
+            f"{c}_{lv}": SEVERITIES[int(sev_true[ci, li])]
+            for ci, c in enumerate(CONDITIONS)
+            for li, lv in enumerate(LEVELS)
+        },
         "severity_label": {k: (None if v is None else SEVERITY_FROM_LABEL[v]) for k, v in grades.items()},
         "label_noise": cfg.label_noise,
         "anatomy": {
-            "radius_mm": round(anat.radius_mm, 3), "sacral_kink_deg": round(float(np.degrees(anat.sacral_kink_rad)), 3),
-            "canal_ap_mm": round(anat.canal_ap_mm, 3), "canal_width_mm": round(anat.canal_width_mm, 3),
+            "radius_mm": round(anat.radius_mm, 3),
+            "sacral_kink_deg": round(float(np.degrees(anat.sacral_kink_rad)), 3),
+            "canal_ap_mm": round(anat.canal_ap_mm, 3),
+            "canal_width_mm": round(anat.canal_width_mm, 3),
             "spinal_narrowing": np.round(anat.spinal_narrowing, 4).tolist(),
-            "foraminal_narrowing": {sd: np.round(anat.foraminal_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)},
-            "subarticular_narrowing": {sd: np.round(anat.subarticular_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)},
+            "foraminal_narrowing": {
+                sd: np.round(anat.foraminal_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)
+            },
+            "subarticular_narrowing": {
+                sd: np.round(anat.subarticular_narrowing[i], 4).tolist() for i, sd in enumerate(SIDES)
+            },
             "disc_degeneration": np.round(anat.disc_degeneration, 4).tolist(),
             "vendor_scale": vendor,
         },
     }
-    return {"truth": truth, "grades": grades, "coords": coords, "volumes": volumes, "axial": axial_volumes, "acqs": acqs}
+    return {
+        "truth": truth,
+        "grades": grades,
+        "coords": coords,
+        "volumes": volumes,
+        "axial": axial_volumes,
+        "acqs": acqs,
+    }
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -449,13 +361,18 @@ def generate_cohort(
     overwrite: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> CohortResult:
-    """Write a cohort to ``out``; built in a sibling ``.partial`` folder and moved into place at the end."""
+    """Write a cohort to ``out``; built in a sibling ``.partial`` folder and moved into place at the end.
+
+    Long on purpose: the cohort's files written in order; each is a few lines of its own.
+    """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out}: folder is not empty; choose another --out or pass --overwrite")
         if not (out / "cohort.json").exists():
-            raise FileExistsError(f"{out}: not empty and holds no cohort.json; refusing to overwrite what is not a cohort")
+            raise FileExistsError(
+                f"{out}: not empty and holds no cohort.json; refusing to overwrite what is not a cohort"
+            )
     counts = sevmod.load_counts(cfg.priors_csv)
     p, blanks = sevmod.probabilities(counts), sevmod.blank_rates(counts)
     tmp = out.with_name(out.name + ".partial")
@@ -486,7 +403,10 @@ def generate_cohort(
         _write_json(tmp / "truth" / f"{study_id}.json", rec["truth"])
         grade_rows[split].append({"study_id": int(study_id), **rec["grades"]})
         coord_rows[split].extend(rec["coords"])
-        desc_rows[split].extend({"study_id": int(study_id), "series_id": int(a.series_id), "series_description": a.kind.value} for a in rec["acqs"])
+        desc_rows[split].extend(
+            {"study_id": int(study_id), "series_id": int(a.series_id), "series_description": a.kind.value}
+            for a in rec["acqs"]
+        )
         if cfg.spider and split == "train":
             spider_rows.extend(_write_spider(tmp / "spider", len(spider_rows) // 2 + 1, study_id, rec))
         if cfg.preview:
@@ -503,21 +423,39 @@ def generate_cohort(
     pd.DataFrame(coord_rows["train"], columns=coord_cols).to_csv(tmp / "train_label_coordinates.csv", index=False)
     pd.DataFrame(desc_rows["train"], columns=desc_cols).to_csv(tmp / "train_series_descriptions.csv", index=False)
     pd.DataFrame(desc_rows["test"], columns=desc_cols).to_csv(tmp / "test_series_descriptions.csv", index=False)
-    sub = [{"row_id": r, "normal_mild": 1 / 3, "moderate": 1 / 3, "severe": 1 / 3}
-           for sid in sorted(test_ids, key=ids.index) for r in row_ids(sid)]
+    sub = [
+        {"row_id": r, "normal_mild": 1 / 3, "moderate": 1 / 3, "severe": 1 / 3}
+        for sid in sorted(test_ids, key=ids.index)
+        for r in row_ids(sid)
+    ]
     pd.DataFrame(sub, columns=["row_id", *SEVERITIES]).to_csv(tmp / "sample_submission.csv", index=False)
     pd.DataFrame(grade_rows["test"], columns=cols).to_csv(tmp / "truth" / "test_labels.csv", index=False)
-    pd.DataFrame(coord_rows["test"], columns=coord_cols).to_csv(tmp / "truth" / "test_label_coordinates.csv", index=False)
+    pd.DataFrame(coord_rows["test"], columns=coord_cols).to_csv(
+        tmp / "truth" / "test_label_coordinates.csv", index=False
+    )
     if cfg.spider:
         pd.DataFrame(spider_rows).to_csv(tmp / "spider" / "overview.csv", index=False)
-    _write_json(tmp / "cohort.json", {"generator": "spineseg.synthetic", "version": __version__, "config": asdict(cfg),
-                                       "train_ids": [i for i in ids if i not in test_ids], "test_ids": [i for i in ids if i in test_ids]})
+    _write_json(
+        tmp / "cohort.json",
+        {
+            "generator": "spineseg.synthetic",
+            "version": __version__,
+            "config": asdict(cfg),
+            "train_ids": [i for i in ids if i not in test_ids],
+            "test_ids": [i for i in ids if i in test_ids],
+        },
+    )
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    return CohortResult(out, tuple(i for i in ids if i not in test_ids), tuple(i for i in ids if i in test_ids),
-                        time.perf_counter() - t0, size)
+    return CohortResult(
+        out,
+        tuple(i for i in ids if i not in test_ids),
+        tuple(i for i in ids if i in test_ids),
+        time.perf_counter() - t0,
+        size,
+    )
 
 
 def _write_spider(root: Path, n: int, study_id: str, rec: dict) -> list[dict]:
@@ -532,15 +470,19 @@ def _write_spider(root: Path, n: int, study_id: str, rec: dict) -> list[dict]:
         _write_mha(root / "masks" / f"{n}_{tag}.mha", mask, affine)
         values = set(np.unique(mask).tolist())
         sp = np.linalg.norm(affine[:3, :3], axis=0)
-        rows.append({
-            "new_file_name": f"{n}_{tag}",
-            "num_vertebrae": sum(1 for v in values if 0 < v < SYNTHETIC_SACRUM or SPIDER_PARTIAL_OFFSET < v < SPIDER_DISC_OFFSET),
-            "num_discs": sum(1 for v in values if v > SPIDER_DISC_OFFSET),
-            "subset": "training",
-            "PixelSpacing": str([round(float(sp[1]), 6), round(float(sp[0]), 6)]),
-            "SliceThickness": round(next(a.thickness_mm for a in rec["acqs"] if a.kind is kind), 3),
-            "SpacingBetweenSlices": round(float(sp[2]), 3),
-            "SeriesDescription": tag.upper(),
-            "synthetic_study_id": study_id,
-        })
+        rows.append(
+            {
+                "new_file_name": f"{n}_{tag}",
+                "num_vertebrae": sum(
+                    1 for v in values if 0 < v < SYNTHETIC_SACRUM or SPIDER_PARTIAL_OFFSET < v < SPIDER_DISC_OFFSET
+                ),
+                "num_discs": sum(1 for v in values if v > SPIDER_DISC_OFFSET),
+                "subset": "training",
+                "PixelSpacing": str([round(float(sp[1]), 6), round(float(sp[0]), 6)]),
+                "SliceThickness": round(next(a.thickness_mm for a in rec["acqs"] if a.kind is kind), 3),
+                "SpacingBetweenSlices": round(float(sp[2]), 3),
+                "SeriesDescription": tag.upper(),
+                "synthetic_study_id": study_id,
+            }
+        )
     return rows

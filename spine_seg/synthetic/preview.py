@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spine_seg import geometry
-from spine_seg.constants import LEVELS, SeriesKind
+from spine_seg.core import geometry
+from spine_seg.core.constants import LEVELS, SeriesKind
 
 
 def _window(img: np.ndarray) -> np.ndarray:
@@ -27,7 +27,9 @@ def write_preview(path: Path, rec: dict) -> Path:
     fig, axes = plt.subplots(2, 5, figsize=(15, 7.2), facecolor="black")
     for ax in axes.ravel():
         ax.axis("off")
-    for col, (kind, key) in enumerate(((SeriesKind.SAGITTAL_T1, "foramen"), (SeriesKind.SAGITTAL_T2, "spinal_keypoint"))):
+    for col, (kind, key) in enumerate(
+        ((SeriesKind.SAGITTAL_T1, "foramen"), (SeriesKind.SAGITTAL_T2, "spinal_keypoint"))
+    ):
         ax = axes[0, col * 2 : col * 2 + 2]
         ax[0].set_position([0.01 + col * 0.33, 0.42, 0.31, 0.56])
         ax[1].set_visible(False)
@@ -45,7 +47,12 @@ def write_preview(path: Path, rec: dict) -> Path:
                 ax[0].plot(i, j, style, ms=10)
             i, j, _ = geometry.world_to_voxel(affine, landmarks[lv]["disc_centre"])
             ax[0].text(i + 25, j, lv.upper().replace("_", "/"), color="cyan", fontsize=8)
-        ax[0].set_title(f"{kind.value} ({truth['series'][0]['sequence'] if col == 0 else next(s['sequence'] for s in truth['series'] if s['kind'] == kind.value)})", color="white", fontsize=10)
+        sequence = (
+            truth["series"][0]["sequence"]
+            if col == 0
+            else next(s["sequence"] for s in truth["series"] if s["kind"] == kind.value)
+        )
+        ax[0].set_title(f"{kind.value} ({sequence})", color="white", fontsize=10)
     ax_sev = axes[0, 4]
     ax_sev.set_position([0.68, 0.42, 0.31, 0.56])
     lines = [f"study {truth['study_id']}  ({truth['split']}, axial {truth['axial_mode']})", ""]
@@ -54,8 +61,10 @@ def write_preview(path: Path, rec: dict) -> Path:
         short = {"normal_mild": "N", "moderate": "M", "severe": "S"}
         lines.append(
             f"{lv.upper().replace('_', '/')}: canal {short[sev['spinal_canal_stenosis_' + lv]]}  "
-            f"foramen L{short[sev['left_neural_foraminal_narrowing_' + lv]]} R{short[sev['right_neural_foraminal_narrowing_' + lv]]}  "
-            f"recess L{short[sev['left_subarticular_stenosis_' + lv]]} R{short[sev['right_subarticular_stenosis_' + lv]]}"
+            f"foramen L{short[sev['left_neural_foraminal_narrowing_' + lv]]} "
+            f"R{short[sev['right_neural_foraminal_narrowing_' + lv]]}  "
+            f"recess L{short[sev['left_subarticular_stenosis_' + lv]]} "
+            f"R{short[sev['right_subarticular_stenosis_' + lv]]}"
         )
     ax_sev.text(0, 0.95, "\n".join(lines), color="white", fontsize=9, family="monospace", va="top")
     for col, lv in enumerate(LEVELS):

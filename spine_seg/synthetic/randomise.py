@@ -28,9 +28,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from spine_seg import geometry
-from spine_seg.constants import LEVELS
-from spine_seg.labels import BASE_LABELS, SPIDER_CANAL, SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
+from spine_seg.core import geometry
+from spine_seg.core.constants import LEVELS
+from spine_seg.core.labels import BASE_LABELS, SPIDER_CANAL, SPIDER_DISC_OFFSET, SPIDER_PARTIAL_OFFSET, SYNTHETIC_SACRUM
 from spine_seg.synthetic.anatomy import (
     AIR,
     ANNULUS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from spine_seg.core.errors import UsageError
 from spine_seg.synthetic.anatomy import (
     AIR,
     ANNULUS,
@@ -25,12 +26,48 @@ from spine_seg.synthetic.anatomy import (
 #: T1: fat and marrow bright, CSF dark. T2 (fast spin echo): CSF and nucleus bright, fat still bright.
 #: STIR: like T2 with fat nulled.
 CONTRAST: dict[str, dict[int, float]] = {
-    "T1": {AIR: 8, SOFT: 260, FAT: 900, MARROW: 640, CORTEX: 70, ANNULUS: 300, NUCLEUS: 360, CSF: 150,
-           NERVE: 420, LIGAMENT: 190, VESSEL: 60, VISCERA: 160},
-    "T2": {AIR: 8, SOFT: 190, FAT: 620, MARROW: 430, CORTEX: 50, ANNULUS: 140, NUCLEUS: 820, CSF: 1000,
-           NERVE: 300, LIGAMENT: 110, VESSEL: 70, VISCERA: 120},
-    "STIR": {AIR: 8, SOFT: 220, FAT: 70, MARROW: 150, CORTEX: 40, ANNULUS: 160, NUCLEUS: 800, CSF: 1000,
-             NERVE: 330, LIGAMENT: 120, VESSEL: 60, VISCERA: 110},
+    "T1": {
+        AIR: 8,
+        SOFT: 260,
+        FAT: 900,
+        MARROW: 640,
+        CORTEX: 70,
+        ANNULUS: 300,
+        NUCLEUS: 360,
+        CSF: 150,
+        NERVE: 420,
+        LIGAMENT: 190,
+        VESSEL: 60,
+        VISCERA: 160,
+    },
+    "T2": {
+        AIR: 8,
+        SOFT: 190,
+        FAT: 620,
+        MARROW: 430,
+        CORTEX: 50,
+        ANNULUS: 140,
+        NUCLEUS: 820,
+        CSF: 1000,
+        NERVE: 300,
+        LIGAMENT: 110,
+        VESSEL: 70,
+        VISCERA: 120,
+    },
+    "STIR": {
+        AIR: 8,
+        SOFT: 220,
+        FAT: 70,
+        MARROW: 150,
+        CORTEX: 40,
+        ANNULUS: 160,
+        NUCLEUS: 800,
+        CSF: 1000,
+        NERVE: 330,
+        LIGAMENT: 120,
+        VESSEL: 60,
+        VISCERA: 110,
+    },
 }
 assert all(len(c) == len(TISSUE_NAMES) for c in CONTRAST.values())
 #: Noise standard deviation as a fraction of 1000 (real study: T1 background sd ≈ 0.3 %, T2 ≈ 1.8 % of max).
@@ -54,7 +91,7 @@ def render(
     (coil sensitivity). Noise is Rician: the magnitude of complex Gaussian noise added to the signal.
     """
     if sequence not in CONTRAST:
-        raise ValueError(f"unknown sequence {sequence!r}; valid: {list(CONTRAST)}")
+        raise UsageError(f"unknown sequence {sequence!r}; valid: {list(CONTRAST)}")
     table = np.zeros(len(TISSUE_NAMES), dtype=np.float32)
     for t, value in CONTRAST[sequence].items():
         table[t] = value * rng.uniform(0.9, 1.1)

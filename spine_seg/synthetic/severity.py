@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from spine_seg.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_FROM_LABEL
+from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES, SEVERITY_FROM_LABEL
+from spine_seg.core.errors import UsageError
 
 
 def load_counts(train_csv: str | Path | None = None) -> pd.DataFrame:
@@ -29,15 +30,22 @@ def load_counts(train_csv: str | Path | None = None) -> pd.DataFrame:
     try:
         df = pd.read_csv(path)
     except (OSError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{path}: cannot read train.csv: {exc}") from exc
+        raise UsageError(f"{path}: cannot read train.csv: {exc}") from exc
     rows = []
     for c in CONDITIONS:
         for lv in LEVELS:
             col = f"{c}_{lv}"
             if col not in df.columns:
-                raise ValueError(f"{path}: no column {col!r}; is this the competition's train.csv?")
+                raise UsageError(f"{path}: no column {col!r}; is this the competition's train.csv?")
             vc = df[col].map(SEVERITY_FROM_LABEL).value_counts()
-            rows.append({"condition": c, "level": lv, **{s: int(vc.get(s, 0)) for s in SEVERITIES}, "blank": int(df[col].isna().sum())})
+            rows.append(
+                {
+                    "condition": c,
+                    "level": lv,
+                    **{s: int(vc.get(s, 0)) for s in SEVERITIES},
+                    "blank": int(df[col].isna().sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -72,7 +80,7 @@ def sample_severities(p: np.ndarray, rng: np.random.Generator, correlation: floa
 def add_label_noise(sev: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
     """Replace each grade, with probability ``rate``, by one of the two other classes."""
     if not 0 <= rate < 1:
-        raise ValueError(f"label noise rate must be in [0, 1), got {rate}")
+        raise UsageError(f"label noise rate must be in [0, 1), got {rate}")
     flip = rng.random(sev.shape) < rate
     shift = rng.integers(1, 3, sev.shape)
     return np.where(flip, (sev + shift) % 3, sev)

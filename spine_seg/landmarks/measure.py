@@ -1,0 +1,142 @@
+"""What is measured at each level, whichever mask it came from: the input check, the vertebral body
+centroids, the spinal canal point, the disc width and the foramen offset, and the vote of the mask's own labels.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from spine_seg.core.labels import (
+    SEG_LABELS,
+)
+from spine_seg.landmarks.components import _Component
+from spine_seg.landmarks.frame import _tuple3, _voxel_half_extent
+from spine_seg.landmarks.types import FORAMEN_OFFSET_PER_HALF_WIDTH, FORAMEN_OFFSET_RANGE_MM, LevelLandmark
+
+
+def _checked(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Integer labels [k, j, i] holding spineseg values only, and a non-singular 4×4 affine."""
+    labels = np.asarray(labels)
+    affine = np.asarray(affine, dtype=float)
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be a 3-D array [k, j, i], got shape {labels.shape}")
+    if affine.shape != (4, 4):
+        raise ValueError(f"affine must be 4×4, got {affine.shape}")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise ValueError("affine is singular")
+    if labels.dtype.kind == "f":
+        if not np.all(labels == np.round(labels)):
+            raise ValueError("label volume holds non-integer values")
+        labels = labels.astype(np.int64)
+    present = set(np.unique(labels).tolist())
+    unknown = present - set(SEG_LABELS.values())
+    if unknown:
+        raise ValueError(
+            f"label volume holds values {sorted(unknown)} that are not spineseg labels; valid: {SEG_LABELS}"
+            " (SPIDER masks: convert with seg_labels_from_spider)"
+        )
+    return labels, affine
+
+
+def _offset_from_labels(
+    positions: list[int], mask_levels: list[int], warnings: list[str], what: str = "disc"
+) -> tuple[int, bool]:
+    """The shift between order and names that most disc (or vertebra) labels agree with; (offset, clear majority)."""
+    votes = Counter(m - p for p, m in zip(positions, mask_levels, strict=True))
+    ranked = votes.most_common()
+    offset, n_best = ranked[0]
+    clear = n_best > len(positions) / 2 and (len(ranked) == 1 or ranked[1][1] < n_best)
+    if len(ranked) > 1:
+        warnings.append(f"{what} labels vote for different level offsets {dict(votes)}; chose {offset:+d}")
+    return offset, clear
+
+
+def _body_centroid(
+    vertebra_xyz: np.ndarray,
+    disc: _Component,
+    n: np.ndarray,
+    post: np.ndarray,
+    left: np.ndarray,
+    side: int,
+    neighbour: _Component | None,
+    spacing: float,
+) -> np.ndarray | None:
+    """Centroid of vertebra voxels (any label) in the disc's cross-section, between this disc and the next.
+
+    Restricting to the disc's footprint keeps posterior elements out, so the point is the vertebral body's
+    centre whatever label the mask gave it.
+    """
+    if not len(vertebra_xyz):
+        return None
+    centroid = disc.centroid
+    rel_disc = disc.xyz - centroid
+    b_d, c_d = rel_disc @ post, rel_disc @ left
+    b_lo, b_hi = np.percentile(b_d, [2, 98])
+    c_lim = float(np.percentile(np.abs(c_d), 98))
+    rel = vertebra_xyz - centroid
+    a, b, c = rel @ n, rel @ post, rel @ left
+    if neighbour is not None:
+        reach = abs(float(np.dot(neighbour.centroid - centroid, n)))
+    else:
+        reach = 0.75 * spacing
+    along = side * a
+    sel = (along > 0) & (along < reach) & (b >= b_lo) & (b <= b_hi) & (np.abs(c) <= c_lim)
+    if np.count_nonzero(sel) < max(20, 0.1 * disc.n):
+        return None
+    return vertebra_xyz[sel].mean(axis=0)
+
+
+def _canal_point(
+    canal_xyz: np.ndarray, centroid: np.ndarray, n: np.ndarray, post: np.ndarray, left: np.ndarray, slab_mm: float
+) -> np.ndarray | None:
+    """Centroid of the canal voxels in a slab around the disc plane, behind the disc and near the midline."""
+    if not len(canal_xyz):
+        return None
+    rel = canal_xyz - centroid
+    a, b, c = rel @ n, rel @ post, rel @ left
+    sel = (np.abs(a) <= slab_mm) & (b > 0) & (b < 80.0) & (np.abs(c) < 30.0)
+    if np.count_nonzero(sel) < 5:
+        return None
+    return canal_xyz[sel].mean(axis=0)
+
+
+def _disc_half_width(
+    disc: _Component, midline: np.ndarray, left: np.ndarray, lateral_column: np.ndarray, affine: np.ndarray
+) -> float | None:
+    """Half the disc's L–R width. A disc cut by the field of view on one side is measured on the other,
+    from the midline (the canal point); cut on both sides it cannot be measured."""
+    c = (disc.xyz - midline) @ left
+    pad = _voxel_half_extent(affine, left)
+    low_is_right = float(np.dot(lateral_column, left)) > 0  # increasing array index runs to the left
+    cut_right, cut_left = disc.lateral_cut if low_is_right else disc.lateral_cut[::-1]
+    if cut_right and cut_left:
+        return None
+    if cut_right:
+        return float(c.max()) + pad
+    if cut_left:
+        return float(-c.min()) + pad
+    return 0.5 * float(c.max() - c.min()) + pad
+
+
+def _maybe3(v: np.ndarray | None) -> tuple[float, float, float] | None:
+    return None if v is None else _tuple3(v)
+
+
+def _foramen_offset(disc_half_width_mm: float) -> float:
+    lo, hi = FORAMEN_OFFSET_RANGE_MM
+    return float(np.clip(FORAMEN_OFFSET_PER_HALF_WIDTH * disc_half_width_mm, lo, hi))
+
+
+def _levels_with_foramen_offset(
+    drafts: list[dict], half_widths_mm: list[float], width_source: str, default_offset_mm: float
+) -> list[LevelLandmark]:
+    """The drafts as landmarks sharing one foramen offset: from the median measured half-width (one value
+    per study, because a single width is quantised by the sagittal slice spacing), else the default."""
+    if half_widths_mm:
+        offset_mm, source = _foramen_offset(float(np.median(half_widths_mm))), width_source
+    else:
+        offset_mm, source = default_offset_mm, "default"
+    return [LevelLandmark(**d, foramen_offset_mm=offset_mm, foramen_offset_source=source) for d in drafts]

@@ -1,0 +1,333 @@
+"""Structure labels (the base model's vertebra / sacrum / disc / canal) → level labels, by counting.
+
+The base model does not name levels: a network that must tell L3 from L4 by their look fails on a partial
+field of view or a transitional spine. Names come from order instead: disc components are sorted along the
+spine axis and counted up from the lowest one (the lumbosacral disc when the sacrum lies under it), each
+vertebral body takes the name of the level between the discs around it. The result is a spineseg level
+label volume (:data:`spine_seg.labels.SEG_LABELS`), which :func:`landmarks_from_labels` then anchors on the
+sacrum again and scores; these provisional names matter only when there is no sacrum, and then the landmark
+set is ``unsure``.
+
+:func:`landmarks_from_label_volume` takes a label volume in either scheme and returns its landmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import ndimage
+
+from spine_seg.core.constants import LEVELS
+from spine_seg.core.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
+from spine_seg.landmarks import FRAGMENT_FRACTION, LandmarkSet, LevelLandmark, MissingLevel, landmarks_from_labels
+from spine_seg.landmarks.components import _typical_spacing
+
+#: A component smaller than this many mm³ is noise.
+MIN_STRUCTURE_MM3 = 150.0
+#: The smallest sacrum that anchors the count: the upper sacrum in a sagittal field of view is several cm³
+#: even in a thin slab of slices; less is specks inside L5 or noise.
+MIN_SACRUM_MM3 = 1500.0
+#: Discs smaller than this fraction of the typical (median of the five largest) are slivers, not levels.
+SMALL_DISC_FRACTION = 0.25
+#: A disc inside the sacrum smaller than this fraction of a lumbar disc is an S1/S2 remnant, not a level.
+REMNANT_FRACTION = 0.6
+#: Confidence ceiling of a level whose counting anchor is in doubt.
+UNSURE_CONFIDENCE_CAP = 0.5
+#: Vertebral bodies of the level scheme, cranial to caudal.
+_BODIES = ("L1", "L2", "L3", "L4", "L5")
+
+
+def _centroids(mask: np.ndarray, affine: np.ndarray, min_voxels: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Component map, each kept component's voxel indices, and their LPS centroids."""
+    cc, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    keep, centroids = [], []
+    for index, box in enumerate(ndimage.find_objects(cc), start=1):
+        if box is None:
+            continue
+        local = np.nonzero(cc[box] == index)
+        if len(local[0]) < min_voxels:
+            continue
+        kji = np.stack([local[d] + box[d].start for d in range(3)], axis=1)
+        keep.append((index, kji))
+        ijk = kji[:, ::-1].astype(float)
+        centroids.append((ijk @ affine[:3, :3].T + affine[:3, 3]).mean(axis=0))
+    return cc, keep, np.array(centroids).reshape(-1, 3)
+
+
+def seg_labels_from_base(labels: ArrayLike, affine: ArrayLike) -> np.ndarray:
+    """A base-scheme label volume ``[k, j, i]`` → spineseg level labels, named by counting (module docstring)."""
+    return relabel_base(labels, affine)[0]
+
+
+def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list[str]]:
+    """:func:`seg_labels_from_base` and the doubts it met on the way (each makes the names unsure).
+
+    Bodies are named by where their voxels lie along the spine axis between the discs, not by connected
+    component: in a thick-slice prediction neighbouring bodies often touch through a thin bridge.
+    """
+    doubts: list[str] = []
+    labels = np.asarray(labels)
+    affine = np.asarray(affine, dtype=float)
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    min_voxels = MIN_STRUCTURE_MM3 / max(voxel_mm3, 1e-6)
+    out = np.zeros(labels.shape, dtype=np.uint8)
+    out[labels == BASE_LABELS["spinal_canal"]] = SEG_LABELS["spinal_canal"]
+    _, discs, disc_xyz = _centroids(labels == BASE_LABELS["disc"], affine, min_voxels)
+    if discs:
+        # lateral slivers and specks would each count as a level: keep discs of a quarter of the typical size
+        sizes = np.array([len(kji) for _, kji in discs])
+        keep = sizes >= SMALL_DISC_FRACTION * float(np.median(np.sort(sizes)[::-1][:5]))
+        discs = [d for d, k in zip(discs, keep, strict=True) if k]
+        disc_xyz = disc_xyz[keep]
+    body = labels == BASE_LABELS["vertebra"]
+    cc, n = ndimage.label(body, structure=np.ones((3, 3, 3), dtype=bool))
+    if n:  # specks smaller than a structure would each become a "small component" warning downstream
+        sizes = np.bincount(cc.ravel(), minlength=n + 1)
+        body = (sizes >= min_voxels)[cc] & body
+    body_kji = np.argwhere(body)
+    body_xyz = body_kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+    if not discs and not len(body_kji):
+        return out, doubts
+    axis = _axis(disc_xyz if len(disc_xyz) >= 2 else body_xyz)
+    disc_mid_t = float(np.median(disc_xyz @ axis)) if len(disc_xyz) else None
+    sacrum_t = _usable_sacrum(labels, affine, voxel_mm3, axis, out, doubts, disc_mid_t)
+    disc_t = np.array([])
+    if discs:
+        t = disc_xyz @ axis
+        order = np.argsort(t)  # caudal first
+        if sacrum_t is not None:
+            sacrum_xyz = _xyz(np.argwhere(out == SEG_LABELS["sacrum"]), affine)
+            # a disc is inside the sacrum (an S1/S2 remnant) when it lies below the sacrum's upper end and has
+            # sacrum, not vertebra, right above it: a sacrum label that bleeds up behind L5 must not swallow
+            # the real L5/S1 disc in front of it
+            below = np.array([t[i] < sacrum_t - 10.0 and _above(disc_xyz[i], axis, sacrum_xyz) > _above(disc_xyz[i], axis, body_xyz)
+                              for i in order], dtype=bool)
+            if below.any():
+                typical = float(np.median([len(discs[i][1]) for i in order[~below]])) if (~below).any() else 0.0
+                under = sum(len(discs[i][1]) for i in order[below])
+                if under >= REMNANT_FRACTION * typical:
+                    doubts.append("a full-size disc below the sacrum's upper end: the sacrum may be a mislabelled L5; "
+                                  "level names unsure")
+            order = order[~below]  # a thin S1/S2 remnant disc inside the sacrum is not a level
+        positions = _merge_fragments(t[order])
+        for rank, idx in zip(positions, order, strict=True):
+            li = len(LEVELS) - 1 - rank
+            if 0 <= li < len(LEVELS):
+                _, kji = discs[idx]
+                out[kji[:, 0], kji[:, 1], kji[:, 2]] = SEG_DISC_OF_LEVEL[LEVELS[li]]
+        if len(order):
+            ts = t[order]
+            disc_t = np.array([float(np.mean(ts[positions == p])) for p in np.unique(positions)])
+    if len(body_kji):
+        tb = body_xyz @ axis
+        keep = np.ones(len(tb), dtype=bool) if sacrum_t is None else tb > sacrum_t
+        if len(disc_t):
+            below = np.searchsorted(np.sort(disc_t), tb)  # discs under each voxel: 1 → L5, 2 → L4, …
+            name_index = len(_BODIES) - below
+        else:
+            name_index = np.full(len(tb), -1)
+        for i, name in enumerate(_BODIES):
+            sel = keep & (name_index == i)
+            k, j, ii = body_kji[sel].T
+            out[k, j, ii] = SEG_LABELS[name]
+    return out, doubts
+
+
+def _usable_sacrum(labels: np.ndarray, affine: np.ndarray, voxel_mm3: float, axis: np.ndarray, out: np.ndarray,
+                   doubts: list[str], disc_mid_t: float | None) -> float | None:
+    """The upper end (along ``axis``) of the sacrum if one can anchor the count (written into ``out``), else None.
+
+    The sacrum is the largest sacrum component caudal to the middle disc (a "sacrum" at the cranial edge of
+    the field of view is a mislabelled vertebra) and must hold MIN_SACRUM_MM3; specks are noise."""
+    mask = labels == BASE_LABELS["sacrum"]
+    if not mask.any():
+        return None
+    cc, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
+    best, best_size = 0, 0
+    for index, box in enumerate(ndimage.find_objects(cc), start=1):
+        if box is None or sizes[index - 1] <= best_size:
+            continue
+        kji = np.argwhere(cc[box] == index) + [b.start for b in box]
+        t = float(np.mean((kji[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]) @ axis))
+        if disc_mid_t is None or t < disc_mid_t:
+            best, best_size = index, int(sizes[index - 1])
+    if best == 0 or best_size * voxel_mm3 < MIN_SACRUM_MM3:
+        doubts.append(f"no sacrum of at least {MIN_SACRUM_MM3 / 1000:.1f} cm³ under the discs: not used as the anchor")
+        return None
+    part = cc == best
+    out[part] = SEG_LABELS["sacrum"]
+    kji = np.argwhere(part)
+    xyz = kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+    return float(np.percentile(xyz @ axis, 95))
+
+
+def _xyz(kji: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _above(centre: np.ndarray, axis: np.ndarray, points: np.ndarray, *, reach_mm: float = 15.0,
+           radius_mm: float = 15.0) -> int:
+    """How many of ``points`` lie within ``reach_mm`` above ``centre`` along ``axis`` and within ``radius_mm``
+    of the axis line through it: what sits on top of a disc."""
+    if len(points) == 0:
+        return 0
+    d = points - centre
+    along = d @ axis
+    side = np.linalg.norm(d - np.outer(along, axis), axis=1)
+    return int(np.count_nonzero((along > 0) & (along <= reach_mm) & (side <= radius_mm)))
+
+
+def _axis(points: np.ndarray) -> np.ndarray:
+    """The spine's direction through ``points``, pointing to the head (+z in LPS); z itself with < 2 points."""
+    if len(points) >= 2:
+        centred = points - points.mean(axis=0)
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        if s[0] >= 10.0:
+            a = vt[0]
+            return a if a[2] >= 0 else -a
+    return np.array([0.0, 0.0, 1.0])
+
+
+def _merge_fragments(t_sorted: np.ndarray) -> np.ndarray:
+    """Rank of each (sorted) disc position, with fragments closer than a fraction of the spacing merged (the
+    landmark stage's own rule and typical spacing, so both stages see the same discs)."""
+    if len(t_sorted) == 0:
+        return np.zeros(0, dtype=int)
+    gaps = np.diff(t_sorted)
+    typical = _typical_spacing([float(g) for g in gaps if g > 12.0])
+    ranks = [0]
+    for g in gaps:
+        ranks.append(ranks[-1] + (0 if g < FRAGMENT_FRACTION * typical else 1))
+    return np.array(ranks)
+
+
+#: A lowest disc tilted this much less than the most tilted disc above it has passed the lumbosacral junction.
+JUNCTION_TURN_DEG = 12.0
+
+
+def _junction_doubts(landmarks: LandmarkSet) -> list[str]:
+    """Lordosis tilts each lumbar disc more than the one above it, up to L5/S1; the sacrum then curves the
+    other way. A lowest "L5/S1" tilted clearly less than a disc above it is therefore more likely a remnant
+    disc inside the sacrum (S1 taken for L5), and the count from it is in doubt."""
+    levels = sorted(landmarks.levels, key=lambda lm: LEVELS.index(lm.level))
+    if len(levels) < 4:
+        return []
+    ref = levels[0].normal + levels[1].normal
+    ref = ref / max(float(np.linalg.norm(ref)), 1e-9)
+    tilt = [float(np.degrees(np.arccos(np.clip(abs(lm.normal @ ref), 0.0, 1.0)))) for lm in levels]
+    if max(tilt[:-1]) - tilt[-1] > JUNCTION_TURN_DEG:
+        return [f"the lowest disc ({levels[-1].level}) is tilted {max(tilt[:-1]) - tilt[-1]:.0f}° less than one above "
+                "it, as a remnant disc inside the sacrum would be: level names unsure"]
+    return []
+
+
+def landmarks_from_label_volume(label_volume, **options):
+    """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` in any spineseg label scheme."""
+    labels, affine = label_volume.labels, label_volume.affine
+    names: Mapping[int, str] = getattr(label_volume, "label_names", {}) or {}
+    doubts: list[str] = []
+    if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
+        labels, doubts = relabel_base(labels, affine)
+    landmarks = landmarks_from_labels(labels, affine, **options)
+    if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
+        doubts += _junction_doubts(landmarks)
+    if doubts and landmarks.levels:
+        levels = tuple(replace(lm, confidence=min(lm.confidence, UNSURE_CONFIDENCE_CAP),
+                               reasons=(*lm.reasons, "counting anchor in doubt")) for lm in landmarks.levels)
+        landmarks = replace(landmarks, levels=levels, unsure=True, warnings=(*landmarks.warnings, *doubts))
+    return landmarks
+
+
+#: Confidence ceiling when the two sagittal series name the same discs differently.
+DISAGREEMENT_CONFIDENCE_CAP = 0.4
+#: A level named only through the other series' anchor keeps at most this much of that series' confidence.
+BORROWED_CONFIDENCE_FACTOR = 0.9
+
+
+#: What makes a series' names evidence (:func:`reconcile_sagittal`).
+MIN_ANCHORED_LEVELS = 3
+ANCHORED_CONFIDENCE = 0.8
+
+
+def _anchored(landmarks: LandmarkSet) -> bool:
+    confidences = [lm.confidence for lm in landmarks.levels]
+    return (not landmarks.unsure and len(confidences) >= MIN_ANCHORED_LEVELS
+            and float(np.median(confidences)) >= ANCHORED_CONFIDENCE)
+
+
+def reconcile_sagittal(primary: LandmarkSet, other: LandmarkSet, other_name: str = "Sagittal T1") -> LandmarkSet:
+    """The primary series' landmarks, their names checked against a second sagittal series of the same study.
+
+    Both series see the same discs in patient space, so each primary disc is matched to the other series'
+    nearest disc (within half a disc spacing) and the name offset between the two is read off. Then:
+
+    * both anchored on a sacrum and agreeing: unchanged (the names had two independent anchors);
+    * both anchored and disagreeing: one of the two sacra is wrong and nothing says which, so the names are
+      unsure and every confidence is capped at :data:`DISAGREEMENT_CONFIDENCE_CAP`;
+    * the primary unsure (no sacrum), the other anchored: the primary's discs take the other's names, with
+      the other's confidence (times :data:`BORROWED_CONFIDENCE_FACTOR`), and are no longer unsure — a T2 that
+      missed the sacrum is named by a T1 that found it;
+    * otherwise (the other series not anchored, or no disc matched): unchanged, with a warning saying why.
+
+    A series counts as anchored when its names are not unsure, it found at least :data:`MIN_ANCHORED_LEVELS`
+    levels and their median confidence is at least :data:`ANCHORED_CONFIDENCE`: a T1 segmentation that found
+    three scattered discs with a sacrum speck is no evidence against a T2 that found five.
+
+    Positions are always the primary's: only names and confidences change.
+    """
+    if not primary.levels or not other.levels:
+        return primary
+    spacing = primary.disc_spacing_mm or other.disc_spacing_mm or 35.0
+    other_xyz = np.array([lm.disc_xyz for lm in other.levels])
+    offsets: list[int] = []
+    matched: dict[str, LevelLandmark] = {}
+    for lm in primary.levels:
+        d = np.linalg.norm(other_xyz - lm.disc_xyz, axis=1)
+        i = int(np.argmin(d))
+        if d[i] <= 0.5 * spacing:
+            offsets.append(LEVELS.index(other.levels[i].level) - LEVELS.index(lm.level))
+            matched[lm.level] = other.levels[i]
+    if not offsets:
+        return replace(primary, warnings=(*primary.warnings, f"{other_name}: no disc lies near the primary series' discs; "
+                                          "names not cross-checked"))
+    values, counts = np.unique(offsets, return_counts=True)
+    offset = int(values[np.argmax(counts)])
+    split = len(values) > 1
+    if not _anchored(other):
+        if not _anchored(primary):
+            return replace(primary, warnings=(*primary.warnings, f"{other_name}: no confident sacrum anchor there either"))
+        return primary
+    if _anchored(primary):
+        if offset == 0 and not split:
+            return primary
+        how = f"{abs(offset)} level{'s' if abs(offset) > 1 else ''} {'lower' if offset > 0 else 'higher'}" if offset else \
+            "some discs differently"
+        levels = tuple(replace(lm, confidence=min(lm.confidence, DISAGREEMENT_CONFIDENCE_CAP),
+                               reasons=(*lm.reasons, f"{other_name} names this disc differently")) for lm in primary.levels)
+        return replace(primary, levels=levels, unsure=True,
+                       warnings=(*primary.warnings, f"{other_name} names the discs {how} than this series: one of the "
+                                 "two sacrum anchors is wrong; level names unsure"))
+    renamed: list[LevelLandmark] = []
+    for lm in primary.levels:
+        index = LEVELS.index(lm.level) + offset
+        if not 0 <= index < len(LEVELS):
+            continue
+        source = matched.get(lm.level)
+        conf = BORROWED_CONFIDENCE_FACTOR * (source.confidence if source is not None
+                                             else min(o.confidence for o in other.levels))
+        if split:
+            conf = min(conf, UNSURE_CONFIDENCE_CAP)
+        renamed.append(replace(lm, level=LEVELS[index], confidence=float(np.clip(conf, 0.0, 1.0)),
+                               reasons=tuple(r for r in lm.reasons if "anchor" not in r and "mask's labels" not in r)
+                               + (f"named from the {other_name}'s sacrum anchor",)))
+    names = {lm.level for lm in renamed}
+    missing = tuple(MissingLevel(lv, f"not found on this series (names from the {other_name})") for lv in LEVELS
+                    if lv not in names)
+    return replace(primary, levels=tuple(sorted(renamed, key=lambda lm: LEVELS.index(lm.level))), missing=missing,
+                   unsure=split, anchor=f"sacrum ({other_name})",
+                   warnings=(*primary.warnings, f"no sacrum anchor on this series: levels named from the {other_name}, "
+                             f"shifted by {offset}"))

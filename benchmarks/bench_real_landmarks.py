@@ -136,7 +136,9 @@ class Case:
     extra: dict[str, Any] = field(default_factory=dict)  # dataset-specific truth (RSNA foramina, synthetic canal)
 
 
-def names_by_order(gt: np.ndarray, affine: np.ndarray, names: Sequence[str] = BODY_ORDER) -> tuple[dict[int, str], dict[str, np.ndarray]]:
+def names_by_order(
+    gt: np.ndarray, affine: np.ndarray, names: Sequence[str] = BODY_ORDER
+) -> tuple[dict[int, str], dict[str, np.ndarray]]:
     """Name each GT label by its centroid's height (LPS +z, superior): the inferior-most takes ``names[-1]``.
 
     Label numbers are not trusted (VB2's are shuffled per file). Returns (value → name, name → centroid).
@@ -149,7 +151,7 @@ def names_by_order(gt: np.ndarray, affine: np.ndarray, names: Sequence[str] = BO
         kk, jj, ii = np.nonzero(gt == v)
         cents[v] = (affine @ np.array([ii.mean(), jj.mean(), kk.mean(), 1.0]))[:3]
     ordered = sorted(values, key=lambda v: -cents[v][2])  # superior first
-    chosen = names[len(names) - len(ordered):]
+    chosen = names[len(names) - len(ordered) :]
     value_names = {v: n for v, n in zip(ordered, chosen, strict=True)}
     return value_names, {value_names[v]: cents[v] for v in ordered}
 
@@ -164,7 +166,9 @@ def disc_truth(centroids: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _mat_case(case_id: str, dataset: str, image: np.ndarray, gt: np.ndarray, spacing_mm: float, names: Sequence[str]) -> Case:
+def _mat_case(
+    case_id: str, dataset: str, image: np.ndarray, gt: np.ndarray, spacing_mm: float, names: Sequence[str]
+) -> Case:
     from spine_seg_nnunet_tasks.Dataset503_MyoSegmenTUM import affine, to_sagittal_stack
 
     img_kji, gt_kji = to_sagittal_stack(image).astype(np.float32), to_sagittal_stack(gt)
@@ -242,8 +246,16 @@ def load_rsna(root: Path, study_id: str = RSNA_STUDY) -> Case:
     stack = max(series.stacks, key=lambda s: s.n_slices)
     from spine_seg.core.constants import LEVELS
 
-    return Case(f"rsna_{study_id}", "rsna", np.asarray(stack.affine), truth=spinal, scored=tuple(LEVELS),
-                stack=stack, study=study, extra={"foramina": foramina})
+    return Case(
+        f"rsna_{study_id}",
+        "rsna",
+        np.asarray(stack.affine),
+        truth=spinal,
+        scored=tuple(LEVELS),
+        stack=stack,
+        study=study,
+        extra={"foramina": foramina},
+    )
 
 
 def synthetic_cohort(workdir: Path, n: int, seed: int) -> Path:
@@ -282,10 +294,17 @@ def load_synthetic(cohort: Path, limit: int | None = None, need_masks: bool = Tr
         (series,) = study.series_of_kind(SeriesKind.SAGITTAL_T2)[:1]
         stack = max(series.stacks, key=lambda s: s.n_slices)
         labels, affine = load_label_volume(cohort / "spider" / "masks" / f"{t2_mask[sid]}.mha", spider=True)
-        yield Case(f"synth_{sid}", "synthetic", affine, gt=labels,
-                   truth={lv: np.asarray(lm[lv]["disc_centre"], float) for lv in LEVELS}, scored=tuple(LEVELS),
-                   stack=stack, study=study,
-                   extra={"canal": {lv: np.asarray(lm[lv]["canal_centre"], float) for lv in LEVELS}})
+        yield Case(
+            f"synth_{sid}",
+            "synthetic",
+            affine,
+            gt=labels,
+            truth={lv: np.asarray(lm[lv]["disc_centre"], float) for lv in LEVELS},
+            scored=tuple(LEVELS),
+            stack=stack,
+            study=study,
+            extra={"canal": {lv: np.asarray(lm[lv]["canal_centre"], float) for lv in LEVELS}},
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -386,8 +405,10 @@ class ModelPool:
 
         fold = self.fold_of(case_id)
         if case_id not in self.folds and case_id.startswith(("myo_", "vb2_")):
-            log(f"warning: {case_id} is not in --folds-json: predicted by fold {fold or 'ensemble'}; its score is "
-                "meaningless if the model trained on it")
+            log(
+                f"warning: {case_id} is not in --folds-json: predicted by fold {fold or 'ensemble'}; its score is "
+                "meaningless if the model trained on it"
+            )
         key = "ensemble" if fold is None else str(fold)
         if key not in self._models:
             t0 = time.perf_counter()
@@ -436,7 +457,7 @@ def predict(case: Case, pool: ModelPool | None) -> tuple[Any, str, float]:
             pred = model.predict_array(slabs, (spacing[0], spacing[1], spacing[2] * t))
             full = np.zeros(case.image.shape, dtype=pred.dtype)
             full[: n * t] = np.repeat(pred, t, axis=0)
-            full[n * t:] = pred[-1]
+            full[n * t :] = pred[-1]
         else:
             full = model.predict_array(case.image, spacing)
         lv = LabelVolume(full, case.affine, model.label_names)
@@ -444,9 +465,15 @@ def predict(case: Case, pool: ModelPool | None) -> tuple[Any, str, float]:
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         names = dict(lv.label_names or {})
-        np.savez_compressed(cached, labels=np.asarray(lv.labels, dtype=np.uint8), affine=np.asarray(lv.affine),
-                            name_ids=np.array(list(names), dtype=int), names=np.array(list(names.values())),
-                            fold=fold, seg_seconds=seconds)
+        np.savez_compressed(
+            cached,
+            labels=np.asarray(lv.labels, dtype=np.uint8),
+            affine=np.asarray(lv.affine),
+            name_ids=np.array(list(names), dtype=int),
+            names=np.array(list(names.values())),
+            fold=fold,
+            seg_seconds=seconds,
+        )
     return lv, fold, seconds
 
 
@@ -493,16 +520,25 @@ def score_points(
             continue
         d = np.linalg.norm(pts - np.asarray(xyz, float), axis=1)
         i = int(np.argmin(d))
-        preds.append({"level": n, "confidence": round(float(conf), 3),
-                      "right": bool(d[i] <= half and names[i] == n), "nearest_truth": names[i] if d[i] <= half else None})
+        preds.append(
+            {
+                "level": n,
+                "confidence": round(float(conf), 3),
+                "right": bool(d[i] <= half and names[i] == n),
+                "nearest_truth": names[i] if d[i] <= half else None,
+            }
+        )
     return {"half_spacing_mm": round(half, 2), "levels": levels, "predicted": preds}
 
 
 def _stats(xs: Sequence[float]) -> dict[str, float | None]:
     if not xs:
         return {"median": None, "p90": None, "max": None}
-    return {"median": round(float(np.median(xs)), 2), "p90": round(float(np.percentile(xs, 90)), 2),
-            "max": round(float(np.max(xs)), 2)}
+    return {
+        "median": round(float(np.median(xs)), 2),
+        "p90": round(float(np.percentile(xs, 90)), 2),
+        "max": round(float(np.max(xs)), 2),
+    }
 
 
 def run_case(case: Case, pool: ModelPool | None) -> dict[str, Any]:
@@ -520,8 +556,12 @@ def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict
 
     rsna_truth = lv is None
     t0 = time.perf_counter()
-    rec: dict[str, Any] = {"case_id": case.case_id, "dataset": case.dataset, "fold": fold,
-                           "shape_kji": list(case.stack.shape if lv is None else lv.shape)}
+    rec: dict[str, Any] = {
+        "case_id": case.case_id,
+        "dataset": case.dataset,
+        "fold": fold,
+        "shape_kji": list(case.stack.shape if lv is None else lv.shape),
+    }
     error = None
     if rsna_truth:  # no mask: the keypoints themselves as landmarks (checks the scoring and projection path)
         ls = landmarks_from_points(case.truth)
@@ -538,8 +578,13 @@ def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict
     rec["point"] = "canal vs spinal keypoint" if use_canal else "disc point vs truth disc"
     rec.update(score_points(predicted, case.truth, case.scored))
     if ls is not None:
-        rec.update(unsure=ls.unsure, anchor=ls.anchor, source=ls.source, warnings=list(ls.warnings),
-                   found_names=list(ls.found_levels))
+        rec.update(
+            unsure=ls.unsure,
+            anchor=ls.anchor,
+            source=ls.source,
+            warnings=list(ls.warnings),
+            found_names=list(ls.found_levels),
+        )
     if case.dataset == "synthetic":
         canal = {lm.level: (lm.canal_xyz, lm.confidence) for lm in levels}
         rec["canal"] = score_points(canal, case.extra["canal"], case.scored)["levels"]
@@ -585,8 +630,13 @@ def score_foramina(ls: Any, case: Case) -> list[dict[str, Any]]:
     out = []
     for (level, side), kp in sorted(case.extra["foramina"].items()):
         lm = ls.get(level)
-        rec: dict[str, Any] = {"level": level, "side": side, "annotated_instance": kp["instance_number"],
-                               "error_mm": None, "instance": None}
+        rec: dict[str, Any] = {
+            "level": level,
+            "side": side,
+            "annotated_instance": kp["instance_number"],
+            "error_mm": None,
+            "instance": None,
+        }
         if lm is not None:
             rec["error_mm"] = round(float(np.linalg.norm(foramen_points(lm)[side] - kp["xyz"])), 2)
             p = proj.foramen(level, side)
@@ -610,7 +660,9 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         **{f"error_{k}_mm": v for k, v in _stats(errs).items()},
         "body_dice_mean": round(float(np.mean(dices)), 4) if dices else None,
         "seg_seconds_mean": round(float(np.mean([r["seg_seconds"] for r in records])), 2) if records else None,
-        "landmark_seconds_mean": round(float(np.mean([r["landmark_seconds"] for r in records])), 2) if records else None,
+        "landmark_seconds_mean": round(float(np.mean([r["landmark_seconds"] for r in records])), 2)
+        if records
+        else None,
         "confident_levels": len(conf),
         "confident_named_right": sum(p["right"] for p in conf),
     }
@@ -622,7 +674,9 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         fs = [f for r in records for f in r.get("foramina", [])]
         out["foramen_error"] = _stats(foramina)
         out["foramen_same_slice"] = sum(f["instance"] == f["annotated_instance"] for f in fs)
-        out["foramen_within_one_slice"] = sum(f["instance"] is not None and abs(f["instance"] - f["annotated_instance"]) <= 1 for f in fs)
+        out["foramen_within_one_slice"] = sum(
+            f["instance"] is not None and abs(f["instance"] - f["annotated_instance"]) <= 1 for f in fs
+        )
         out["foramina"] = len(fs)
     return out
 
@@ -639,54 +693,146 @@ def tables(doc: dict[str, Any]) -> str:
     parts = []
     rows = []
     for name, s in doc["datasets"].items():
-        rows.append([name, s["volumes"], _frac(s["found"], s["levels"]), _frac(s["named_right"], s["levels"]),
-                     s["error_median_mm"], s["error_p90_mm"], s["error_max_mm"], s["body_dice_mean"],
-                     _frac(s["confident_named_right"], s["confident_levels"]), s["seg_seconds_mean"], s["landmark_seconds_mean"]])
-    parts.append(md_table(["dataset", "volumes", "found", "named right", "error median mm", "p90 mm", "max mm",
-                           "body Dice", f"conf ≥ {CONFIDENT}: named right", "seg s/vol", "landmarks s/vol"], rows, digits=2))
+        rows.append(
+            [
+                name,
+                s["volumes"],
+                _frac(s["found"], s["levels"]),
+                _frac(s["named_right"], s["levels"]),
+                s["error_median_mm"],
+                s["error_p90_mm"],
+                s["error_max_mm"],
+                s["body_dice_mean"],
+                _frac(s["confident_named_right"], s["confident_levels"]),
+                s["seg_seconds_mean"],
+                s["landmark_seconds_mean"],
+            ]
+        )
+    parts.append(
+        md_table(
+            [
+                "dataset",
+                "volumes",
+                "found",
+                "named right",
+                "error median mm",
+                "p90 mm",
+                "max mm",
+                "body Dice",
+                f"conf ≥ {CONFIDENT}: named right",
+                "seg s/vol",
+                "landmarks s/vol",
+            ],
+            rows,
+            digits=2,
+        )
+    )
     rows = []
     for r in doc["volumes"]:
         s = r["summary"]
-        rows.append([r["case_id"], r["fold"], _frac(s["found"], s["total"]), _frac(s["named_right"], s["total"]),
-                     s["error_median_mm"], s["error_max_mm"], r.get("body_dice"), r.get("anchor"), r.get("unsure"),
-                     r["seg_seconds"], r["landmark_seconds"]])
-    parts.append(md_table(["volume", "fold", "found", "named right", "error median mm", "max mm", "body Dice", "anchor",
-                           "unsure", "seg s", "landmarks s"], rows, digits=2))
+        rows.append(
+            [
+                r["case_id"],
+                r["fold"],
+                _frac(s["found"], s["total"]),
+                _frac(s["named_right"], s["total"]),
+                s["error_median_mm"],
+                s["error_max_mm"],
+                r.get("body_dice"),
+                r.get("anchor"),
+                r.get("unsure"),
+                r["seg_seconds"],
+                r["landmark_seconds"],
+            ]
+        )
+    parts.append(
+        md_table(
+            [
+                "volume",
+                "fold",
+                "found",
+                "named right",
+                "error median mm",
+                "max mm",
+                "body Dice",
+                "anchor",
+                "unsure",
+                "seg s",
+                "landmarks s",
+            ],
+            rows,
+            digits=2,
+        )
+    )
     rsna = [r for r in doc["volumes"] if r["dataset"] == "rsna"]
     for r in rsna:
         rows = []
         foramina = {(f["level"], f["side"]): f for f in r.get("foramina", [])}
         for lv, v in r["levels"].items():
             lf, rf = foramina.get((lv, "left"), {}), foramina.get((lv, "right"), {})
-            rows.append([lv, v["found"], v["named_right"], v["error_mm"], v["confidence"],
-                         lf.get("error_mm"), f"{fmt(lf.get('instance'))} ({fmt(lf.get('annotated_instance'))})",
-                         rf.get("error_mm"), f"{fmt(rf.get('instance'))} ({fmt(rf.get('annotated_instance'))})"])
-        parts.append(f"RSNA {r['case_id']}:\n\n" + md_table(
-            ["level", "found", "named right", "canal vs spinal keypoint mm", "confidence", "left foramen mm",
-             "left T1 slice (annotated)", "right foramen mm", "right T1 slice (annotated)"], rows, digits=2))
+            rows.append(
+                [
+                    lv,
+                    v["found"],
+                    v["named_right"],
+                    v["error_mm"],
+                    v["confidence"],
+                    lf.get("error_mm"),
+                    f"{fmt(lf.get('instance'))} ({fmt(lf.get('annotated_instance'))})",
+                    rf.get("error_mm"),
+                    f"{fmt(rf.get('instance'))} ({fmt(rf.get('annotated_instance'))})",
+                ]
+            )
+        parts.append(
+            f"RSNA {r['case_id']}:\n\n"
+            + md_table(
+                [
+                    "level",
+                    "found",
+                    "named right",
+                    "canal vs spinal keypoint mm",
+                    "confidence",
+                    "left foramen mm",
+                    "left T1 slice (annotated)",
+                    "right foramen mm",
+                    "right T1 slice (annotated)",
+                ],
+                rows,
+                digits=2,
+            )
+        )
     real = [r for r in doc["volumes"] if r["dataset"] != "synthetic"]
     if real:
         s = summarise(real)
-        parts.append(f"all real volumes ({s['volumes']}; RSNA errors are canal points): found {_frac(s['found'], s['levels'])}, named right "
-                     f"{_frac(s['named_right'], s['levels'])}, error median {fmt(s['error_median_mm'], 2)} mm, p90 "
-                     f"{fmt(s['error_p90_mm'], 2)}, max {fmt(s['error_max_mm'], 2)}; calibration: of "
-                     f"{s['confident_levels']} levels with confidence ≥ {CONFIDENT}, {s['confident_named_right']} named right")
+        parts.append(
+            f"all real volumes ({s['volumes']}; RSNA errors are canal points): "
+            f"found {_frac(s['found'], s['levels'])}, named right "
+            f"{_frac(s['named_right'], s['levels'])}, error median {fmt(s['error_median_mm'], 2)} mm, p90 "
+            f"{fmt(s['error_p90_mm'], 2)}, max {fmt(s['error_max_mm'], 2)}; calibration: of "
+            f"{s['confident_levels']} levels with confidence ≥ {CONFIDENT}, {s['confident_named_right']} named right"
+        )
     fs = doc["datasets"].get("rsna", {})
     if "foramen_error" in fs:
         fe = fs["foramen_error"]
-        parts.append(f"RSNA foramen points vs foraminal keypoints: median {fe['median']} mm, p90 {fe['p90']}, max "
-                     f"{fe['max']}; on the annotated T1 slice {fs['foramen_same_slice']}/{fs['foramina']}, within one "
-                     f"slice {fs['foramen_within_one_slice']}/{fs['foramina']}")
+        parts.append(
+            f"RSNA foramen points vs foraminal keypoints: median {fe['median']} mm, p90 {fe['p90']}, max "
+            f"{fe['max']}; on the annotated T1 slice {fs['foramen_same_slice']}/{fs['foramina']}, within one "
+            f"slice {fs['foramen_within_one_slice']}/{fs['foramina']}"
+        )
     syn = doc["datasets"].get("synthetic", {}).get("canal_error")
     if syn:
-        parts.append(f"synthetic canal point vs canal_centre: median {syn['median']} mm, p90 {syn['p90']}, max {syn['max']}")
+        parts.append(
+            f"synthetic canal point vs canal_centre: median {syn['median']} mm, p90 {syn['p90']}, max {syn['max']}"
+        )
     return "\n\n".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def cases(datasets: Sequence[str], data: Path, limit: int | None, workdir: Path, synth_n: int, synth_seed: int) -> Iterator[Case]:
+def cases(
+    datasets: Sequence[str], data: Path, limit: int | None, workdir: Path, synth_n: int, synth_seed: int
+) -> Iterator[Case]:
     for name in datasets:
         if name == "rsna":
             yield load_rsna(data / "rsna2024")
@@ -699,46 +845,76 @@ def cases(datasets: Sequence[str], data: Path, limit: int | None, workdir: Path,
             yield from load_synthetic(synthetic_cohort(workdir, n, synth_seed))
 
 
-def run(datasets: Sequence[str], data: Path, pool: ModelPool | None, limit: int | None = None,
-        workdir: Path = REPO / "runs" / "bench_real_landmarks", synth_n: int = 10,
-        synth_seed: int = SYNTHETIC_SEED) -> dict[str, Any]:
+def run(
+    datasets: Sequence[str],
+    data: Path,
+    pool: ModelPool | None,
+    limit: int | None = None,
+    workdir: Path = REPO / "runs" / "bench_real_landmarks",
+    synth_n: int = 10,
+    synth_seed: int = SYNTHETIC_SEED,
+) -> dict[str, Any]:
     """Score every case of ``datasets``; returns the results document (volumes + per-dataset summaries)."""
     records = []
     for case in cases(datasets, data, limit, workdir, synth_n, synth_seed):
         rec = run_case(case, pool)
         s = rec["summary"]
-        log(f"{case.case_id} (fold {rec['fold']}): found {s['found']}/{s['total']}, named right {s['named_right']}, "
-            f"median {fmt(s['error_median_mm'], 2)} mm, max {fmt(s['error_max_mm'], 2)} mm, Dice {fmt(rec['body_dice'])}, "
-            f"{rec['seg_seconds']} + {rec['landmark_seconds']} s")
+        log(
+            f"{case.case_id} (fold {rec['fold']}): found {s['found']}/{s['total']}, named right {s['named_right']}, "
+            f"median {fmt(s['error_median_mm'], 2)} mm, max {fmt(s['error_max_mm'], 2)} mm, "
+            f"Dice {fmt(rec['body_dice'])}, "
+            f"{rec['seg_seconds']} + {rec['landmark_seconds']} s"
+        )
         records.append(rec)
-    by = {name: summarise([r for r in records if r["dataset"] == name]) for name in datasets
-          if any(r["dataset"] == name for r in records)}
+    by = {
+        name: summarise([r for r in records if r["dataset"] == name])
+        for name in datasets
+        if any(r["dataset"] == name for r in records)
+    }
     return {"volumes": records, "datasets": by}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=Path, help="nnU-Net trained-model folder (Trainer__Plans__config with fold_*)")
     src.add_argument("--truth-masks", action="store_true", help="score the GT masks themselves (checks the scoring)")
     ap.add_argument("--folds-json", type=Path, help='{"vb2_02": 0, "myo_01": 3, ...}: the fold that held each case out')
-    ap.add_argument("--default-fold", default="auto",
-                    help="fold for cases not in --folds-json: a fold, 'ensemble' (every fold) or 'auto' (all if present, else ensemble)")
+    ap.add_argument(
+        "--default-fold",
+        default="auto",
+        help="fold for cases not in --folds-json: a fold, 'ensemble' (every fold) or 'auto' "
+        "(all if present, else ensemble)",
+    )
     ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of %(default)s")
     ap.add_argument("--limit", type=int, help="at most N volumes per dataset")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data folder (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_real_landmarks", help="results folder")
-    ap.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench_real_landmarks",
-                    help="where the synthetic cohort is generated (reused)")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "runs" / "bench_real_landmarks",
+        help="where the synthetic cohort is generated (reused)",
+    )
     ap.add_argument("--synthetic-studies", type=int, default=10)
     ap.add_argument("--synthetic-seed", type=int, default=SYNTHETIC_SEED)
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    ap.add_argument("--slab-mm", type=float, default=4.0,
-                    help="MyoSegmenTUM/VB2 (1 mm isotropic) are predicted as slabs this thick, like a clinical sagittal "
-                         "series; 1 keeps the thin slices (default: %(default)s)")
-    ap.add_argument("--reuse-predictions", type=Path, metavar="DIR",
-                    help="keep each volume's raw segmentation in DIR and reuse it on the next run (re-scores a change "
-                         "to the naming stage without the network; the segmentation seconds are the first run's)")
+    ap.add_argument(
+        "--slab-mm",
+        type=float,
+        default=4.0,
+        help="MyoSegmenTUM/VB2 (1 mm isotropic) are predicted as slabs this thick, like a clinical sagittal "
+        "series; 1 keeps the thin slices (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--reuse-predictions",
+        type=Path,
+        metavar="DIR",
+        help="keep each volume's raw segmentation in DIR and reuse it on the next run (re-scores a change "
+        "to the naming stage without the network; the segmentation seconds are the first run's)",
+    )
     args = ap.parse_args(argv)
     global PREDICTION_CACHE
     PREDICTION_CACHE = args.reuse_predictions
@@ -755,8 +931,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     SLAB_MM = float(args.slab_mm)
     pool = None if args.truth_masks else ModelPool(args.model, folds, args.default_fold, args.device)
     t0 = time.perf_counter()
-    doc = {"benchmark": "bench_real_landmarks", "machine": machine(),
-           "args": {k: (None if v is None else str(v)) for k, v in vars(args).items()}, "folds": folds}
+    doc = {
+        "benchmark": "bench_real_landmarks",
+        "machine": machine(),
+        "args": {k: (None if v is None else str(v)) for k, v in vars(args).items()},
+        "folds": folds,
+    }
     doc.update(run(datasets, args.data, pool, args.limit, args.workdir, args.synthetic_studies, args.synthetic_seed))
     unused = sorted(set(folds) - {r["case_id"] for r in doc["volumes"]})
     if unused and args.limit is None:

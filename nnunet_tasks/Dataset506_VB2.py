@@ -45,9 +45,14 @@ DATASET_NAME = "VB2"
 SPACING_MM = 1.0
 #: Vertebral bodies of a VB2 mask, head to feet.
 VB2_BODIES: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
-REFERENCE = "Zukić D. et al., Robust Detection and Segmentation for Diagnosis of Vertebral Diseases Using Routine MR Images, CGF 33:190-204 (2014); files from github JonathanRamos/fastcleverseg"
-CITATION = ("Zukić D, Vlasák A, Egger J, Hořínek D, Nimsky C, Kolb A. Robust Detection and Segmentation for Diagnosis of "
-            "Vertebral Diseases Using Routine MR Images. Computer Graphics Forum 33(6):190-204 (2014).")
+REFERENCE = (
+    "Zukić D. et al., Robust Detection and Segmentation for Diagnosis of Vertebral Diseases Using Routine MR "
+    "Images, CGF 33:190-204 (2014); files from github JonathanRamos/fastcleverseg"
+)
+CITATION = (
+    "Zukić D, Vlasák A, Egger J, Hořínek D, Nimsky C, Kolb A. Robust Detection and Segmentation for Diagnosis of "
+    "Vertebral Diseases Using Routine MR Images. Computer Graphics Forum 33(6):190-204 (2014)."
+)
 LICENCE = "cite Zukić et al. 2014; these .mat copies come from a GPL-3.0 repository"
 BASE_DATASET_LABELS: dict[str, int] = {**BASE_LABELS, "ignore": BASE_IGNORE}
 
@@ -78,8 +83,14 @@ def ordered_bodies(gt: np.ndarray, names: tuple[str, ...] = VB2_BODIES) -> list[
     return list(zip(names, order, strict=True))
 
 
-def base_case(image_file: np.ndarray, gt_file: np.ndarray, bodies: list[tuple[str, int]], thickness: int,
-              start: int = 0, crop: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def base_case(
+    image_file: np.ndarray,
+    gt_file: np.ndarray,
+    bodies: list[tuple[str, int]],
+    thickness: int,
+    start: int = 0,
+    crop: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """File-layout arrays → ``[k, j, i]`` uint8 image and base labels, resliced into ``thickness``-mm slabs.
 
     ``crop`` keeps 70 mm in front of and 100 mm behind the bodies (a lumbar sagittal field of view, and a
@@ -112,10 +123,12 @@ def convert_vb2(
     paths = sorted(p for p in input_dir.iterdir() if _FILE.match(p.name))
     if not paths:
         raise FileNotFoundError(f"{input_dir}: no NN.mat files")
-    out = prepare_dataset_folder(raw_root, DATASET_ID if dataset_id is None else int(dataset_id), DATASET_NAME,
-                                 overwrite=overwrite)
-    report = ConversionReport(dataset=out.name, source=str(input_dir),
-                              options={"spacing_mm": SPACING_MM, "n_folds": n_folds, "seed": seed})
+    out = prepare_dataset_folder(
+        raw_root, DATASET_ID if dataset_id is None else int(dataset_id), DATASET_NAME, overwrite=overwrite
+    )
+    report = ConversionReport(
+        dataset=out.name, source=str(input_dir), options={"spacing_mm": SPACING_MM, "n_folds": n_folds, "seed": seed}
+    )
     rng = np.random.default_rng(seed)
     for path in paths:
         try:
@@ -128,17 +141,25 @@ def convert_vb2(
         img, lab = base_case(image, gt, bodies, thickness, int(rng.integers(0, thickness)))
         case_id = f"vb2_{_FILE.match(path.name).group(1)}"  # type: ignore[union-attr]
         write_case_arrays(out, case_id, img, lab, (SPACING_MM, SPACING_MM, float(thickness)))
-        report.cases.append({"case_id": case_id, "file": path.name, "thickness_mm": thickness,
-                             "bodies": {n: v for n, v in bodies}})
+        report.cases.append(
+            {"case_id": case_id, "file": path.name, "thickness_mm": thickness, "bodies": {n: v for n, v in bodies}}
+        )
     if not report.cases:
         report.write(out)
         raise ValueError(f"{input_dir}: no volume converted ({len(report.skipped)} skipped)")
     write_dataset_json(
-        out, channel_names={0: "MRI"}, labels=BASE_DATASET_LABELS, num_training=len(report.cases),
+        out,
+        channel_names={0: "MRI"},
+        labels=BASE_DATASET_LABELS,
+        num_training=len(report.cases),
         dataset_name=DATASET_NAME,
-        description="VB2 sagittal T2 TSE, vertebral bodies T11-L5 as 'vertebra', pseudo-discs between facing endplates, "
-                    "canal/sacrum/unlabelled levels ignored (spineseg base labels).",
-        reference=REFERENCE, licence=LICENCE, citation=CITATION, spineseg_spacing_assumed_mm=SPACING_MM,
+        description="VB2 sagittal T2 TSE, vertebral bodies T11-L5 as 'vertebra', "
+        "pseudo-discs between facing endplates, "
+        "canal/sacrum/unlabelled levels ignored (spineseg base labels).",
+        reference=REFERENCE,
+        licence=LICENCE,
+        citation=CITATION,
+        spineseg_spacing_assumed_mm=SPACING_MM,
     )
     ids = [c["case_id"] for c in report.cases]
     write_splits(out, ids, ids, n_folds, seed)

@@ -64,8 +64,9 @@ def _synthetic_case(args: tuple[Path, int, int]) -> dict:
     return {"case_id": case_id, "source": "synthetic", **case.meta}
 
 
-def _real_cases(out: Path, data_root: Path, sources: Sequence[str], rng: np.random.Generator,
-                report: ConversionReport) -> list[dict]:
+def _real_cases(
+    out: Path, data_root: Path, sources: Sequence[str], rng: np.random.Generator, report: ConversionReport
+) -> list[dict]:
     from . import Dataset503_MyoSegmenTUM as myo
     from . import Dataset506_VB2 as vb2
 
@@ -128,7 +129,7 @@ def write_base_splits(out: Path, n_folds: int) -> dict[str, int]:
     folds = real_folds(real, n_folds)
     splits = []
     for f in range(n_folds):
-        synth_val = synth[f * SYNTHETIC_VAL_PER_FOLD:(f + 1) * SYNTHETIC_VAL_PER_FOLD]
+        synth_val = synth[f * SYNTHETIC_VAL_PER_FOLD : (f + 1) * SYNTHETIC_VAL_PER_FOLD]
         val = sorted([c for c in real if folds[c] == f] + synth_val)
         splits.append({"train": sorted(c for c in ids if c not in val), "val": val})
     (out / "splits_final.json").write_text(json.dumps(splits, indent=1) + "\n")
@@ -165,18 +166,27 @@ def convert_spine_base(
         out = folder
     else:
         out = prepare_dataset_folder(raw_root, dataset_id, DATASET_NAME, overwrite=overwrite)
-    report = ConversionReport(dataset=out.name, source=str(data_root),
-                              options={"n_synthetic": n_synthetic, "real": list(real), "seed": seed, "n_folds": n_folds})
+    report = ConversionReport(
+        dataset=out.name,
+        source=str(data_root),
+        options={"n_synthetic": n_synthetic, "real": list(real), "seed": seed, "n_folds": n_folds},
+    )
     if real:
         if data_root is None or not Path(data_root).is_dir():
-            raise FileNotFoundError(f"{data_root}: no data folder with vb2/ and myosegmentum/ (pass real=() to train on synthetic only)")
+            raise FileNotFoundError(
+                f"{data_root}: no data folder with vb2/ and myosegmentum/ (pass real=() to train on synthetic only)"
+            )
         report.cases.extend(_real_cases(out, Path(data_root), real, np.random.default_rng(seed), report))
     report.cases.extend(map_cases(_synthetic_case, [(out, n, seed) for n in range(n_synthetic)], workers))
     n_cases = len(list((out / "imagesTr").glob("*_0000.nii.gz")))
     write_dataset_json(
-        out, channel_names={0: "MRI"}, labels=LABELS_WITH_IGNORE, num_training=n_cases, dataset_name=DATASET_NAME,
+        out,
+        channel_names={0: "MRI"},
+        labels=LABELS_WITH_IGNORE,
+        num_training=n_cases,
+        dataset_name=DATASET_NAME,
         description="spineseg base: domain-randomised phantoms + VB2 + MyoSegmenTUM, structure labels "
-                    "(vertebral body, sacrum, disc, canal), ignore where a real mask is silent.",
+        "(vertebral body, sacrum, disc, canal), ignore where a real mask is silent.",
         reference="spineseg; VB2 (Zukic et al. 2014); MyoSegmenTUM (Burian et al. 2019)",
         licence="derived: see each source's licence (docs/external-data.md)",
         overwrite_image_reader_writer="NibabelIO",

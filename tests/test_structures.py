@@ -79,12 +79,26 @@ def _set(names: list[str], z0: float, unsure: bool, conf: float = 1.0, spacing: 
     """Discs stacked along z (head up), the first name at z0, each next one a spacing lower."""
     from spine_seg.segmentation.landmarks import LandmarkSet, LevelLandmark
 
-    levels = tuple(LevelLandmark(level=n, xyz_lps_mm=(0.0, 0.0, z0 - i * spacing), normal_lps=(0.0, 0.0, 1.0),
-                                 canal_xyz_lps_mm=(0.0, 20.0, z0 - i * spacing), canal_source="canal_label",
-                                 confidence=conf, reasons=() if conf == 1 else ("counting anchor in doubt",))
-                   for i, n in enumerate(names))
-    return LandmarkSet(levels=levels, missing=(), warnings=(), unsure=unsure, anchor="labels" if unsure else "sacrum",
-                       disc_spacing_mm=spacing)
+    levels = tuple(
+        LevelLandmark(
+            level=n,
+            xyz_lps_mm=(0.0, 0.0, z0 - i * spacing),
+            normal_lps=(0.0, 0.0, 1.0),
+            canal_xyz_lps_mm=(0.0, 20.0, z0 - i * spacing),
+            canal_source="canal_label",
+            confidence=conf,
+            reasons=() if conf == 1 else ("counting anchor in doubt",),
+        )
+        for i, n in enumerate(names)
+    )
+    return LandmarkSet(
+        levels=levels,
+        missing=(),
+        warnings=(),
+        unsure=unsure,
+        anchor="labels" if unsure else "sacrum",
+        disc_spacing_mm=spacing,
+    )
 
 
 def test_reconcile_agreeing_series_change_nothing():
@@ -153,12 +167,12 @@ def _column(sacrum_bleed_mm: int = 0) -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros((20, 220, 70), dtype=np.uint8)
     j = 5
     for _ in range(5):
-        labels[:, j:j + 25, 20:55] = BASE_LABELS["vertebra"]
-        labels[:, j + 25:j + 35, 20:55] = BASE_LABELS["disc"]
+        labels[:, j : j + 25, 20:55] = BASE_LABELS["vertebra"]
+        labels[:, j + 25 : j + 35, 20:55] = BASE_LABELS["disc"]
         j += 35
-    labels[:, j:j + 40, 20:55] = BASE_LABELS["sacrum"]
+    labels[:, j : j + 40, 20:55] = BASE_LABELS["sacrum"]
     if sacrum_bleed_mm:
-        labels[:, j - 10 - sacrum_bleed_mm:j, 47:55] = BASE_LABELS["sacrum"]  # up behind the L5/S1 disc and L5
+        labels[:, j - 10 - sacrum_bleed_mm : j, 47:55] = BASE_LABELS["sacrum"]  # up behind the L5/S1 disc and L5
     affine = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     return labels, affine
 
@@ -191,9 +205,18 @@ def _tilted(tilts_deg: list[float]):
     levels = []
     for n, (level, a) in enumerate(zip(LEVELS, tilts_deg, strict=False)):
         r = np.radians(a)
-        levels.append(LevelLandmark(level=level, xyz_lps_mm=(0.0, 0.0, -36.0 * n), normal_lps=(0.0, -np.sin(r), np.cos(r)),
-                                    canal_xyz_lps_mm=(0.0, 20.0, -36.0 * n), canal_source="canal_label"))
-    return LandmarkSet(levels=tuple(levels), missing=(), warnings=(), unsure=False, anchor="sacrum", disc_spacing_mm=36.0)
+        levels.append(
+            LevelLandmark(
+                level=level,
+                xyz_lps_mm=(0.0, 0.0, -36.0 * n),
+                normal_lps=(0.0, -np.sin(r), np.cos(r)),
+                canal_xyz_lps_mm=(0.0, 20.0, -36.0 * n),
+                canal_source="canal_label",
+            )
+        )
+    return LandmarkSet(
+        levels=tuple(levels), missing=(), warnings=(), unsure=False, anchor="sacrum", disc_spacing_mm=36.0
+    )
 
 
 def test_a_lowest_disc_that_turns_back_from_the_lordosis_is_doubted():

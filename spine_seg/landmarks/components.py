@@ -93,7 +93,8 @@ def _drop_small(comps: list[_Component], voxel_mm3: float, what: str, warnings: 
     dropped = [c for c in comps if c.n < limit]
     if dropped:
         warnings.append(
-            f"dropped {len(dropped)} small {what} component(s) ({', '.join(f'{c.n * voxel_mm3:.0f}' for c in dropped[:6])} mm³;"
+            f"dropped {len(dropped)} small {what} component(s) "
+            f"({', '.join(f'{c.n * voxel_mm3:.0f}' for c in dropped[:6])} mm³;"
             f" limit {limit * voxel_mm3:.0f} mm³) as spurious or cut by the field of view"
         )
     return kept

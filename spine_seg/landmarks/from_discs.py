@@ -359,7 +359,8 @@ def _anchor_on_sacrum(
         extra = 0
     if extra > 1:
         warnings.append(
-            f"the lowest disc is {t[last] - top:.0f} mm above the sacrum (about {extra} discs): the sacrum is not trusted"
+            f"the lowest disc is {t[last] - top:.0f} mm above the sacrum (about {extra} discs): "
+            "the sacrum is not trusted"
         )
         return "none", 0, True
     if extra == 1:

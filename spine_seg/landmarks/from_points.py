@@ -1,5 +1,4 @@
-"""Landmarks from points (competition keypoints, truth files): no mask, the points are the evidence.
-"""
+"""Landmarks from points (competition keypoints, truth files): no mask, the points are the evidence."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -144,7 +145,8 @@ def _order_bodies(bodies: list[_Body], axis: np.ndarray, warnings: list[str]) ->
         if abs(float(np.dot(prev.centroid - body.centroid, axis))) < FRAGMENT_FRACTION * spacing:
             big, small = (prev, body) if prev.comp.n >= body.comp.n else (body, prev)
             warnings.append(
-                f"{prev.name} and {body.name} lie at one height along the spine: kept {big.name} (larger), dropped {small.name}"
+                f"{prev.name} and {body.name} lie at one height along the spine: "
+                f"kept {big.name} (larger), dropped {small.name}"
             )
             kept[-1] = big
         else:
@@ -191,10 +193,14 @@ def _sacrum_below(
     over = foot & (a > lowest.bottom_mm)
     if np.count_nonzero(over) >= 20:
         centre = np.round(sacrum.xyz[over].mean(axis=0), 1).tolist()
-        warnings.append(f"sacrum label beside or above {lowest.name}, the lowest vertebra (around {centre} mm): ignored")
+        warnings.append(
+            f"sacrum label beside or above {lowest.name}, the lowest vertebra (around {centre} mm): ignored"
+        )
     under = foot & (a <= lowest.bottom_mm)
     if np.count_nonzero(under) < 20:
-        warnings.append(f"no sacrum under {lowest.name}, the lowest vertebra: the sacrum label is not trusted as the anchor")
+        warnings.append(
+            f"no sacrum under {lowest.name}, the lowest vertebra: the sacrum label is not trusted as the anchor"
+        )
         return None
     # a thin line down the body's centre: the sacral endplate is tilted against L5 (the L5/S1 disc is a
     # wedge), and across a wider column its high corner would lift the endplate and fill a gap below L5
@@ -210,7 +216,8 @@ def _sacrum_below(
         gaps = np.nonzero(-np.diff(heights) > max(3.0, 5 * _voxel_half_extent(affine, n)))[0]
         if len(gaps) and top - heights[gaps[0]] >= 0.6 * (lowest.top_mm - lowest.bottom_mm):
             warnings.append(
-                f"the sacrum label under {lowest.name} holds a body above a {heights[gaps[0]] - heights[gaps[0] + 1]:.0f} mm"
+                f"the sacrum label under {lowest.name} holds a body above a "
+                f"{heights[gaps[0]] - heights[gaps[0] + 1]:.0f} mm"
                 " gap: taken as a vertebra labelled sacrum, the sacrum starts below the gap (unsure)"
             )
             top, split = float(heights[gaps[0] + 1]), True
@@ -352,30 +359,36 @@ def _from_vertebrae(
             continue
         if li + 1 in named:
             lower = named[li + 1]
-            below = (lower.centroid, lower.endplate(+1), lower.depth_mm, lower.label, lower.comp)
+            lower_side: tuple[Any, Any, Any, Any, Any] = (
+                lower.centroid,
+                lower.endplate(+1),
+                lower.depth_mm,
+                lower.label,
+                lower.comp,
+            )
         elif li == len(LEVELS) - 1 and top is not None and top.extra == 0:
-            below = (top.s1_centroid, top.endplate, upper.depth_mm, SACRUM_LABEL, sacrum)
+            lower_side = (top.s1_centroid, top.endplate, upper.depth_mm, SACRUM_LABEL, sacrum)
         else:
             continue
         drafts.append(
             _vertebra_level_draft(
-                level, upper, *below, anchor, spacing, canal_xyz, canal_slab_mm, canal_behind_body_mm
+                level, upper, *lower_side, anchor, spacing, canal_xyz, canal_slab_mm, canal_behind_body_mm
             )
         )
 
     widths = [body.half_width_mm for body in named.values() if body.half_width_mm is not None]
-    found = _levels_with_foramen_offset(drafts, widths, "body_width", default_foramen_offset_mm)
+    found_levels = _levels_with_foramen_offset(drafts, widths, "body_width", default_foramen_offset_mm)
     no_sacrum: str | None = None  # why there is no body below L5 (None: the sacrum is there)
     if sacrum is None:
         no_sacrum = "no sacrum in the mask"
     elif top is None:
         no_sacrum = "the sacrum label is not under the lowest vertebra (see warnings)"
-    missing = _missing_vertebra_levels(
-        {lm.level for lm in found}, named, no_sacrum, labels.shape, affine, axis, spacing
+    missing_levels = _missing_vertebra_levels(
+        {lm.level for lm in found_levels}, named, no_sacrum, labels.shape, affine, axis, spacing
     )
     return LandmarkSet(
-        levels=tuple(found),
-        missing=tuple(missing),
+        levels=tuple(found_levels),
+        missing=tuple(missing_levels),
         warnings=tuple(warnings),
         unsure=bool(unsure),
         anchor=anchor,
@@ -424,7 +437,9 @@ def _vertebra_level_draft(
         lower(0.8, f"the endplates around this disc are {height:.0f} mm apart along the spine: a disc is 5–15 mm")
     for name, comp in ((upper.name, upper.comp), (lower_name, lower_comp)):
         if comp.edge_fraction > 0.1:
-            lower(0.6, f"{name} cut by the field of view ({comp.edge_fraction:.0%} of it on the edge): disc point biased")
+            lower(
+                0.6, f"{name} cut by the field of view ({comp.edge_fraction:.0%} of it on the edge): disc point biased"
+            )
         elif comp.touches_edge:
             lower(0.9, f"{name} touches the edge of the field of view ({comp.edge_fraction:.0%} of it)")
     canal = _canal_point(canal_xyz, disc, n, post, left, canal_slab_mm)
@@ -478,7 +493,9 @@ def _missing_vertebra_levels(
             expected = named[nearest].centroid + (nearest - k) * spacing * axis
             where = np.round(expected, 1).tolist()
             if _inside_field_of_view(expected, shape, affine):
-                parts.append(f"no {name} in the mask (expected about {where} mm, inside the field of view: not segmented)")
+                parts.append(
+                    f"no {name} in the mask (expected about {where} mm, inside the field of view: not segmented)"
+                )
             else:
                 parts.append(f"no {name} in the mask (expected about {where} mm, outside the field of view)")
         upper, lower = VERTEBRA_NAMES[li], "S1" if li + 1 == len(LEVELS) else VERTEBRA_NAMES[li + 1]

@@ -1,5 +1,4 @@
-"""Why a level is absent: expected outside the field of view, or inside it with nothing segmented there.
-"""
+"""Why a level is absent: expected outside the field of view, or inside it with nothing segmented there."""
 
 from __future__ import annotations
 

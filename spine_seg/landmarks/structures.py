@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -40,7 +41,9 @@ UNSURE_CONFIDENCE_CAP = 0.5
 _BODIES = ("L1", "L2", "L3", "L4", "L5")
 
 
-def _centroids(mask: np.ndarray, affine: np.ndarray, min_voxels: float) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def _centroids(
+    mask: np.ndarray, affine: np.ndarray, min_voxels: float
+) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], np.ndarray]:
     """Component map, each kept component's voxel indices, and their LPS centroids."""
     cc, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     keep, centroids = [], []
@@ -103,14 +106,22 @@ def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list
             # a disc is inside the sacrum (an S1/S2 remnant) when it lies below the sacrum's upper end and has
             # sacrum, not vertebra, right above it: a sacrum label that bleeds up behind L5 must not swallow
             # the real L5/S1 disc in front of it
-            below = np.array([t[i] < sacrum_t - 10.0 and _above(disc_xyz[i], axis, sacrum_xyz) > _above(disc_xyz[i], axis, body_xyz)
-                              for i in order], dtype=bool)
+            below = np.array(
+                [
+                    t[i] < sacrum_t - 10.0
+                    and _above(disc_xyz[i], axis, sacrum_xyz) > _above(disc_xyz[i], axis, body_xyz)
+                    for i in order
+                ],
+                dtype=bool,
+            )
             if below.any():
                 typical = float(np.median([len(discs[i][1]) for i in order[~below]])) if (~below).any() else 0.0
                 under = sum(len(discs[i][1]) for i in order[below])
                 if under >= REMNANT_FRACTION * typical:
-                    doubts.append("a full-size disc below the sacrum's upper end: the sacrum may be a mislabelled L5; "
-                                  "level names unsure")
+                    doubts.append(
+                        "a full-size disc below the sacrum's upper end: the sacrum may be a mislabelled L5; "
+                        "level names unsure"
+                    )
             order = order[~below]  # a thin S1/S2 remnant disc inside the sacrum is not a level
         positions = _merge_fragments(t[order])
         for rank, idx in zip(positions, order, strict=True):
@@ -136,8 +147,15 @@ def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list
     return out, doubts
 
 
-def _usable_sacrum(labels: np.ndarray, affine: np.ndarray, voxel_mm3: float, axis: np.ndarray, out: np.ndarray,
-                   doubts: list[str], disc_mid_t: float | None) -> float | None:
+def _usable_sacrum(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    voxel_mm3: float,
+    axis: np.ndarray,
+    out: np.ndarray,
+    doubts: list[str],
+    disc_mid_t: float | None,
+) -> float | None:
     """The upper end (along ``axis``) of the sacrum if one can anchor the count (written into ``out``), else None.
 
     The sacrum is the largest sacrum component caudal to the middle disc (a "sacrum" at the cranial edge of
@@ -169,8 +187,9 @@ def _xyz(kji: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _above(centre: np.ndarray, axis: np.ndarray, points: np.ndarray, *, reach_mm: float = 15.0,
-           radius_mm: float = 15.0) -> int:
+def _above(
+    centre: np.ndarray, axis: np.ndarray, points: np.ndarray, *, reach_mm: float = 15.0, radius_mm: float = 15.0
+) -> int:
     """How many of ``points`` lie within ``reach_mm`` above ``centre`` along ``axis`` and within ``radius_mm``
     of the axis line through it: what sits on top of a disc."""
     if len(points) == 0:
@@ -220,24 +239,34 @@ def _junction_doubts(landmarks: LandmarkSet) -> list[str]:
     ref = ref / max(float(np.linalg.norm(ref)), 1e-9)
     tilt = [float(np.degrees(np.arccos(np.clip(abs(lm.normal @ ref), 0.0, 1.0)))) for lm in levels]
     if max(tilt[:-1]) - tilt[-1] > JUNCTION_TURN_DEG:
-        return [f"the lowest disc ({levels[-1].level}) is tilted {max(tilt[:-1]) - tilt[-1]:.0f}° less than one above "
-                "it, as a remnant disc inside the sacrum would be: level names unsure"]
+        return [
+            f"the lowest disc ({levels[-1].level}) is tilted {max(tilt[:-1]) - tilt[-1]:.0f}° less than one above "
+            "it, as a remnant disc inside the sacrum would be: level names unsure"
+        ]
     return []
 
 
-def landmarks_from_label_volume(label_volume, **options):
-    """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` in any spineseg label scheme."""
+def landmarks_from_label_volume(label_volume: Any, **options: Any) -> LandmarkSet:
+    """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` (anything with ``labels``,
+    ``affine`` and ``label_names``: this layer does not import the segmentation one) in any label scheme."""
     labels, affine = label_volume.labels, label_volume.affine
     names: Mapping[int, str] = getattr(label_volume, "label_names", {}) or {}
     doubts: list[str] = []
-    if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
+    base = bool(names) and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base"
+    if base:
         labels, doubts = relabel_base(labels, affine)
     landmarks = landmarks_from_labels(labels, affine, **options)
-    if names and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base":
+    if base:
         doubts += _junction_doubts(landmarks)
     if doubts and landmarks.levels:
-        levels = tuple(replace(lm, confidence=min(lm.confidence, UNSURE_CONFIDENCE_CAP),
-                               reasons=(*lm.reasons, "counting anchor in doubt")) for lm in landmarks.levels)
+        levels = tuple(
+            replace(
+                lm,
+                confidence=min(lm.confidence, UNSURE_CONFIDENCE_CAP),
+                reasons=(*lm.reasons, "counting anchor in doubt"),
+            )
+            for lm in landmarks.levels
+        )
         landmarks = replace(landmarks, levels=levels, unsure=True, warnings=(*landmarks.warnings, *doubts))
     return landmarks
 
@@ -255,8 +284,11 @@ ANCHORED_CONFIDENCE = 0.8
 
 def _anchored(landmarks: LandmarkSet) -> bool:
     confidences = [lm.confidence for lm in landmarks.levels]
-    return (not landmarks.unsure and len(confidences) >= MIN_ANCHORED_LEVELS
-            and float(np.median(confidences)) >= ANCHORED_CONFIDENCE)
+    return (
+        not landmarks.unsure
+        and len(confidences) >= MIN_ANCHORED_LEVELS
+        and float(np.median(confidences)) >= ANCHORED_CONFIDENCE
+    )
 
 
 def reconcile_sagittal(primary: LandmarkSet, other: LandmarkSet, other_name: str = "Sagittal T1") -> LandmarkSet:
@@ -292,42 +324,80 @@ def reconcile_sagittal(primary: LandmarkSet, other: LandmarkSet, other_name: str
             offsets.append(LEVELS.index(other.levels[i].level) - LEVELS.index(lm.level))
             matched[lm.level] = other.levels[i]
     if not offsets:
-        return replace(primary, warnings=(*primary.warnings, f"{other_name}: no disc lies near the primary series' discs; "
-                                          "names not cross-checked"))
+        return replace(
+            primary,
+            warnings=(
+                *primary.warnings,
+                f"{other_name}: no disc lies near the primary series' discs; names not cross-checked",
+            ),
+        )
     values, counts = np.unique(offsets, return_counts=True)
     offset = int(values[np.argmax(counts)])
     split = len(values) > 1
     if not _anchored(other):
         if not _anchored(primary):
-            return replace(primary, warnings=(*primary.warnings, f"{other_name}: no confident sacrum anchor there either"))
+            return replace(
+                primary, warnings=(*primary.warnings, f"{other_name}: no confident sacrum anchor there either")
+            )
         return primary
     if _anchored(primary):
         if offset == 0 and not split:
             return primary
-        how = f"{abs(offset)} level{'s' if abs(offset) > 1 else ''} {'lower' if offset > 0 else 'higher'}" if offset else \
-            "some discs differently"
-        levels = tuple(replace(lm, confidence=min(lm.confidence, DISAGREEMENT_CONFIDENCE_CAP),
-                               reasons=(*lm.reasons, f"{other_name} names this disc differently")) for lm in primary.levels)
-        return replace(primary, levels=levels, unsure=True,
-                       warnings=(*primary.warnings, f"{other_name} names the discs {how} than this series: one of the "
-                                 "two sacrum anchors is wrong; level names unsure"))
+        how = (
+            f"{abs(offset)} level{'s' if abs(offset) > 1 else ''} {'lower' if offset > 0 else 'higher'}"
+            if offset
+            else "some discs differently"
+        )
+        levels = tuple(
+            replace(
+                lm,
+                confidence=min(lm.confidence, DISAGREEMENT_CONFIDENCE_CAP),
+                reasons=(*lm.reasons, f"{other_name} names this disc differently"),
+            )
+            for lm in primary.levels
+        )
+        return replace(
+            primary,
+            levels=levels,
+            unsure=True,
+            warnings=(
+                *primary.warnings,
+                f"{other_name} names the discs {how} than this series: one of the "
+                "two sacrum anchors is wrong; level names unsure",
+            ),
+        )
     renamed: list[LevelLandmark] = []
     for lm in primary.levels:
         index = LEVELS.index(lm.level) + offset
         if not 0 <= index < len(LEVELS):
             continue
         source = matched.get(lm.level)
-        conf = BORROWED_CONFIDENCE_FACTOR * (source.confidence if source is not None
-                                             else min(o.confidence for o in other.levels))
+        conf = BORROWED_CONFIDENCE_FACTOR * (
+            source.confidence if source is not None else min(o.confidence for o in other.levels)
+        )
         if split:
             conf = min(conf, UNSURE_CONFIDENCE_CAP)
-        renamed.append(replace(lm, level=LEVELS[index], confidence=float(np.clip(conf, 0.0, 1.0)),
-                               reasons=tuple(r for r in lm.reasons if "anchor" not in r and "mask's labels" not in r)
-                               + (f"named from the {other_name}'s sacrum anchor",)))
+        renamed.append(
+            replace(
+                lm,
+                level=LEVELS[index],
+                confidence=float(np.clip(conf, 0.0, 1.0)),
+                reasons=tuple(r for r in lm.reasons if "anchor" not in r and "mask's labels" not in r)
+                + (f"named from the {other_name}'s sacrum anchor",),
+            )
+        )
     names = {lm.level for lm in renamed}
-    missing = tuple(MissingLevel(lv, f"not found on this series (names from the {other_name})") for lv in LEVELS
-                    if lv not in names)
-    return replace(primary, levels=tuple(sorted(renamed, key=lambda lm: LEVELS.index(lm.level))), missing=missing,
-                   unsure=split, anchor=f"sacrum ({other_name})",
-                   warnings=(*primary.warnings, f"no sacrum anchor on this series: levels named from the {other_name}, "
-                             f"shifted by {offset}"))
+    missing = tuple(
+        MissingLevel(lv, f"not found on this series (names from the {other_name})") for lv in LEVELS if lv not in names
+    )
+    return replace(
+        primary,
+        levels=tuple(sorted(renamed, key=lambda lm: LEVELS.index(lm.level))),
+        missing=missing,
+        unsure=split,
+        anchor=f"sacrum ({other_name})",
+        warnings=(
+            *primary.warnings,
+            f"no sacrum anchor on this series: levels named from the {other_name}, shifted by {offset}",
+        ),
+    )

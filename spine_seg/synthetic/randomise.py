@@ -107,8 +107,11 @@ def _varied_anatomy(rng: np.random.Generator) -> tuple[Anatomy, dict]:
         sacral_remnants=_sacral_remnants(rng, size),
         sacral_taper_start_mm=float(rng.uniform(10.0, 30.0)),
     )
-    return anat, {"collapsed_discs": sorted(set(collapsed)), "body_scale": round(float(size), 3),
-                  "sacral_remnants": len(anat.sacral_remnants)}
+    return anat, {
+        "collapsed_discs": sorted(set(collapsed)),
+        "body_scale": round(float(size), 3),
+        "sacral_remnants": len(anat.sacral_remnants),
+    }
 
 
 def _sacral_remnants(rng: np.random.Generator, size: float) -> tuple[tuple[float, float, int], ...]:
@@ -134,15 +137,22 @@ class _Warp:
 
     def __init__(self, anat: Anatomy, rng: np.random.Generator):
         self.centre = anat.to_world(0.0, 0.0, 0.0).astype(np.float32)
-        self.scoliosis = (float(rng.uniform(0, 14)) if rng.random() < 0.4 else 0.0,
-                          float(rng.uniform(220, 520)), float(rng.uniform(0, 2 * np.pi)))
+        self.scoliosis = (
+            float(rng.uniform(0, 14)) if rng.random() < 0.4 else 0.0,
+            float(rng.uniform(220, 520)),
+            float(rng.uniform(0, 2 * np.pi)),
+        )
         self.listhesis = None
         if rng.random() < 0.3:
             level = LEVELS[int(rng.integers(2, len(LEVELS)))]
             s = anat.disc_centre_s(level)
             up = anat.to_world(s + 1, 0, 0) - anat.to_world(s - 1, 0, 0)
-            self.listhesis = (level, anat.to_world(s, 0, 0).astype(np.float32), (up / np.linalg.norm(up)).astype(np.float32),
-                              float(rng.choice([-1, 1]) * rng.uniform(3, 10)))
+            self.listhesis = (
+                level,
+                anat.to_world(s, 0, 0).astype(np.float32),
+                (up / np.linalg.norm(up)).astype(np.float32),
+                float(rng.choice([-1, 1]) * rng.uniform(3, 10)),
+            )
         n = 4
         self.k = rng.uniform(-1, 1, (n, 3)) * (2 * np.pi / rng.uniform(45, 150, (n, 1)))
         self.phase = rng.uniform(0, 2 * np.pi, n)
@@ -165,7 +175,9 @@ class _Warp:
     def describe(self) -> dict:
         return {
             "scoliosis_mm": round(self.scoliosis[0], 1),
-            "listhesis": None if self.listhesis is None else {"level": self.listhesis[0], "shift_mm": round(self.listhesis[3], 1)},
+            "listhesis": None
+            if self.listhesis is None
+            else {"level": self.listhesis[0], "shift_mm": round(self.listhesis[3], 1)},
         }
 
 
@@ -228,10 +240,18 @@ def randomised_case(seed: int, *, spacing_mm: float | None = None) -> Randomised
     affine = geometry.affine_from_headers(first, (*row, *col), (px, px), step * spacing_k)
 
     # partial volume: three sub-planes across each slice; the middle one gives the labels
-    k, j, i = np.meshgrid(np.arange(n_slices, dtype=np.float32), np.arange(rows, dtype=np.float32),
-                          np.arange(cols, dtype=np.float32), indexing="ij")
-    base = first.astype(np.float32) + i[..., None] * (row * px).astype(np.float32) + j[..., None] * (col * px).astype(np.float32) \
+    k, j, i = np.meshgrid(
+        np.arange(n_slices, dtype=np.float32),
+        np.arange(rows, dtype=np.float32),
+        np.arange(cols, dtype=np.float32),
+        indexing="ij",
+    )
+    base = (
+        first.astype(np.float32)
+        + i[..., None] * (row * px).astype(np.float32)
+        + j[..., None] * (col * px).astype(np.float32)
         + k[..., None] * (step * spacing_k).astype(np.float32)
+    )
     del k, j, i
     means, mode = _intensity_means(rng)
     stds = rng.uniform(0.0, 0.12, len(TISSUE_NAMES)).astype(np.float32) * np.maximum(means, 0.05)
@@ -257,9 +277,16 @@ def randomised_case(seed: int, *, spacing_mm: float | None = None) -> Randomised
     img = _marrow_lesions(rng, img, labels, means, px)
     img = _acquisition(rng, img, px)
     meta = {
-        "seed": int(seed), "contrast": mode, "thickness_mm": round(thickness, 2), "gap_mm": round(gap, 2),
-        "pixel_mm": round(px, 3), "slices": n_slices, "fov_top_s_mm": round(s_top, 1), "fov_bottom_s_mm": round(s_bottom, 1),
-        **variants, **warp.describe(),
+        "seed": int(seed),
+        "contrast": mode,
+        "thickness_mm": round(thickness, 2),
+        "gap_mm": round(gap, 2),
+        "pixel_mm": round(px, 3),
+        "slices": n_slices,
+        "fov_top_s_mm": round(s_top, 1),
+        "fov_bottom_s_mm": round(s_bottom, 1),
+        **variants,
+        **warp.describe(),
     }
     return RandomisedCase(image=img, labels=labels, affine=affine, meta=meta)
 
@@ -280,7 +307,9 @@ def _darken_collapsed(anat: Anatomy, q: np.ndarray, tissue: np.ndarray, collapse
     tissue[nuc] = sub
 
 
-def _marrow_lesions(rng: np.random.Generator, img: np.ndarray, labels: np.ndarray, means: np.ndarray, px: float) -> np.ndarray:
+def _marrow_lesions(
+    rng: np.random.Generator, img: np.ndarray, labels: np.ndarray, means: np.ndarray, px: float
+) -> np.ndarray:
     """Fat spots (haemangioma-like blobs) in the bodies, and Modic-like bands along some endplates."""
     body = labels == BASE_LABELS["vertebra"]
     if not body.any():
@@ -298,7 +327,7 @@ def _marrow_lesions(rng: np.random.Generator, img: np.ndarray, labels: np.ndarra
             if rows.size:  # one endplate region (a 40 mm window of rows), darker or brighter
                 lo = int(rng.choice(rows))
                 window = np.zeros(img.shape[1], dtype=bool)
-                window[max(0, lo - int(20 / px)): lo + int(20 / px)] = True
+                window[max(0, lo - int(20 / px)) : lo + int(20 / px)] = True
                 band &= window[None, :, None]
                 img = np.where(band, img * rng.uniform(0.4, 1.8), img)
     return img

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from spine_seg.core import textio
-from spine_seg.core.choices import Device, check_option
+from spine_seg.core.choices import CrossCheck, Device, check_option
 from spine_seg.core.errors import UsageError
 from spine_seg.core.progress import bars_enabled
 from spine_seg_cli.common import USER_ERRORS, fail
@@ -89,6 +89,14 @@ def predict(
             help="GPU share of each Ray worker (default 1 when the cluster has GPUs, else 0; 0.5: two per GPU).",
         ),
     ] = None,
+    cross_check: Annotated[
+        str,
+        typer.Option(
+            "--cross-check",
+            help="When the Sagittal T1 is segmented too, to check the T2's level names: always, unsure (only when "
+            "the T2's names are unsure), never, or auto (always on CUDA, else when unsure).",
+        ),
+    ] = "auto",
     dicom_out: Annotated[
         bool,
         typer.Option(
@@ -98,7 +106,7 @@ def predict(
     ] = True,
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
-    # Long on purpose: typer declares the 14 options in the signature (the docstring is the --help
+    # Long on purpose: typer declares the 15 options in the signature (the docstring is the --help
     # text, so the reason is here); the body only checks, calls and prints.
     from spine_seg.dicom import read_series_csv
     from spine_seg.inference.batch import ENGINE_START_ERRORS, discover_studies, predict_batch
@@ -109,6 +117,7 @@ def predict(
 
     try:  # everything a user can get wrong is checked here, before any model loads (exit 2)
         _check_device(device)
+        check_option("--cross-check", cross_check, CrossCheck)
         if series_csv is not None:
             if not series_csv.is_file():
                 raise FileNotFoundError(f"--series-csv: no such file: {series_csv}")
@@ -131,7 +140,7 @@ def predict(
         bundle = load_bundle(model)
         prepare_output_folder(out)
         # the local engine loads the models here (exit 2 if they cannot load); Ray workers load their own
-        predictor = Predictor(bundle, device) if batch_engine is None else None
+        predictor = Predictor(bundle, device, cross_check) if batch_engine is None else None
     except (*USER_ERRORS, *ENGINE_START_ERRORS, BundleError) as exc:
         raise fail(exc) from exc
 
@@ -160,6 +169,7 @@ def predict(
             predictor=predictor,
             extra_outputs=extra_outputs,
             engine=batch_engine,
+            cross_check=cross_check,
         )
     except (*USER_ERRORS, *ENGINE_START_ERRORS) as exc:  # before the first study (the engine could not start)
         raise fail(exc) from exc

@@ -65,13 +65,17 @@ def bundle_fingerprint(bundle: Any) -> str:
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
 
 
-def run_key(bundle: Any, series_csv: str | Path | None) -> dict[str, Any]:
+def run_key(bundle: Any, series_csv: str | Path | None, cross_check: str = "auto") -> dict[str, Any]:
     """What must match for a finished ``result.json`` to be reused: the bundle and the options that change
-    the result (the series CSV's content decides series kinds)."""
+    the result (the series CSV's content decides series kinds; ``cross_check`` is recorded only when it is
+    not the default, so results written before the option existed still resume)."""
     from spine_seg.core.checksums import sha256_file
 
     csv_sha = sha256_file(Path(series_csv))[:16] if series_csv is not None else None
-    return {"bundle_fingerprint": bundle_fingerprint(bundle), "options": {"series_csv_sha256": csv_sha}}
+    options: dict[str, Any] = {"series_csv_sha256": csv_sha}
+    if cross_check != "auto":
+        options["cross_check"] = str(cross_check)
+    return {"bundle_fingerprint": bundle_fingerprint(bundle), "options": options}
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,7 @@ class BatchJob:
     report: bool = True
     extra_outputs: ExtraOutputs | None = None
     run: Mapping[str, Any] | None = None  # the resume key every worker stores in result.json
+    cross_check: str = "auto"  # when the Sagittal T1 checks the T2's level names (core.choices.CrossCheck)
 
 
 #: Raised by an engine before its first study, these mean the batch could not start (``predict`` exits 2);
@@ -322,6 +327,7 @@ def predict_batch(
     predictor: Predictor | None = None,
     extra_outputs: ExtraOutputs | None = None,
     engine: BatchEngine | None = None,
+    cross_check: str = "auto",
 ) -> BatchResult:
     """Predict every study under ``input_path`` into ``out`` (see the module doc for the files).
 
@@ -334,7 +340,8 @@ def predict_batch(
     ``engine``: where the pending studies run (default: one after the other in this process, with
     ``predictor``); discovery, resume (with the bundle fingerprint), ``submission.csv`` and ``errors.csv``
     stay here either way. ``extra_outputs``: further per-study files (DICOM SEG/SR:
-    :func:`spine_seg.dicom_out.write_dicom_outputs`).
+    :func:`spine_seg.dicom_out.write_dicom_outputs`). ``cross_check``: see :class:`~.predictor.Predictor`
+    (a ``predictor`` passed in keeps its own).
 
     Long on purpose: discovery, resume, the engine loop and the final CSVs share the batch's state.
     """
@@ -348,8 +355,10 @@ def predict_batch(
     reserve = _reserve_space(out, len(folders))
     try:
         the_bundle = _batch_bundle(bundle, predictor, engine)
-        pred = None if engine is not None else (predictor or predictor_module.Predictor(the_bundle, device))
-        key = run_key(the_bundle, series_csv)
+        pred = (
+            None if engine is not None else (predictor or predictor_module.Predictor(the_bundle, device, cross_check))
+        )
+        key = run_key(the_bundle, series_csv, pred.cross_check if pred is not None else cross_check)
         duplicated = {f for fs in found.duplicates.values() for f in fs}
         outcomes: list[StudyOutcome] = []
         rows: dict[str, pd.DataFrame] = {}
@@ -409,7 +418,7 @@ def predict_batch(
             else:
                 pending.append(task)
         if engine is not None and pending:
-            job = BatchJob(the_bundle, device, series_csv, report, extra_outputs, key)
+            job = BatchJob(the_bundle, device, series_csv, report, extra_outputs, key, cross_check)
             finished: set[Path] = set()
             lost: Exception | None = None
             try:

@@ -48,3 +48,21 @@ def test_make_engine():
         make_engine("spark")
     with pytest.raises(ValueError, match="--workers: only with --engine ray"):
         make_engine("local", workers=2)
+
+
+def test_unknown_cross_check_exits_2_before_any_model_loads(batch, tmp_path):
+    res = runner.invoke(
+        app,
+        ["predict", str(batch), "--model", "no-such-bundle", "--out", str(tmp_path / "o"), "--cross-check", "often"],
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--cross-check: unknown value 'often'; valid: ['auto', 'always', 'unsure', 'never']" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cross_check_is_part_of_the_resume_key_only_when_chosen(tmp_path):
+    from spine_seg.inference.batch import run_key
+
+    bundle = "some-bundle"
+    assert "cross_check" not in run_key(bundle, None)["options"]
+    assert run_key(bundle, None, "always")["options"]["cross_check"] == "always"

@@ -59,6 +59,9 @@ def landmarks_from_labels(
     (see the module docstring); the labels only break the tie when there is no sacrum, and then the result
     is ``unsure``. A mask without disc components but with two or more of L1–L5 goes to
     :func:`landmarks_from_vertebrae` (``source="vertebrae"``).
+
+    Long on purpose: the stages above run in order over one set of components and one warnings list; each
+    is a function of its own, and this body only threads their results.
     """
     labels, affine = _checked(labels, affine)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))

@@ -285,7 +285,11 @@ def _from_vertebrae(
     canal_behind_body_mm: float,
     default_foramen_offset_mm: float,
 ) -> LandmarkSet:
-    """:func:`landmarks_from_vertebrae` on components already found (``landmarks_from_labels`` has them)."""
+    """:func:`landmarks_from_vertebrae` on components already found (``landmarks_from_labels`` has them).
+
+    Long on purpose: order the bodies, anchor on the sacrum, name, place each disc, then list what is missing;
+    every step adds to the same warnings and reads the previous step's bodies, as in ``landmarks_from_labels``.
+    """
     comps: dict[int, _Component] = {}
     for value in VERTEBRA_LABELS[:5]:
         found = sorted(vertebrae[value], key=lambda comp: -comp.n)

@@ -366,6 +366,20 @@ def reconcile_sagittal(primary: LandmarkSet, other: LandmarkSet, other_name: str
                 "two sacrum anchors is wrong; level names unsure",
             ),
         )
+    return _named_from_other(primary, other, offset, split, matched, other_name)
+
+
+def _named_from_other(
+    primary: LandmarkSet,
+    other: LandmarkSet,
+    offset: int,
+    split: bool,
+    matched: Mapping[str, LevelLandmark],
+    other_name: str,
+) -> LandmarkSet:
+    """The unanchored ``primary``'s discs renamed by ``offset`` to the anchored ``other``'s names, with its
+    confidence (the matched disc's, else its lowest) times :data:`BORROWED_CONFIDENCE_FACTOR`; capped when
+    the offsets were not all the same (``split``)."""
     renamed: list[LevelLandmark] = []
     for lm in primary.levels:
         index = LEVELS.index(lm.level) + offset

@@ -126,6 +126,9 @@ def build_base(
     dataset already in ``nnUNet_raw`` (its real cases converted elsewhere) instead of converting anew;
     ``replan=False`` trains on data already converted, planned and preprocessed. ``validate_cv``: nnU-Net's
     final validation for the numbered folds (their held-out cases).
+
+    Long on purpose: the recipe in its order (convert, plan, train, export) and the manifest that records
+    each step's settings and numbers, which must be written from the same local values.
     """
     from spine_seg.segmentation.train import plan_and_preprocess, train
     from spine_seg_nnunet_tasks.Dataset510_SpineBase import REAL_FOLDS_NAME, convert_spine_base

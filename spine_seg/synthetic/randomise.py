@@ -202,7 +202,11 @@ def _intensity_means(rng: np.random.Generator) -> tuple[np.ndarray, str]:
 
 
 def randomised_case(seed: int, *, spacing_mm: float | None = None) -> RandomisedCase:
-    """One domain-randomised sagittal volume, fully determined by ``seed``."""
+    """One domain-randomised sagittal volume, fully determined by ``seed``.
+
+    Long on purpose: anatomy, field of view, slice geometry, contrast and acquisition are drawn in this order
+    from one seeded generator; split up, the order of the draws (and so every seed's case) would hang on
+    the call order of a dozen helpers passing the same arrays around."""
     rng = np.random.default_rng(np.random.SeedSequence([20241, int(seed)]))
     anat, variants = _varied_anatomy(rng)
     warp = _Warp(anat, rng)

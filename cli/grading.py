@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg.core.choices import check_option
+from spine_seg.core.choices import Device, check_option, choice_help
 from spine_seg.core.constants import CONDITION_GROUPS
 from spine_seg.core.progress import bars_enabled
 from spine_seg_cli.common import USER_ERRORS, fail
@@ -45,7 +45,7 @@ def train_cls(
     epochs: Annotated[
         int, typer.Option("--epochs", help="Maximum epochs per fold (early stopping on the official metric).")
     ] = 10,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=choice_help(Device))] = "auto",
     out: Annotated[
         Path, typer.Option("--out", help="Output folder; the run goes to OUT/<backbone>-<condition>/.")
     ] = Path("runs/train-cls"),

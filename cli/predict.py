@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from spine_seg.core import textio
-from spine_seg.core.choices import CrossCheck, Device, check_option
+from spine_seg.core.choices import CrossCheck, Device, check_option, choice_help
 from spine_seg.core.errors import UsageError
 from spine_seg.core.progress import bars_enabled
 from spine_seg_cli.common import USER_ERRORS, fail
@@ -55,7 +55,7 @@ def predict(
         Optional[Path],
         typer.Option("--series-csv", help="series_descriptions CSV (study_id, series_id, series_description)."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=choice_help(Device))] = "auto",
     no_resume: Annotated[
         bool, typer.Option("--no-resume", help="Predict studies again even when their result.json exists.")
     ] = False,
@@ -93,8 +93,7 @@ def predict(
         str,
         typer.Option(
             "--cross-check",
-            help="When the Sagittal T1 is segmented too, to check the T2's level names: always, unsure (only when "
-            "the T2's names are unsure), never, or auto (always on CUDA, else when unsure).",
+            help=choice_help(CrossCheck),
         ),
     ] = "auto",
     dicom_out: Annotated[
@@ -317,7 +316,7 @@ def bundle_build_base(
             "--folds", help="Comma-separated: 0,1 (cross-validation halves, predicted as an ensemble) and/or all."
         ),
     ] = "0,1",
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=choice_help(Device))] = "auto",
     parallel: Annotated[
         bool,
         typer.Option(
@@ -378,7 +377,7 @@ def demo(
     ] = 4.5,
     grading_epochs: Annotated[int, typer.Option("--grading-epochs", help="Maximum epochs per grading fold.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort.")] = 7,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=choice_help(Device))] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
     base_model: Annotated[
         Optional[str],

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spine_seg.core.choices import check_choice
+from spine_seg.core.choices import Device, check_choice, choice_help
 from spine_seg.core.errors import UsageError
 from spine_seg.segmentation import nnunet_env
 from spine_seg.segmentation import train as seg_train
@@ -109,7 +109,7 @@ def train_seg(
             "default: nnUNetTrainer on CUDA, nnUNetTrainer_CPUBudget on CPU.",
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=choice_help(Device))] = "auto",
     epochs: Annotated[
         Optional[int], typer.Option("--epochs", help="Number of epochs (overrides the trainer's).")
     ] = None,

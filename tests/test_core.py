@@ -55,3 +55,10 @@ def test_sitk_affine_round_trip():
     affine = np.array([[0, 0, -3.0, 10], [0.5, 0, 0, -4], [0, -0.6, 0, 7], [0, 0, 0, 1]])
     img = geometry.set_sitk_geometry(sitk.Image(4, 5, 6, sitk.sitkUInt8), affine)
     assert np.allclose(geometry.affine_from_sitk(img), affine)
+
+
+def test_choice_help_reads_the_enum():
+    from spine_seg.core.choices import CrossCheck, Device, choice_help
+
+    assert choice_help(Device).startswith("auto | cpu | cuda: Where torch")
+    assert "unsure" in choice_help(CrossCheck) and "\n" not in choice_help(CrossCheck)

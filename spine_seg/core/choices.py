@@ -73,6 +73,13 @@ def values(choices: Iterable[StrEnum]) -> tuple[str, ...]:
     return tuple(str(c.value) for c in choices)
 
 
+def choice_help(choices: type[StrEnum]) -> str:
+    """An option's ``--help`` text from its enum: the values, then the enum's docstring (its first paragraph),
+    so that the help, the check and the library read from one place."""
+    doc = " ".join((choices.__doc__ or "").split("\n\n")[0].split())
+    return f"{' | '.join(values(choices))}: {doc}"
+
+
 def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
     """``value`` if it is one of ``valid``, else ``ValueError("unknown <kind> '<value>'; valid: a, b")``."""
     valid = tuple(str(v) for v in valid)

@@ -324,6 +324,14 @@ def bundle_build_base(
         ),
     ] = True,
     no_real: Annotated[bool, typer.Option("--no-real", help="Phantoms only (no real volumes needed).")] = False,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--init-from",
+            help="A base model folder (same plans) whose folds start the training: fine-tune it on the new data "
+            "instead of starting from random weights.",
+        ),
+    ] = None,
 ) -> None:
     """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and
     provenance."""
@@ -352,6 +360,7 @@ def bundle_build_base(
             workers=2,
             parallel=parallel and len(fold_list) > 1,
             real=() if no_real else ("vb2", "myosegmentum"),
+            init_from=init_from,
         )
     except USER_ERRORS as exc:
         raise fail(exc) from exc

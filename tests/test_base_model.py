@@ -230,3 +230,15 @@ def test_shipped_base_model_names_the_real_study_levels(real_study_dir: Path, sh
         errors.append(float(np.linalg.norm(ls[row.level].canal_xyz - truth)))
         assert ls[row.level].confidence >= 0.5
     assert len(errors) == 5 and np.median(errors) <= 4.0 and max(errors) <= 8.0
+
+
+def test_warm_start_names_the_folds_a_model_has():
+    from spine_seg.segmentation.base_model import _warm_starts, shipped_base_model
+
+    shipped = shipped_base_model()
+    assert shipped is not None
+    starts = _warm_starts(shipped, ("0", "1"))
+    assert sorted(starts) == ["0", "1"] and all(p.is_file() for p in starts.values())
+    with pytest.raises(FileNotFoundError, match="no fold all to start from; it has: 0, 1"):
+        _warm_starts(shipped, ("all",))
+    assert _warm_starts(None, ("0",)) == {}

@@ -304,3 +304,24 @@ def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     assert doc["epochs"] == 1 and doc["final_dice"] is None
     assert "epoch 1/2" in res.stderr and "epoch 2/" not in res.stderr
     print(f"smoke train+predict: {time.perf_counter() - t0:.1f} s")
+
+
+def test_warm_start_weights_load_and_mismatches_are_named(tmp_path):
+    import torch
+
+    from spine_seg.core.errors import UsageError
+    from spine_seg.segmentation.train import load_network_weights
+
+    src = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 2, 1))
+    ckpt = tmp_path / "fold_0.pth"
+    torch.save({"network_weights": {k: v.half() for k, v in src.state_dict().items()}}, ckpt)  # an fp16 export
+    dst = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 2, 1))
+    load_network_weights(dst, ckpt)
+    for k, v in dst.state_dict().items():
+        assert v.dtype == torch.float32 and torch.allclose(v, src.state_dict()[k].half().float())
+    other = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.Conv2d(8, 2, 1))
+    with pytest.raises(UsageError, match="first 0.weight"):
+        load_network_weights(other, ckpt)
+    torch.save({"state_dict": {}}, tmp_path / "bad.pth")
+    with pytest.raises(UsageError, match="no network_weights"):
+        load_network_weights(dst, tmp_path / "bad.pth")

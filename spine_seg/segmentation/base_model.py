@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,7 @@ def build_base(
     keep_raw: bool = False,
     replan: bool = True,
     validate_cv: bool = False,
+    init_from: str | Path | None = None,
 ) -> BaseBuild:
     """Build the base segmentation model into ``out`` (see the module docstring); returns what it made.
 
@@ -125,7 +126,9 @@ def build_base(
     processes when ``parallel`` (a GPU has room for several). ``keep_raw``: add the synthetic cases to the raw
     dataset already in ``nnUNet_raw`` (its real cases converted elsewhere) instead of converting anew;
     ``replan=False`` trains on data already converted, planned and preprocessed. ``validate_cv``: nnU-Net's
-    final validation for the numbered folds (their held-out cases).
+    final validation for the numbered folds (their held-out cases). ``init_from``: a base model folder whose
+    same folds start the training (a warm start, :func:`~spine_seg.segmentation.train.train`'s
+    ``init_weights``): fold ``k`` from fold ``k``, so the real volumes each fold holds out stay unseen.
 
     Long on purpose: the recipe in its order (convert, plan, train, export) and the manifest that records
     each step's settings and numbers, which must be written from the same local values.
@@ -138,6 +141,7 @@ def build_base(
         raise FileExistsError(f"{out}: exists and is not empty; choose a new folder")
     if budget_min <= 0:
         raise ValueError(f"budget_min must be positive, got {budget_min}")
+    starts = _warm_starts(init_from, folds)
     t0 = time.perf_counter()
     env = nnunet_env.apply()
     if replan:
@@ -170,7 +174,7 @@ def build_base(
     conf = plans_doc["configurations"][BASE_CONFIGURATION]
     t_plan = time.perf_counter() - t0 - t_convert
     if parallel:
-        results = _train_in_processes(folds, trainer, device, max_epochs, budget_min, validate_cv)
+        results = _train_in_processes(folds, trainer, device, max_epochs, budget_min, validate_cv, starts)
     else:
         results = [
             train(
@@ -184,6 +188,7 @@ def build_base(
                 plans=BASE_PLANS,
                 validate=validate_cv and str(fold) != "all",
                 time_budget_s=budget_min * 60.0,
+                init_weights=starts.get(str(fold)),
             )
             for fold in folds
         ]
@@ -200,7 +205,17 @@ def build_base(
         "folds_available": [str(r.fold) for r in results],
         "recipe": {
             "command": f"{BUILD_COMMAND} --budget-min {budget_min:g} --synthetic {n_synthetic} --seed {seed} "
-            f"--folds {','.join(map(str, folds))} --device {device}",
+            f"--folds {','.join(map(str, folds))} --device {device}"
+            + (f" --init-from {init_from}" if init_from is not None else ""),
+            "warm_start": None
+            if init_from is None
+            else {
+                "from": str(init_from),
+                "its_recipe": read_manifest(init_from).get("recipe", {}).get("command"),
+                "its_folds": [
+                    {k: f.get(k) for k in ("fold", "epochs", "iterations")} for f in read_manifest(init_from)["folds"]
+                ],
+            },
             "dataset": raw.name,
             "configuration": BASE_CONFIGURATION,
             "plans": plans_doc["plans_name"],
@@ -249,8 +264,26 @@ def build_base(
     return BaseBuild(out=out, result_folder=model_dir, manifest=manifest)
 
 
+def _warm_starts(init_from: str | Path | None, folds: Sequence[str]) -> dict[str, Path]:
+    """Fold → checkpoint of ``init_from`` to start it from; the error lists the folds the model has."""
+    if init_from is None:
+        return {}
+    folder = nnunet_folder(init_from)
+    have = model_folds(init_from)
+    missing = [str(f) for f in folds if str(f) not in have]
+    if missing:
+        raise FileNotFoundError(f"{init_from}: no fold {', '.join(missing)} to start from; it has: {', '.join(have)}")
+    return {str(f): folder / f"fold_{f}" / "checkpoint_final.pth" for f in folds}
+
+
 def _train_in_processes(
-    folds: Sequence[str], trainer: str, device: str, max_epochs: int, budget_min: float, validate_cv: bool
+    folds: Sequence[str],
+    trainer: str,
+    device: str,
+    max_epochs: int,
+    budget_min: float,
+    validate_cv: bool,
+    starts: Mapping[str, Path] | None = None,
 ) -> list[Any]:
     """Train each fold in its own process, all at once; their TrainResult records are read back."""
     import subprocess
@@ -271,6 +304,7 @@ def _train_in_processes(
             str(max_epochs),
             str(budget_min),
             str(int(validate_cv and str(fold) != "all")),
+            *([str(starts[str(fold)])] if starts and str(fold) in starts else []),
         ]
         procs.append((fold, subprocess.Popen(cmd)))
     results = []
@@ -344,10 +378,12 @@ def require_base_model(path: str | Path | None = None) -> Path:
 
 
 def _train_fold_main(argv: Sequence[str]) -> None:
-    """``python -m spine_seg.segmentation.base_model train-fold FOLD TRAINER DEVICE MAX_EPOCHS BUDGET_MIN VALIDATE``."""
+    """``python -m spine_seg.segmentation.base_model train-fold FOLD TRAINER DEVICE MAX_EPOCHS BUDGET_MIN VALIDATE
+    [INIT_CHECKPOINT]``."""
     from spine_seg.segmentation.train import train
 
-    fold, trainer, device, max_epochs, budget_min, validate = argv
+    fold, trainer, device, max_epochs, budget_min, validate = argv[:6]
+    init = argv[6] if len(argv) > 6 else None
     logging.basicConfig(level=logging.INFO, format=f"fold {fold}: %(message)s")
     train(
         BASE_DATASET_ID,
@@ -359,16 +395,17 @@ def _train_fold_main(argv: Sequence[str]) -> None:
         plans=BASE_PLANS,
         validate=validate == "1",
         time_budget_s=float(budget_min) * 60.0,
+        init_weights=init,
     )
 
 
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) == 8 and sys.argv[1] == "train-fold":
+    if len(sys.argv) in (8, 9) and sys.argv[1] == "train-fold":
         _train_fold_main(sys.argv[2:])
     else:
         raise SystemExit(
             "usage: python -m spine_seg.segmentation.base_model train-fold "
-            "FOLD TRAINER DEVICE MAX_EPOCHS BUDGET_MIN VALIDATE(0|1)"
+            "FOLD TRAINER DEVICE MAX_EPOCHS BUDGET_MIN VALIDATE(0|1) [INIT_CHECKPOINT]"
         )

@@ -358,7 +358,7 @@ def predict_batch(
         pred = (
             None if engine is not None else (predictor or predictor_module.Predictor(the_bundle, device, cross_check))
         )
-        key = run_key(the_bundle, series_csv, pred.cross_check if pred is not None else cross_check)
+        key = run_key(the_bundle, series_csv, getattr(pred, "cross_check", cross_check))
         duplicated = {f for fs in found.duplicates.values() for f in fs}
         outcomes: list[StudyOutcome] = []
         rows: dict[str, pd.DataFrame] = {}

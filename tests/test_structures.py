@@ -77,7 +77,7 @@ def test_extra_thoracic_disc_is_not_named_lumbar(cohort: Path):
 
 def _set(names: list[str], z0: float, unsure: bool, conf: float = 1.0, spacing: float = 36.0):
     """Discs stacked along z (head up), the first name at z0, each next one a spacing lower."""
-    from spine_seg.segmentation.landmarks import LandmarkSet, LevelLandmark
+    from spine_seg.landmarks import LandmarkSet, LevelLandmark
 
     levels = tuple(
         LevelLandmark(
@@ -102,7 +102,7 @@ def _set(names: list[str], z0: float, unsure: bool, conf: float = 1.0, spacing: 
 
 
 def test_reconcile_agreeing_series_change_nothing():
-    from spine_seg.segmentation.structures import reconcile_sagittal
+    from spine_seg.landmarks.structures import reconcile_sagittal
 
     t2 = _set(["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)
     t1 = _set(["l2_l3", "l3_l4", "l4_l5", "l5_s1"], -34.0, unsure=False)  # 2 mm apart: same discs
@@ -110,7 +110,7 @@ def test_reconcile_agreeing_series_change_nothing():
 
 
 def test_reconcile_disagreeing_anchors_make_names_unsure():
-    from spine_seg.segmentation.structures import DISAGREEMENT_CONFIDENCE_CAP, reconcile_sagittal
+    from spine_seg.landmarks.structures import DISAGREEMENT_CONFIDENCE_CAP, reconcile_sagittal
 
     t2 = _set(["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)
     t1 = _set(["l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)  # the T1 calls the top disc L2/L3
@@ -121,7 +121,7 @@ def test_reconcile_disagreeing_anchors_make_names_unsure():
 
 
 def test_reconcile_names_an_unanchored_series_from_the_other():
-    from spine_seg.segmentation.structures import BORROWED_CONFIDENCE_FACTOR, reconcile_sagittal
+    from spine_seg.landmarks.structures import BORROWED_CONFIDENCE_FACTOR, reconcile_sagittal
 
     # the T2 missed the sacrum and counted its lowest disc as L5/S1; the T1's sacrum says it is L4/L5
     t2 = _set(["l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=True, conf=0.5)
@@ -136,7 +136,7 @@ def test_reconcile_names_an_unanchored_series_from_the_other():
 
 
 def test_reconcile_keeps_the_primary_when_the_other_is_unsure_or_elsewhere():
-    from spine_seg.segmentation.structures import reconcile_sagittal
+    from spine_seg.landmarks.structures import reconcile_sagittal
 
     t2 = _set(["l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=True, conf=0.5)
     t1 = _set(["l2_l3", "l3_l4", "l4_l5"], 0.0, unsure=True, conf=0.5)
@@ -148,7 +148,7 @@ def test_reconcile_keeps_the_primary_when_the_other_is_unsure_or_elsewhere():
 
 
 def test_reconcile_ignores_a_weakly_anchored_other_series():
-    from spine_seg.segmentation.structures import reconcile_sagittal
+    from spine_seg.landmarks.structures import reconcile_sagittal
 
     t2 = _set(["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], 0.0, unsure=False)
     weak = _set(["l2_l3", "l3_l4", "l4_l5"], 0.0, unsure=False, conf=0.5)  # anchored, but not confidently
@@ -178,8 +178,8 @@ def _column(sacrum_bleed_mm: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_counting_names_the_disc_above_the_sacrum_l5_s1():
-    from spine_seg.labels import SEG_DISC_OF_LEVEL
-    from spine_seg.segmentation.structures import relabel_base
+    from spine_seg.core.labels import SEG_DISC_OF_LEVEL
+    from spine_seg.landmarks.structures import relabel_base
 
     labels, affine = _column()
     out, doubts = relabel_base(labels, affine)
@@ -190,8 +190,8 @@ def test_counting_names_the_disc_above_the_sacrum_l5_s1():
 
 
 def test_a_sacrum_label_bleeding_up_behind_l5_does_not_swallow_l5_s1():
-    from spine_seg.labels import SEG_DISC_OF_LEVEL
-    from spine_seg.segmentation.structures import relabel_base
+    from spine_seg.core.labels import SEG_DISC_OF_LEVEL
+    from spine_seg.landmarks.structures import relabel_base
 
     labels, affine = _column(sacrum_bleed_mm=20)  # one component: its upper end is now inside L5
     out, doubts = relabel_base(labels, affine)
@@ -200,7 +200,7 @@ def test_a_sacrum_label_bleeding_up_behind_l5_does_not_swallow_l5_s1():
 
 
 def _tilted(tilts_deg: list[float]):
-    from spine_seg.segmentation.landmarks import LandmarkSet, LevelLandmark
+    from spine_seg.landmarks import LandmarkSet, LevelLandmark
 
     levels = []
     for n, (level, a) in enumerate(zip(LEVELS, tilts_deg, strict=False)):
@@ -220,8 +220,17 @@ def _tilted(tilts_deg: list[float]):
 
 
 def test_a_lowest_disc_that_turns_back_from_the_lordosis_is_doubted():
-    from spine_seg.segmentation.structures import _junction_doubts
+    from spine_seg.landmarks.structures import _junction_doubts
 
     assert _junction_doubts(_tilted([0, 2, 10, 20, 35])) == []  # lordosis down to L5/S1
     assert _junction_doubts(_tilted([0, 2, 12, 30, 10]))  # the lowest turns back 20°: a sacral remnant
     assert _junction_doubts(_tilted([0, 2, 12])) == []  # too few discs to read a curve
+
+
+def test_a_lowest_disc_that_turns_back_is_dropped_and_the_count_moves_down():
+    from spine_seg.landmarks.structures import _drop_sacral_remnant
+
+    out = _drop_sacral_remnant(_tilted([0, 2, 12, 30, 10]))
+    assert out.found_levels == ("l2_l3", "l3_l4", "l4_l5", "l5_s1") and out.missing_levels == ("l1_l2",)
+    assert [lm.xyz_lps_mm for lm in out.levels] == [lm.xyz_lps_mm for lm in _tilted([0, 2, 12, 30]).levels]
+    assert all("turns back" in lm.reasons[-1] for lm in out.levels)

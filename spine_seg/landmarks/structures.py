@@ -246,6 +246,30 @@ def _junction_doubts(landmarks: LandmarkSet) -> list[str]:
     return []
 
 
+def _drop_sacral_remnant(landmarks: LandmarkSet) -> LandmarkSet:
+    """The lowest disc, counted as L5/S1 but turned back from the lordosis, taken for a remnant inside the
+    sacrum: dropped, and every disc above it named one level lower (the count from the bottom started one
+    disc too low). The names stay unsure (the caller caps them): this is the likelier reading, not a proof."""
+    levels = sorted(landmarks.levels, key=lambda lm: LEVELS.index(lm.level))
+    if not levels or levels[-1].level != LEVELS[-1]:
+        return landmarks
+    kept = [
+        replace(
+            lm,
+            level=LEVELS[LEVELS.index(lm.level) + 1],
+            reasons=(*lm.reasons, "renamed: the disc below it turns back into the sacrum"),
+        )
+        for lm in levels[:-1]
+    ]
+    names = {lm.level for lm in kept}
+    missing = tuple(
+        MissingLevel(lv, "above the discs found (the lowest disc was taken for a sacral remnant)")
+        for lv in LEVELS
+        if lv not in names
+    )
+    return replace(landmarks, levels=tuple(kept), missing=missing)
+
+
 def landmarks_from_label_volume(label_volume: Any, **options: Any) -> LandmarkSet:
     """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` (anything with ``labels``,
     ``affine`` and ``label_names``: this layer does not import the segmentation one) in any label scheme."""
@@ -257,7 +281,10 @@ def landmarks_from_label_volume(label_volume: Any, **options: Any) -> LandmarkSe
         labels, doubts = relabel_base(labels, affine)
     landmarks = landmarks_from_labels(labels, affine, **options)
     if base:
-        doubts += _junction_doubts(landmarks)
+        turn = _junction_doubts(landmarks)
+        if turn:
+            landmarks = _drop_sacral_remnant(landmarks)
+        doubts += turn
     if doubts and landmarks.levels:
         levels = tuple(
             replace(

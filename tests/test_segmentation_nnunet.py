@@ -310,7 +310,7 @@ def test_warm_start_weights_load_and_mismatches_are_named(tmp_path):
     import torch
 
     from spine_seg.core.errors import UsageError
-    from spine_seg.segmentation.train import load_network_weights
+    from spine_seg.segmentation.weights import load_network_weights
 
     src = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 2, 1))
     ckpt = tmp_path / "fold_0.pth"

@@ -139,7 +139,7 @@ def predict(
         bundle = load_bundle(model)
         prepare_output_folder(out)
         # the local engine loads the models here (exit 2 if they cannot load); Ray workers load their own
-        predictor = Predictor(bundle, device, cross_check) if batch_engine is None else None
+        predictor = Predictor(bundle, device, cross_check=cross_check) if batch_engine is None else None
     except (*USER_ERRORS, *ENGINE_START_ERRORS, BundleError) as exc:
         raise fail(exc) from exc
 

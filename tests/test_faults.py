@@ -59,8 +59,16 @@ class StubPredictor:
 
     constructed = 0
 
-    def __init__(self, bundle: Any = None, device: str = "cpu", target_spacing: tuple[float, ...] = (0.5, 0.5)):
+    def __init__(
+        self,
+        bundle: Any = None,
+        device: str = "cpu",
+        *,
+        target_spacing: tuple[float, ...] = (0.5, 0.5),
+        cross_check: str = "auto",
+    ):
         StubPredictor.constructed += 1
+        self.cross_check = cross_check
         self.bundle = (
             bundle
             if bundle is not None and not isinstance(bundle, (str, Path))

@@ -356,7 +356,9 @@ def predict_batch(
     try:
         the_bundle = _batch_bundle(bundle, predictor, engine)
         pred = (
-            None if engine is not None else (predictor or predictor_module.Predictor(the_bundle, device, cross_check))
+            None
+            if engine is not None
+            else (predictor or predictor_module.Predictor(the_bundle, device, cross_check=cross_check))
         )
         key = run_key(the_bundle, series_csv, getattr(pred, "cross_check", cross_check))
         duplicated = {f for fs in found.duplicates.values() for f in fs}

@@ -78,7 +78,6 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,224 +86,61 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # a shared 2-core machine: keep n
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_seg_common import fmt, log, machine, md_table, write_json  # noqa: E402
+from bench_real_cases import (  # noqa: E402
+    BODY_ORDER,
+    DATASETS,
+    DEFAULT_DATA,
+    REPO,
+    RSNA_STUDY,
+    SCORED_LEVELS,
+    SYNTHETIC_SEED,
+    VB2_SPACING_MM,
+    Case,
+    disc_name,
+    disc_truth,
+    load_myosegmentum,
+    load_rsna,
+    load_synthetic,
+    load_vb2,
+    load_vb2_mat,
+    names_by_order,
+    synthetic_cohort,
+)
+from bench_real_tables import CONFIDENT, _stats, summarise, tables  # noqa: E402
+from bench_seg_common import fmt, log, machine, write_json  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("SPINESEG_DATA", REPO.parent / "shared" / "data"))
-DATASETS: tuple[str, ...] = ("rsna", "myosegmentum", "vb2", "synthetic")
-RSNA_STUDY = "100206310"
-#: VB2's voxel size. The files store none; /work/shared/data/README.md: isotropic resampling, "about 1 mm:
-#: the field of view is about 38 cm" over 381 voxels. The bodies agree: consecutive body centroids lie
-#: 31–40 voxels apart, the adult lumbar pitch of ≈ 35–40 mm.
-VB2_SPACING_MM = 1.0
-#: Vertebra names from cranial to caudal, and the disc between each consecutive pair.
-BODY_ORDER: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
-SCORED_LEVELS: tuple[str, ...] = ("l1_l2", "l2_l3", "l3_l4", "l4_l5")
+#: Re-exported: the tests and other scripts read the cases and tables through this module.
+__all__ = [
+    "BODY_ORDER",
+    "DATASETS",
+    "DEFAULT_DATA",
+    "REPO",
+    "RSNA_STUDY",
+    "SCORED_LEVELS",
+    "SYNTHETIC_SEED",
+    "VB2_SPACING_MM",
+    "Case",
+    "disc_name",
+    "disc_truth",
+    "load_myosegmentum",
+    "load_rsna",
+    "load_synthetic",
+    "load_vb2",
+    "load_vb2_mat",
+    "names_by_order",
+    "synthetic_cohort",
+    "tables",
+    "summarise",
+    "CONFIDENT",
+]
+
 #: Label names counted as vertebral body in a model's label map (spineseg's L1–L5, VB2-like T11/T12, or a
 #: generic "vertebra"/"vertebrae"/"vertebral_body").
 BODY_NAME = re.compile(r"^(L[1-5]|T1[12]|vertebra|vertebrae|vertebral_body)$", re.IGNORECASE)
-CONFIDENT = 0.8
-SYNTHETIC_SEED = 9000
 
 
 #: Slab thickness (mm) in which the 1 mm isotropic real volumes are predicted (``--slab-mm``).
 SLAB_MM = 4.0
-
-
-def disc_name(upper: str, lower: str) -> str:
-    return f"{upper.lower()}_{lower.lower()}"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# volumes and their truth
-
-
-@dataclass
-class Case:
-    """One volume to score: its image (or how to get it), its geometry and its truth."""
-
-    case_id: str
-    dataset: str
-    affine: np.ndarray  # (i, j, k, 1) → LPS mm of image and GT
-    image: np.ndarray | None = None  # float [k, j, i] for Myo/VB2; None: a DICOM stack (``stack``)
-    gt: np.ndarray | None = None  # GT labels [k, j, i], file values (VB2: not anatomical)
-    body_names: dict[int, str] = field(default_factory=dict)  # GT value → anatomical name (by order)
-    truth: dict[str, np.ndarray] = field(default_factory=dict)  # level → truth point (LPS mm)
-    scored: tuple[str, ...] = SCORED_LEVELS
-    stack: Any = None  # spine_seg Stack (RSNA, synthetic)
-    study: Any = None  # spine_seg Study (RSNA)
-    extra: dict[str, Any] = field(default_factory=dict)  # dataset-specific truth (RSNA foramina, synthetic canal)
-
-
-def names_by_order(
-    gt: np.ndarray, affine: np.ndarray, names: Sequence[str] = BODY_ORDER
-) -> tuple[dict[int, str], dict[str, np.ndarray]]:
-    """Name each GT label by its centroid's height (LPS +z, superior): the inferior-most takes ``names[-1]``.
-
-    Label numbers are not trusted (VB2's are shuffled per file). Returns (value → name, name → centroid).
-    """
-    values = sorted(set(np.unique(gt).tolist()) - {0})
-    if len(values) > len(names):
-        raise ValueError(f"{len(values)} labelled bodies, more than the {len(names)} names {list(names)}")
-    cents = {}
-    for v in values:
-        kk, jj, ii = np.nonzero(gt == v)
-        cents[v] = (affine @ np.array([ii.mean(), jj.mean(), kk.mean(), 1.0]))[:3]
-    ordered = sorted(values, key=lambda v: -cents[v][2])  # superior first
-    chosen = names[len(names) - len(ordered) :]
-    value_names = {v: n for v, n in zip(ordered, chosen, strict=True)}
-    return value_names, {value_names[v]: cents[v] for v in ordered}
-
-
-def disc_truth(centroids: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Disc point of each pair of consecutive named bodies: the midpoint of their centroids."""
-    present = [n for n in BODY_ORDER if n in centroids]
-    out = {}
-    for upper, lower in zip(present, present[1:], strict=False):
-        if BODY_ORDER.index(lower) == BODY_ORDER.index(upper) + 1:
-            out[disc_name(upper, lower)] = 0.5 * (np.asarray(centroids[upper]) + np.asarray(centroids[lower]))
-    return out
-
-
-def _mat_case(
-    case_id: str, dataset: str, image: np.ndarray, gt: np.ndarray, spacing_mm: float, names: Sequence[str]
-) -> Case:
-    from spine_seg_nnunet_tasks.Dataset503_MyoSegmenTUM import affine, to_sagittal_stack
-
-    img_kji, gt_kji = to_sagittal_stack(image).astype(np.float32), to_sagittal_stack(gt)
-    aff = affine(img_kji.shape, spacing_mm)
-    value_names, cents = names_by_order(gt_kji, aff, names)
-    return Case(case_id, dataset, aff, img_kji, gt_kji, value_names, disc_truth(cents))
-
-
-def load_myosegmentum(folder: Path, limit: int | None = None) -> Iterator[Case]:
-    """MyoSegmenTUM volumes as the 503 converter reads them; content duplicates (19 = 18) dropped."""
-    import hashlib
-
-    from spine_seg_nnunet_tasks.Dataset503_MyoSegmenTUM import DEFAULT_SPACING_MM, load_mat
-
-    seen: dict[str, str] = {}
-    n = 0
-    for path in sorted(folder.glob("[0-9][0-9].mat")):
-        image, gt = load_mat(path)
-        digest = hashlib.sha256(image.tobytes() + gt.tobytes()).hexdigest()
-        if digest in seen:
-            log(f"myosegmentum: {path.name} is identical to {seen[digest]}: dropped, as the 503 converter drops it")
-            continue
-        seen[digest] = path.name
-        yield _mat_case(f"myo_{path.stem}", "myosegmentum", image, gt, DEFAULT_SPACING_MM, BODY_ORDER[2:])
-        n += 1
-        if limit is not None and n >= limit:
-            return
-
-
-def load_vb2_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(``I``, ``GT``) of a VB2 file on their common slices: ``I`` may hold one slice fewer along axis 2."""
-    import scipy.io
-
-    doc = scipy.io.loadmat(str(path))
-    image, gt = np.asarray(doc["I"]), np.asarray(doc["GT"])
-    if image.shape[:2] != gt.shape[:2] or abs(image.shape[2] - gt.shape[2]) > 1:
-        raise ValueError(f"{path}: I {image.shape} and GT {gt.shape} do not share a grid")
-    n = min(image.shape[2], gt.shape[2])
-    return image[:, :, :n], gt[:, :, :n]
-
-
-def load_vb2(folder: Path, limit: int | None = None) -> Iterator[Case]:
-    for i, path in enumerate(sorted(folder.glob("[0-9][0-9].mat"))):
-        if limit is not None and i >= limit:
-            return
-        image, gt = load_vb2_mat(path)
-        yield _mat_case(f"vb2_{path.stem}", "vb2", image, gt, VB2_SPACING_MM, BODY_ORDER)
-
-
-def load_rsna(root: Path, study_id: str = RSNA_STUDY) -> Case:
-    """The real study: Sagittal T2 stack to segment; spinal keypoints (T2) and foraminal keypoints (T1) in LPS."""
-    import pandas as pd
-
-    from spine_seg.core.constants import SeriesKind
-    from spine_seg.dicom import load_study
-
-    study = load_study(root / "train_images" / study_id, root / "train_series_descriptions.csv")
-    coords = pd.read_csv(root / "train_label_coordinates.fix01b.csv")
-    coords = coords[coords.study_id.astype(str) == study_id]
-    t2_ids = {s.series_id for s in study.series_of_kind(SeriesKind.SAGITTAL_T2)}
-    t1_ids = {s.series_id for s in study.series_of_kind(SeriesKind.SAGITTAL_T1)}
-    spinal: dict[str, np.ndarray] = {}
-    foramina: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in coords.itertuples():
-        sid = str(r.series_id)
-        if r.condition == "spinal_canal_stenosis" and sid in t2_ids:
-            spinal[r.level] = study.get_series(sid).pixel_to_world(int(r.instance_number), float(r.x), float(r.y))
-        elif r.condition.endswith("neural_foraminal_narrowing") and sid in t1_ids:
-            side = r.condition.split("_")[0]
-            foramina[(r.level, side)] = {
-                "xyz": study.get_series(sid).pixel_to_world(int(r.instance_number), float(r.x), float(r.y)),
-                "instance_number": int(r.instance_number),
-            }
-    (series,) = study.series_of_kind(SeriesKind.SAGITTAL_T2)[:1]
-    stack = max(series.stacks, key=lambda s: s.n_slices)
-    from spine_seg.core.constants import LEVELS
-
-    return Case(
-        f"rsna_{study_id}",
-        "rsna",
-        np.asarray(stack.affine),
-        truth=spinal,
-        scored=tuple(LEVELS),
-        stack=stack,
-        study=study,
-        extra={"foramina": foramina},
-    )
-
-
-def synthetic_cohort(workdir: Path, n: int, seed: int) -> Path:
-    """Generate (or reuse, same configuration) the held-out synthetic cohort under ``workdir``."""
-    from dataclasses import asdict
-
-    from spine_seg.synthetic import CohortConfig, generate_cohort
-
-    cfg = CohortConfig(n_studies=n, seed=seed, test_fraction=0.0)
-    path = workdir / f"synthetic_seed{seed}_n{n}"
-    doc = path / "cohort.json"
-    if doc.is_file() and json.loads(doc.read_text(encoding="utf-8"))["config"] == asdict(cfg):
-        return path
-    t0 = time.perf_counter()
-    generate_cohort(path, cfg, overwrite=path.exists())
-    log(f"synthetic cohort {path}: {n} studies (seed {seed}) in {time.perf_counter() - t0:.0f} s")
-    return path
-
-
-def load_synthetic(cohort: Path, limit: int | None = None, need_masks: bool = True) -> Iterator[Case]:
-    import pandas as pd
-
-    from spine_seg.core.constants import LEVELS, SeriesKind
-    from spine_seg.dicom import load_study
-    from spine_seg.landmarks import load_label_volume
-
-    overview = pd.read_csv(cohort / "spider" / "overview.csv", dtype=str)
-    t2_mask = {r.synthetic_study_id: r.new_file_name for r in overview.itertuples() if r.new_file_name.endswith("_t2")}
-    ids = json.loads((cohort / "cohort.json").read_text(encoding="utf-8"))["train_ids"]
-    for i, sid in enumerate(ids):
-        if limit is not None and i >= limit:
-            return
-        truth = json.loads((cohort / "truth" / f"{sid}.json").read_text(encoding="utf-8"))
-        lm = truth["landmarks_lps_mm"]
-        study = load_study(cohort / "train_images" / sid, cohort / "train_series_descriptions.csv")
-        (series,) = study.series_of_kind(SeriesKind.SAGITTAL_T2)[:1]
-        stack = max(series.stacks, key=lambda s: s.n_slices)
-        labels, affine = load_label_volume(cohort / "spider" / "masks" / f"{t2_mask[sid]}.mha", spider=True)
-        yield Case(
-            f"synth_{sid}",
-            "synthetic",
-            affine,
-            gt=labels,
-            truth={lv: np.asarray(lm[lv]["disc_centre"], float) for lv in LEVELS},
-            scored=tuple(LEVELS),
-            stack=stack,
-            study=study,
-            extra={"canal": {lv: np.asarray(lm[lv]["canal_centre"], float) for lv in LEVELS}},
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -531,16 +367,6 @@ def score_points(
     return {"half_spacing_mm": round(half, 2), "levels": levels, "predicted": preds}
 
 
-def _stats(xs: Sequence[float]) -> dict[str, float | None]:
-    if not xs:
-        return {"median": None, "p90": None, "max": None}
-    return {
-        "median": round(float(np.median(xs)), 2),
-        "p90": round(float(np.percentile(xs, 90)), 2),
-        "max": round(float(np.max(xs)), 2),
-    }
-
-
 def run_case(case: Case, pool: ModelPool | None) -> dict[str, Any]:
     """Predict (or take the GT), find landmarks, score: one volume's record."""
     if case.dataset == "rsna" and pool is None:
@@ -643,188 +469,6 @@ def score_foramina(ls: Any, case: Case) -> list[dict[str, Any]]:
             rec["instance"] = None if p is None else p.instance_number
         out.append(rec)
     return out
-
-
-def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One dataset's totals over its volumes."""
-    lvls = [v for r in records for v in r["levels"].values()]
-    errs = [v["error_mm"] for v in lvls if v["error_mm"] is not None]
-    preds = [p for r in records for p in r["predicted"]]
-    conf = [p for p in preds if p["confidence"] >= CONFIDENT]
-    dices = [r["body_dice"] for r in records if r.get("body_dice") is not None]
-    out = {
-        "volumes": len(records),
-        "levels": len(lvls),
-        "found": sum(v["found"] for v in lvls),
-        "named_right": sum(v["named_right"] for v in lvls),
-        **{f"error_{k}_mm": v for k, v in _stats(errs).items()},
-        "body_dice_mean": round(float(np.mean(dices)), 4) if dices else None,
-        "seg_seconds_mean": round(float(np.mean([r["seg_seconds"] for r in records])), 2) if records else None,
-        "landmark_seconds_mean": round(float(np.mean([r["landmark_seconds"] for r in records])), 2)
-        if records
-        else None,
-        "confident_levels": len(conf),
-        "confident_named_right": sum(p["right"] for p in conf),
-    }
-    canal = [v["error_mm"] for r in records for v in r.get("canal", {}).values() if v["error_mm"] is not None]
-    if canal:
-        out["canal_error"] = _stats(canal)
-    foramina = [f["error_mm"] for r in records for f in r.get("foramina", []) if f["error_mm"] is not None]
-    if foramina:
-        fs = [f for r in records for f in r.get("foramina", [])]
-        out["foramen_error"] = _stats(foramina)
-        out["foramen_same_slice"] = sum(f["instance"] == f["annotated_instance"] for f in fs)
-        out["foramen_within_one_slice"] = sum(
-            f["instance"] is not None and abs(f["instance"] - f["annotated_instance"]) <= 1 for f in fs
-        )
-        out["foramina"] = len(fs)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# report
-
-
-def _frac(a: int, b: int) -> str:
-    return f"{a}/{b}" if b else "—"
-
-
-def tables(doc: dict[str, Any]) -> str:
-    parts = []
-    rows = []
-    for name, s in doc["datasets"].items():
-        rows.append(
-            [
-                name,
-                s["volumes"],
-                _frac(s["found"], s["levels"]),
-                _frac(s["named_right"], s["levels"]),
-                s["error_median_mm"],
-                s["error_p90_mm"],
-                s["error_max_mm"],
-                s["body_dice_mean"],
-                _frac(s["confident_named_right"], s["confident_levels"]),
-                s["seg_seconds_mean"],
-                s["landmark_seconds_mean"],
-            ]
-        )
-    parts.append(
-        md_table(
-            [
-                "dataset",
-                "volumes",
-                "found",
-                "named right",
-                "error median mm",
-                "p90 mm",
-                "max mm",
-                "body Dice",
-                f"conf ≥ {CONFIDENT}: named right",
-                "seg s/vol",
-                "landmarks s/vol",
-            ],
-            rows,
-            digits=2,
-        )
-    )
-    rows = []
-    for r in doc["volumes"]:
-        s = r["summary"]
-        rows.append(
-            [
-                r["case_id"],
-                r["fold"],
-                _frac(s["found"], s["total"]),
-                _frac(s["named_right"], s["total"]),
-                s["error_median_mm"],
-                s["error_max_mm"],
-                r.get("body_dice"),
-                r.get("anchor"),
-                r.get("unsure"),
-                r["seg_seconds"],
-                r["landmark_seconds"],
-            ]
-        )
-    parts.append(
-        md_table(
-            [
-                "volume",
-                "fold",
-                "found",
-                "named right",
-                "error median mm",
-                "max mm",
-                "body Dice",
-                "anchor",
-                "unsure",
-                "seg s",
-                "landmarks s",
-            ],
-            rows,
-            digits=2,
-        )
-    )
-    rsna = [r for r in doc["volumes"] if r["dataset"] == "rsna"]
-    for r in rsna:
-        rows = []
-        foramina = {(f["level"], f["side"]): f for f in r.get("foramina", [])}
-        for lv, v in r["levels"].items():
-            lf, rf = foramina.get((lv, "left"), {}), foramina.get((lv, "right"), {})
-            rows.append(
-                [
-                    lv,
-                    v["found"],
-                    v["named_right"],
-                    v["error_mm"],
-                    v["confidence"],
-                    lf.get("error_mm"),
-                    f"{fmt(lf.get('instance'))} ({fmt(lf.get('annotated_instance'))})",
-                    rf.get("error_mm"),
-                    f"{fmt(rf.get('instance'))} ({fmt(rf.get('annotated_instance'))})",
-                ]
-            )
-        parts.append(
-            f"RSNA {r['case_id']}:\n\n"
-            + md_table(
-                [
-                    "level",
-                    "found",
-                    "named right",
-                    "canal vs spinal keypoint mm",
-                    "confidence",
-                    "left foramen mm",
-                    "left T1 slice (annotated)",
-                    "right foramen mm",
-                    "right T1 slice (annotated)",
-                ],
-                rows,
-                digits=2,
-            )
-        )
-    real = [r for r in doc["volumes"] if r["dataset"] != "synthetic"]
-    if real:
-        s = summarise(real)
-        parts.append(
-            f"all real volumes ({s['volumes']}; RSNA errors are canal points): "
-            f"found {_frac(s['found'], s['levels'])}, named right "
-            f"{_frac(s['named_right'], s['levels'])}, error median {fmt(s['error_median_mm'], 2)} mm, p90 "
-            f"{fmt(s['error_p90_mm'], 2)}, max {fmt(s['error_max_mm'], 2)}; calibration: of "
-            f"{s['confident_levels']} levels with confidence ≥ {CONFIDENT}, {s['confident_named_right']} named right"
-        )
-    fs = doc["datasets"].get("rsna", {})
-    if "foramen_error" in fs:
-        fe = fs["foramen_error"]
-        parts.append(
-            f"RSNA foramen points vs foraminal keypoints: median {fe['median']} mm, p90 {fe['p90']}, max "
-            f"{fe['max']}; on the annotated T1 slice {fs['foramen_same_slice']}/{fs['foramina']}, within one "
-            f"slice {fs['foramen_within_one_slice']}/{fs['foramina']}"
-        )
-    syn = doc["datasets"].get("synthetic", {}).get("canal_error")
-    if syn:
-        parts.append(
-            f"synthetic canal point vs canal_centre: median {syn['median']} mm, p90 {syn['p90']}, max {syn['max']}"
-        )
-    return "\n\n".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------------------

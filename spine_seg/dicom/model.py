@@ -274,7 +274,11 @@ class Study:
 
         The one rule for "which Sagittal T2 stack": prediction segments it, the report draws it.
         """
-        series = self.series_of_kind(SeriesKind.SAGITTAL_T2)
+        return self.largest_stack(SeriesKind.SAGITTAL_T2)
+
+    def largest_stack(self, kind: SeriesKind) -> tuple[Series | None, Stack | None]:
+        """The series of ``kind`` with most slices and its largest stack (ties: lowest series id, first stack)."""
+        series = [s for s in self.series_of_kind(kind) if s.stacks]
         if not series:
             return None, None
         s = max(series, key=lambda x: (x.n_slices, x.series_id))

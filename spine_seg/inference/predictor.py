@@ -162,12 +162,11 @@ class Predictor:
             mode = CrossCheck.ALWAYS if on_cuda else CrossCheck.UNSURE
         if not landmarks.levels or mode is CrossCheck.NEVER or (mode is CrossCheck.UNSURE and not landmarks.unsure):
             return landmarks
-        t1 = [s for s in study.series_of_kind(SeriesKind.SAGITTAL_T1) if s.stacks]
-        if not t1:
+        _, stack = study.largest_stack(SeriesKind.SAGITTAL_T1)
+        if stack is None:
             return landmarks
         from spine_seg.landmarks.structures import landmarks_from_label_volume, reconcile_sagittal
 
-        stack = max(max(t1, key=lambda s: s.n_slices).stacks, key=lambda st: st.n_slices)
         check_segmentation_budget(self.seg_model, stack)
         other = landmarks_from_label_volume(self.seg_model.predict_stack(stack))
         return reconcile_sagittal(landmarks, other, "Sagittal T1")

@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from spine_seg.core.constants import LEVELS
+from spine_seg.core.geometry import voxel_to_world
 from spine_seg.core.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
 from spine_seg.landmarks import FRAGMENT_FRACTION, LandmarkSet, LevelLandmark, MissingLevel, landmarks_from_labels
 from spine_seg.landmarks.components import _typical_spacing
@@ -55,8 +56,7 @@ def _centroids(
             continue
         kji = np.stack([local[d] + box[d].start for d in range(3)], axis=1)
         keep.append((index, kji))
-        ijk = kji[:, ::-1].astype(float)
-        centroids.append((ijk @ affine[:3, :3].T + affine[:3, 3]).mean(axis=0))
+        centroids.append(_xyz(kji, affine).mean(axis=0))
     return cc, keep, np.array(centroids).reshape(-1, 3)
 
 
@@ -91,7 +91,7 @@ def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list
         sizes = np.bincount(cc.ravel(), minlength=n + 1)
         body = (sizes >= min_voxels)[cc] & body
     body_kji = np.argwhere(body)
-    body_xyz = body_kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+    body_xyz = _xyz(body_kji, affine)
     if not discs and not len(body_kji):
         return out, doubts
     axis = _axis(disc_xyz if len(disc_xyz) >= 2 else body_xyz)
@@ -170,7 +170,7 @@ def _usable_sacrum(
         if box is None or sizes[index - 1] <= best_size:
             continue
         kji = np.argwhere(cc[box] == index) + [b.start for b in box]
-        t = float(np.mean((kji[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]) @ axis))
+        t = float(np.mean(_xyz(kji, affine) @ axis))
         if disc_mid_t is None or t < disc_mid_t:
             best, best_size = index, int(sizes[index - 1])
     if best == 0 or best_size * voxel_mm3 < MIN_SACRUM_MM3:
@@ -179,12 +179,13 @@ def _usable_sacrum(
     part = cc == best
     out[part] = SEG_LABELS["sacrum"]
     kji = np.argwhere(part)
-    xyz = kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+    xyz = _xyz(kji, affine)
     return float(np.percentile(xyz @ axis, 95))
 
 
 def _xyz(kji: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return kji[:, ::-1].astype(float) @ affine[:3, :3].T + affine[:3, 3]
+    """Array indices ``[k, j, i]`` → LPS mm (the axis order numpy gives, the one geometry takes reversed)."""
+    return voxel_to_world(affine, kji[:, ::-1])
 
 
 def _above(

@@ -332,6 +332,14 @@ def bundle_build_base(
             "instead of starting from random weights.",
         ),
     ] = None,
+    pseudo_labels_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--pseudo-labels-from",
+            help="A base model folder (folds 0 and 1) that paints the real volumes' sacrum under their labelled L5 "
+            "(they label bodies down to L5 only); each case by the fold that trains on it.",
+        ),
+    ] = None,
 ) -> None:
     """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and
     provenance."""
@@ -361,6 +369,7 @@ def bundle_build_base(
             parallel=parallel and len(fold_list) > 1,
             real=() if no_real else ("vb2", "myosegmentum"),
             init_from=init_from,
+            pseudo_labels_from=pseudo_labels_from,
         )
     except USER_ERRORS as exc:
         raise fail(exc) from exc

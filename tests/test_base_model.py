@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from spine_seg.core.errors import UsageError
 from spine_seg.core.labels import BASE_IGNORE, BASE_LABELS, SEG_LABELS, label_scheme_of
 from spine_seg.segmentation import base_model as bm
 from spine_seg_nnunet_tasks.common import bodies_to_base_labels, thick_slices
@@ -146,6 +147,10 @@ def test_build_base_refuses_a_used_folder_and_a_bad_budget(tmp_path: Path):
         bm.build_base(tmp_path, None)
     with pytest.raises(ValueError, match="budget"):
         bm.build_base(tmp_path / "new", None, budget_min=0)
+    with pytest.raises(UsageError, match="pseudo_labels_from paints freshly converted"):
+        bm.build_base(tmp_path / "new", None, pseudo_labels_from=tmp_path, keep_raw=True)
+    with pytest.raises(FileNotFoundError, match="not a base segmentation model"):
+        bm.build_base(tmp_path / "new", None, pseudo_labels_from=tmp_path / "nowhere")
 
 
 def test_bundles_accept_the_structure_scheme_only_whole():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spine_seg.core.errors import UsageError
 from spine_seg.segmentation import nnunet_env
 
 log = logging.getLogger(__name__)
@@ -117,21 +118,24 @@ def build_base(
     replan: bool = True,
     validate_cv: bool = False,
     init_from: str | Path | None = None,
+    pseudo_labels_from: str | Path | None = None,
 ) -> BaseBuild:
     """Build the base segmentation model into ``out`` (see the module docstring); returns what it made.
 
-    ``budget_min`` is the training budget of each fold (conversion and planning come on top: about 3 minutes
-    on 2 CPU cores); ``folds``: ``all`` (the model to ship) and/or cross-validation folds ``0``, ``1`` (real
-    volumes held out per ``real_folds.json``), trained one after another, or at the same time in separate
-    processes when ``parallel`` (a GPU has room for several). ``keep_raw``: add the synthetic cases to the raw
-    dataset already in ``nnUNet_raw`` (its real cases converted elsewhere) instead of converting anew;
-    ``replan=False`` trains on data already converted, planned and preprocessed. ``validate_cv``: nnU-Net's
-    final validation for the numbered folds (their held-out cases). ``init_from``: a base model folder whose
-    same folds start the training (a warm start, :func:`~spine_seg.segmentation.train.train`'s
-    ``init_weights``): fold ``k`` from fold ``k``, so the real volumes each fold holds out stay unseen.
+        ``budget_min`` is the training budget of each fold (conversion and planning come on top: about 3 minutes
+        on 2 CPU cores); ``folds``: ``all`` (the model to ship) and/or cross-validation folds ``0``, ``1`` (real
+        volumes held out per ``real_folds.json``), trained one after another, or at the same time in separate
+        processes when ``parallel`` (a GPU has room for several). ``keep_raw``: add the synthetic cases to the raw
+        dataset already in ``nnUNet_raw`` (its real cases converted elsewhere) instead of converting anew;
+        ``replan=False`` trains on data already converted, planned and preprocessed. ``validate_cv``: nnU-Net's
+        final validation for the numbered folds (their held-out cases). ``init_from``: a base model folder whose
+        same folds start the training (a warm start, :func:`~spine_seg.segmentation.train.train`'s
+        ``init_weights``): fold ``k`` from fold ``k``, so the real volumes each fold holds out stay unseen.
+    ``pseudo_labels_from``: a base model (two cross-validation folds) that paints the real volumes' sacrum
+    under their labelled L5 (:mod:`spine_seg.segmentation.pseudo_labels`); needs a fresh conversion.
 
-    Long on purpose: the recipe in its order (convert, plan, train, export) and the manifest that records
-    each step's settings and numbers, which must be written from the same local values.
+        Long on purpose: the recipe in its order (convert, plan, train, export) and the manifest that records
+        each step's settings and numbers, which must be written from the same local values.
     """
     from spine_seg.segmentation.train import plan_and_preprocess, train
     from spine_seg_nnunet_tasks.Dataset510_SpineBase import REAL_FOLDS_NAME, convert_spine_base
@@ -142,6 +146,12 @@ def build_base(
     if budget_min <= 0:
         raise ValueError(f"budget_min must be positive, got {budget_min}")
     starts = _warm_starts(init_from, folds)
+    if pseudo_labels_from is not None and (not replan or keep_raw):
+        raise UsageError("pseudo_labels_from paints freshly converted real cases: it needs replan and no keep_raw")
+    if pseudo_labels_from is not None:
+        from spine_seg.segmentation.pseudo_labels import check_labelling_folds
+
+        check_labelling_folds(model_folds(pseudo_labels_from))  # before minutes of conversion, not after
     t0 = time.perf_counter()
     env = nnunet_env.apply()
     if replan:
@@ -158,6 +168,16 @@ def build_base(
         )
     else:
         raw = next(env.raw.glob(f"Dataset{BASE_DATASET_ID}_*"))
+    pseudo: dict[str, Any] | None = None
+    if pseudo_labels_from is not None:
+        from spine_seg.segmentation.pseudo_labels import add_sacrum_pseudo_labels
+
+        painted = add_sacrum_pseudo_labels(raw, Path(pseudo_labels_from), device)
+        pseudo = {
+            "from": str(pseudo_labels_from),
+            "its_recipe": read_manifest(pseudo_labels_from).get("recipe", {}).get("command"),
+            "cases": painted,
+        }
     t_convert = time.perf_counter() - t0
     if replan:
         plan_and_preprocess(
@@ -206,7 +226,8 @@ def build_base(
         "recipe": {
             "command": f"{BUILD_COMMAND} --budget-min {budget_min:g} --synthetic {n_synthetic} --seed {seed} "
             f"--folds {','.join(map(str, folds))} --device {device}"
-            + (f" --init-from {init_from}" if init_from is not None else ""),
+            + (f" --init-from {init_from}" if init_from is not None else "")
+            + (f" --pseudo-labels-from {pseudo_labels_from}" if pseudo_labels_from is not None else ""),
             "warm_start": None
             if init_from is None
             else {
@@ -216,6 +237,7 @@ def build_base(
                     {k: f.get(k) for k in ("fold", "epochs", "iterations")} for f in read_manifest(init_from)["folds"]
                 ],
             },
+            "sacrum_pseudo_labels": pseudo,
             "dataset": raw.name,
             "configuration": BASE_CONFIGURATION,
             "plans": plans_doc["plans_name"],

@@ -1,0 +1,190 @@
+"""Sacrum pseudo-labels for the bodies-only real volumes of the base dataset.
+
+Why: VB2 and MyoSegmenTUM label vertebral bodies down to L5 and nothing below, so their sacrum is nnU-Net's
+ignore label and the network has only ever seen the phantom's sacrum. On a real wide field of view (VB2
+shows a young sacrum whose segments look like small vertebrae) it then calls S1 a vertebra and the count
+from the sacrum starts a level off. The ground truth does say one thing about the sacrum: whatever bone
+lies under the lowest labelled body (L5) is sacrum. So a model that already finds bone (the previous base
+model) paints the bone's *shape*, and the ground truth's count gives it its *name*:
+
+* predicted bone (vertebra or sacrum) under L5, in the column below it, becomes ``sacrum``;
+* the predicted disc right under L5 (within ``l5_s1_reach_mm`` of its lower endplate) becomes ``disc``
+  (L5/S1); predicted discs deeper than the sacrum's top are sacral remnants, so ``sacrum`` too;
+* only voxels the source left ignored change: the real bodies, the pseudo-discs between them and the
+  background stay as the converter made them, and what the model does not call bone stays ignored.
+
+No held-out volume leaks into a fold: with two cross-validation folds, a case held out by fold ``f`` trains
+only fold ``1 - f``, and its pseudo-labels come from the labelling model's fold ``1 - f``, which trained on
+it and never saw fold ``1 - f``'s held-out cases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spine_seg.core.errors import UsageError
+from spine_seg.core.labels import BASE_IGNORE, BASE_LABELS
+
+VERTEBRA, SACRUM, DISC = BASE_LABELS["vertebra"], BASE_LABELS["sacrum"], BASE_LABELS["disc"]
+
+#: The L5/S1 disc starts right under L5; a predicted disc whose top is further down is a sacral remnant.
+L5_S1_REACH_MM = 6.0
+#: Bone this far under L5 at most is sacrum (S1–S5 are about 100 mm long; the coccyx and beyond are left).
+SACRUM_DEPTH_MM = 110.0
+#: A predicted bone piece smaller than this is spill at L5's edge, not a sacral segment.
+MIN_PIECE_MM3 = 400.0
+#: The next sacral piece starts at most this far under the one above (a disc or remnant between them).
+MAX_STEP_MM = 18.0
+
+
+@dataclass(frozen=True)
+class SacrumPseudoLabels:
+    """What :func:`sacrum_pseudo_labels` painted on one case (for the conversion report)."""
+
+    sacrum_voxels: int
+    disc_voxels: int
+    pieces: int
+    reason: str = ""
+
+
+def lowest_body(labels: np.ndarray) -> np.ndarray | None:
+    """The lowest vertebral body (``j`` towards the feet) of a base label volume, as a mask."""
+    from scipy import ndimage
+
+    comps, n = ndimage.label(labels == VERTEBRA)
+    if n == 0:
+        return None
+    idx = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(np.ones(labels.shape), comps, idx)
+    big = idx[sizes >= 0.2 * sizes.max()]  # not a stray voxel of a body cut by a slab edge
+    j_mean = [float(np.nonzero(comps == c)[1].mean()) for c in big]
+    return np.asarray(comps == big[int(np.argmax(j_mean))])
+
+
+def sacrum_pseudo_labels(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+) -> tuple[np.ndarray, SacrumPseudoLabels]:
+    """Base labels ``[k, j, i]`` (``j`` towards the feet, ``i`` posterior) whose lowest body is L5, with the
+    sacrum (and the L5/S1 disc) painted from ``predicted`` (the same grid, base labels) where they were
+    ignored; see the module docstring. ``spacing_mm``: (i, j, k) voxel size. Returns the new labels and a
+    record; nothing changes when no bone is predicted under L5."""
+    from scipy import ndimage
+
+    if labels.shape != predicted.shape:
+        raise UsageError(f"labels {labels.shape} and prediction {predicted.shape} differ in shape")
+    si, sj, sk = (float(s) for s in spacing_mm)
+    l5 = lowest_body(labels)
+    if l5 is None:
+        return labels, SacrumPseudoLabels(0, 0, 0, "no vertebral body")
+    kk, jj, ii = np.nonzero(l5)
+    bottom_j = float(np.percentile(jj, 95))
+    # the column under L5: its slices widened by 10 mm, from 10 mm in front of it to 60 mm behind it (the
+    # sacrum slopes backwards as it goes down), from L5's middle to SACRUM_DEPTH_MM under its lower endplate
+    k_pad, i_front, i_back = round(10 / sk), round(10 / si), round(60 / si)
+    region = np.zeros(labels.shape, dtype=bool)
+    region[
+        max(0, kk.min() - k_pad) : kk.max() + k_pad + 1,
+        int(jj.mean()) : int(bottom_j + SACRUM_DEPTH_MM / sj) + 1,
+        max(0, ii.min() - i_front) : ii.max() + i_back + 1,
+    ] = True
+    region &= ~l5
+    editable = region & (labels == BASE_IGNORE)
+    voxel_mm3 = si * sj * sk
+
+    bone = ((predicted == VERTEBRA) | (predicted == SACRUM)) & region
+    comps, n = ndimage.label(bone)
+    found = []
+    for c in range(1, n + 1):
+        pj = np.nonzero(comps == c)[1]
+        if pj.size * voxel_mm3 >= MIN_PIECE_MM3 and pj.mean() > bottom_j + 3 / sj:  # not spill at L5's edge
+            found.append((float(np.percentile(pj, 2)), float(np.percentile(pj, 98)), c))
+    # the sacrum is one column of segments: take pieces top-down while each starts within MAX_STEP_MM of the
+    # last one's lower end (S1 within a disc's height of L5); a piece further off is bowel or a vessel
+    sacrum = np.zeros(labels.shape, dtype=bool)
+    pieces, reach = 0, bottom_j
+    for top, low, c in sorted(found):
+        if top - reach > MAX_STEP_MM / sj:
+            break
+        sacrum |= comps == c
+        pieces, reach = pieces + 1, max(reach, low)
+    if not pieces:
+        return labels, SacrumPseudoLabels(0, 0, 0, "no bone predicted under L5")
+    top_j = float(np.percentile(np.nonzero(sacrum)[1], 2))
+
+    disc = np.zeros(labels.shape, dtype=bool)
+    comps, n = ndimage.label((predicted == DISC) & region)
+    for c in range(1, n + 1):
+        piece = comps == c
+        pj = np.nonzero(piece)[1]
+        if pj.min() <= bottom_j + L5_S1_REACH_MM / sj and pj.mean() < top_j + 3 / sj:
+            disc |= piece  # right under L5: the L5/S1 disc
+        elif pj.mean() > top_j + 3 / sj:
+            sacrum |= piece  # inside the sacrum: a remnant of a sacral disc
+    out = labels.copy()
+    out[editable & sacrum] = SACRUM
+    out[editable & disc & ~sacrum] = DISC
+    return out, SacrumPseudoLabels(
+        int((editable & sacrum).sum()), int((editable & disc & ~sacrum).sum()), pieces, "painted"
+    )
+
+
+def check_labelling_folds(model_folds: list[str]) -> list[str]:
+    """The labelling model's numbered folds, which must be the two cross-validation folds (see the module
+    docstring: with any other split a held-out volume would leak into a fold through its pseudo-labels)."""
+    numbered = sorted(x for x in model_folds if x.isdigit())
+    if numbered != ["0", "1"]:
+        raise UsageError(
+            f"sacrum pseudo-labels need a labelling model with the two cross-validation folds 0 and 1 (so that "
+            f"no held-out volume leaks); it has: {', '.join(model_folds) or 'none'}"
+        )
+    return numbered
+
+
+def labelling_fold(case_id: str, held_out: Mapping[str, int], model_folds: list[str]) -> str:
+    """The labelling model's fold for a case: the one fold that trains on it (see the module docstring)."""
+    numbered = check_labelling_folds(model_folds)
+    f = held_out.get(case_id)
+    if f is None or str(f) not in numbered:
+        raise UsageError(f"{case_id}: not in real_folds.json, so no fold is known to have trained on it")
+    return next(x for x in numbered if x != str(f))
+
+
+def add_sacrum_pseudo_labels(raw: Path, model_dir: Path, device: str = "auto") -> dict[str, Any]:
+    """Rewrite the label files of the real cases in an nnU-Net raw base dataset ``raw`` with sacrum
+    pseudo-labels from the base model ``model_dir``; returns per-case records (written to the conversion
+    report by the caller). Each case is predicted on its own training image, as nnU-Net will see it."""
+    import SimpleITK as sitk
+
+    from spine_seg.segmentation.base_model import model_folds as folds_of
+    from spine_seg.segmentation.base_model import nnunet_folder
+    from spine_seg.segmentation.predict import SegmentationModel
+    from spine_seg_nnunet_tasks.Dataset510_SpineBase import REAL_FOLDS_NAME
+
+    held_out = json.loads((raw / REAL_FOLDS_NAME).read_text(encoding="utf-8"))
+    have = folds_of(model_dir)
+    models: dict[str, SegmentationModel] = {}
+    records: dict[str, Any] = {}
+    for case_id in sorted(held_out):
+        fold = labelling_fold(case_id, held_out, have)
+        if fold not in models:
+            models[fold] = SegmentationModel.from_folder(nnunet_folder(model_dir), fold=fold, device=device)
+        img_path = raw / "imagesTr" / f"{case_id}_0000.nii.gz"
+        lab_path = raw / "labelsTr" / f"{case_id}.nii.gz"
+        image = sitk.ReadImage(str(img_path))
+        label = sitk.ReadImage(str(lab_path))
+        spacing = tuple(float(s) for s in image.GetSpacing())
+        pred = models[fold].predict_array(sitk.GetArrayFromImage(image).astype(np.float32), spacing)
+        new, rec = sacrum_pseudo_labels(sitk.GetArrayFromImage(label), pred, spacing)  # type: ignore[arg-type]
+        out = sitk.GetImageFromArray(new.astype(np.uint8))
+        out.CopyInformation(label)
+        sitk.WriteImage(out, str(lab_path), useCompression=True)
+        records[case_id] = {"fold": fold, **rec.__dict__}
+    return records

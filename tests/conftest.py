@@ -155,3 +155,15 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
         os.environ.clear()
         os.environ.update(saved)
     return TinyBundle(root, bundle, cohort.out, cohort.train_ids, cohort.test_ids)
+
+
+@pytest.fixture()
+def stub(monkeypatch: pytest.MonkeyPatch):
+    """``spineseg predict`` with ``fault_kit.StubPredictor`` in place of the models (the fault corpus)."""
+    from fault_kit import StubPredictor
+
+    from spine_seg.inference import predictor
+
+    StubPredictor.constructed = 0
+    monkeypatch.setattr(predictor, "Predictor", StubPredictor)
+    return StubPredictor

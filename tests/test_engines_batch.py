@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_faults import StubPredictor, _two, make_bundle
+from fault_kit import _two, make_bundle
 
 from spine_seg.inference import batch, outputs, predictor
 from spine_seg.inference.batch import BatchJob, StudyRun, StudyTask, check_submission, predict_batch, run_study
@@ -46,12 +46,6 @@ class ReversedEngine:
                 extra_outputs=job.extra_outputs,
                 progress=progress,
             )
-
-
-@pytest.fixture()
-def stub(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(predictor, "Predictor", StubPredictor)
-    return StubPredictor
 
 
 def test_engine_batch_order_fingerprint_and_resume(tmp_path: Path, stub):

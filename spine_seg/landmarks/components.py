@@ -4,6 +4,7 @@ specks, merging fragments, and the typical spacing between neighbours along the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +137,25 @@ def _typical_spacing(distances: list[float]) -> float:
     if len(distances) == 1 and 20.0 <= distances[0] <= 50.0:
         return distances[0]
     return PRIOR_DISC_SPACING_MM
+
+
+def _steps_along(
+    centroids: list[np.ndarray], between: Callable[[int], str], what_missing: str, warnings: list[str]
+) -> tuple[float, list[int]]:
+    """(typical spacing, each structure's position in whole steps from the first), centroids in spine order.
+
+    A distance of about two steps means a structure in between was not segmented; the count must skip it, or
+    every name below would slip by one. ``between(i)`` names the pair around gap ``i`` for the warning.
+    """
+    dist = [float(np.linalg.norm(a - b)) for a, b in zip(centroids, centroids[1:], strict=False)]
+    spacing = _typical_spacing(dist)
+    positions = [0]
+    for i, d in enumerate(dist):
+        step = max(1, int(round(d / spacing)))
+        if step > 1:
+            warnings.append(
+                f"gap of {d:.0f} mm between {between(i)} (typical {spacing:.0f} mm): {step - 1} {what_missing} "
+                "missing in between"
+            )
+        positions.append(positions[-1] + step)
+    return spacing, positions

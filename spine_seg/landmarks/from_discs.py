@@ -17,6 +17,7 @@ from spine_seg.landmarks.components import (
     _drop_small,
     _merge,
     _name_of,
+    _steps_along,
     _typical_spacing,
     _voxels_xyz,
 )
@@ -27,11 +28,12 @@ from spine_seg.landmarks.measure import (
     _canal_point,
     _checked,
     _disc_half_width,
+    _Doubts,
     _levels_with_foramen_offset,
     _maybe3,
     _offset_from_labels,
 )
-from spine_seg.landmarks.missing import _missing_levels
+from spine_seg.landmarks.missing import _landmark_set, _missing_levels
 from spine_seg.landmarks.types import (
     CANAL_BEHIND_BODY_MM,
     CANAL_LABEL,
@@ -153,18 +155,9 @@ def landmarks_from_labels(
     # study, because a single disc's width is quantised by the sagittal slice spacing (3–4.5 mm)
     measured = [w for w in (d.pop("_half_width") for d in drafts) if w is not None]
     found = _levels_with_foramen_offset(drafts, measured, "disc_width", default_foramen_offset_mm)
-    found.sort(key=lambda lm: LEVELS.index(lm.level))
+    found.sort(key=lambda lm: LEVELS.index(lm.level))  # a tie in _missing_levels' nearest goes to the upper
     missing = _missing_levels(found, labels.shape, affine, axis, spacing)
-    return LandmarkSet(
-        levels=tuple(found),
-        missing=tuple(missing),
-        warnings=tuple(warnings),
-        unsure=bool(unsure),
-        anchor=anchor,
-        axis_superior_lps=_tuple3(axis),
-        disc_spacing_mm=spacing,
-        source="mask",
-    )
+    return _landmark_set(found, missing, warnings, unsure, anchor, axis, spacing, "mask")
 
 
 def _spine_axis(
@@ -220,17 +213,9 @@ def _order_discs(
     for g, was in zip(groups, merged, strict=True):
         if was:
             warnings.append(f"merged disc fragments at {np.round(g.centroid, 1).tolist()} mm into one disc")
-    dist = [float(np.linalg.norm(a.centroid - b.centroid)) for a, b in zip(groups, groups[1:], strict=False)]
-    spacing = _typical_spacing(dist)
-    positions = [0]
-    for i, d in enumerate(dist):
-        step = max(1, int(round(d / spacing)))
-        if step > 1:
-            warnings.append(
-                f"gap of {d:.0f} mm between disc components {i} and {i + 1} (typical {spacing:.0f} mm):"
-                f" {step - 1} disc(s) missing in between"
-            )
-        positions.append(positions[-1] + step)
+    spacing, positions = _steps_along(
+        [g.centroid for g in groups], lambda i: f"disc components {i} and {i + 1}", "disc(s)", warnings
+    )
     return groups, merged, spacing, positions
 
 
@@ -265,13 +250,8 @@ def _draft_level(
     normal, flat = _disc_normal(g.xyz, axis)
     n, post, left = disc_frame(normal)
     centroid = g.centroid
-    reasons: list[str] = []
-    confidence = 1.0
-
-    def lower(factor: float, reason: str) -> None:
-        nonlocal confidence
-        confidence *= factor
-        reasons.append(reason)
+    doubts = _Doubts()
+    lower = doubts.lower
 
     if anchor == "labels":
         lower(0.6, "level name from the mask's labels (no sacrum anchor)")
@@ -308,8 +288,7 @@ def _draft_level(
         "lower_vertebra_xyz_lps_mm": _maybe3(_body_centroid(vertebra_xyz, g, n, post, left, -1, below, spacing)),
         "disc_voxels": g.n,
         "disc_volume_mm3": g.n * voxel_mm3,
-        "confidence": float(np.clip(confidence, 0.0, 1.0)),
-        "reasons": tuple(reasons),
+        **doubts.fields(),
         "mask_level": mask_level,
         "_half_width": _disc_half_width(
             g, canal if source == "canal_label" else centroid, left, lateral_column, affine

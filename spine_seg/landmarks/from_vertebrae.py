@@ -15,10 +15,24 @@ from spine_seg.core.constants import LEVELS
 from spine_seg.core.labels import (
     SEG_LABELS,
 )
-from spine_seg.landmarks.components import _Component, _components, _drop_small, _name_of, _typical_spacing, _voxels_xyz
+from spine_seg.landmarks.components import (
+    _Component,
+    _components,
+    _drop_small,
+    _name_of,
+    _steps_along,
+    _typical_spacing,
+    _voxels_xyz,
+)
 from spine_seg.landmarks.frame import _fit_axis, _tuple3, _unit, _unit_columns, _voxel_half_extent, disc_frame
-from spine_seg.landmarks.measure import _canal_point, _checked, _levels_with_foramen_offset, _offset_from_labels
-from spine_seg.landmarks.missing import _inside_field_of_view
+from spine_seg.landmarks.measure import (
+    _canal_point,
+    _checked,
+    _Doubts,
+    _levels_with_foramen_offset,
+    _offset_from_labels,
+)
+from spine_seg.landmarks.missing import _expected_at, _landmark_set
 from spine_seg.landmarks.types import (
     CANAL_BEHIND_BODY_MM,
     CANAL_LABEL,
@@ -151,17 +165,9 @@ def _order_bodies(bodies: list[_Body], axis: np.ndarray, warnings: list[str]) ->
             kept[-1] = big
         else:
             kept.append(body)
-    dist = [float(np.linalg.norm(a.centroid - b.centroid)) for a, b in zip(kept, kept[1:], strict=False)]
-    spacing = _typical_spacing(dist)
-    positions = [0]
-    for a, b, d in zip(kept[:-1], kept[1:], dist, strict=True):
-        step = max(1, int(round(d / spacing)))
-        if step > 1:
-            warnings.append(
-                f"gap of {d:.0f} mm between {a.name} and {b.name} (typical {spacing:.0f} mm):"
-                f" {step - 1} vertebra(e) missing in between"
-            )
-        positions.append(positions[-1] + step)
+    spacing, positions = _steps_along(
+        [body.centroid for body in kept], lambda i: f"{kept[i].name} and {kept[i + 1].name}", "vertebra(e)", warnings
+    )
     return kept, spacing, positions
 
 
@@ -390,16 +396,7 @@ def _from_vertebrae(
     missing_levels = _missing_vertebra_levels(
         {lm.level for lm in found_levels}, named, no_sacrum, labels.shape, affine, axis, spacing
     )
-    return LandmarkSet(
-        levels=tuple(found_levels),
-        missing=tuple(missing_levels),
-        warnings=tuple(warnings),
-        unsure=bool(unsure),
-        anchor=anchor,
-        axis_superior_lps=_tuple3(axis),
-        disc_spacing_mm=spacing,
-        source="vertebrae",
-    )
+    return _landmark_set(found_levels, missing_levels, warnings, unsure, anchor, axis, spacing, "vertebrae")
 
 
 def _vertebra_level_draft(
@@ -417,13 +414,8 @@ def _vertebra_level_draft(
     canal_behind_body_mm: float,
 ) -> dict:
     """The fields of one :class:`LevelLandmark` placed between two bodies, with its confidence and reasons."""
-    reasons: list[str] = []
-    confidence = 1.0
-
-    def lower(factor: float, reason: str) -> None:
-        nonlocal confidence
-        confidence *= factor
-        reasons.append(reason)
+    doubts = _Doubts()
+    lower = doubts.lower
 
     lower(VERTEBRA_DISC_CONFIDENCE, "disc inferred from the vertebral bodies above and below it (no disc in the mask)")
     if anchor == "labels":
@@ -461,8 +453,7 @@ def _vertebra_level_draft(
         "canal_source": source,
         "upper_vertebra_xyz_lps_mm": _tuple3(upper.centroid),
         "lower_vertebra_xyz_lps_mm": _tuple3(lower_centroid),
-        "confidence": float(np.clip(confidence, 0.0, 1.0)),
-        "reasons": tuple(reasons),
+        **doubts.fields(),
         "mask_level": mask_level,
     }
 
@@ -494,9 +485,8 @@ def _missing_vertebra_levels(
                 parts.append(f"no {name} in the mask")
                 continue
             nearest = min(named, key=lambda j: abs(j - k))
-            expected = named[nearest].centroid + (nearest - k) * spacing * axis
-            where = np.round(expected, 1).tolist()
-            if _inside_field_of_view(expected, shape, affine):
+            where, inside = _expected_at(named[nearest].centroid, nearest - k, spacing, axis, shape, affine)
+            if inside:
                 parts.append(
                     f"no {name} in the mask (expected about {where} mm, inside the field of view: not segmented)"
                 )

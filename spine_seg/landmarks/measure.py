@@ -140,3 +140,20 @@ def _levels_with_foramen_offset(
     else:
         offset_mm, source = default_offset_mm, "default"
     return [LevelLandmark(**d, foramen_offset_mm=offset_mm, foramen_offset_source=source) for d in drafts]
+
+
+class _Doubts:
+    """A level's confidence as the product of its doubts, each kept with the sentence the report shows: a
+    user who sees 0.42 must be able to read why."""
+
+    def __init__(self) -> None:
+        self.confidence = 1.0
+        self.reasons: list[str] = []
+
+    def lower(self, factor: float, reason: str) -> None:
+        self.confidence *= factor
+        self.reasons.append(reason)
+
+    def fields(self) -> dict:
+        """The ``confidence`` and ``reasons`` fields of a :class:`LevelLandmark`."""
+        return {"confidence": float(np.clip(self.confidence, 0.0, 1.0)), "reasons": tuple(self.reasons)}

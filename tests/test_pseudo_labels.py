@@ -56,6 +56,13 @@ def test_nothing_changes_without_bone_under_l5():
     assert np.array_equal(out, labels)
 
 
+def test_a_sacrum_cut_by_the_edge_is_left_unknown():
+    labels, pred = column_case()
+    out, rec = sacrum_pseudo_labels(labels[:, :100], pred[:, :100], SPACING)  # 40 mm under L5 in view
+    assert rec.pieces == 0 and "cut by the edge" in rec.reason
+    assert np.array_equal(out, labels[:, :100])
+
+
 def test_lowest_body_is_the_lowest_big_one():
     labels, _ = column_case()
     labels[5, 150, 30] = V  # a stray voxel lower still

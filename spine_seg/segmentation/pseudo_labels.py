@@ -10,6 +10,7 @@ model) paints the bone's *shape*, and the ground truth's count gives it its *nam
 * predicted bone (vertebra or sacrum) under L5, in the column below it, becomes ``sacrum``;
 * the predicted disc right under L5 (within ``l5_s1_reach_mm`` of its lower endplate) becomes ``disc``
   (L5/S1); predicted discs deeper than the sacrum's top are sacral remnants, so ``sacrum`` too;
+* only where the image goes on at least ``MIN_VIEW_BELOW_L5_MM`` under L5 (a sacrum, not a sliver at the edge);
 * only voxels the source left ignored change: the real bodies, the pseudo-discs between them and the
   background stay as the converter made them, and what the model does not call bone stays ignored.
 
@@ -37,6 +38,11 @@ VERTEBRA, SACRUM, DISC = BASE_LABELS["vertebra"], BASE_LABELS["sacrum"], BASE_LA
 L5_S1_REACH_MM = 6.0
 #: Bone this far under L5 at most is sacrum (S1–S5 are about 100 mm long; the coccyx and beyond are left).
 SACRUM_DEPTH_MM = 110.0
+#: Paint only where the image shows this much under L5. A sliver of S1 at the lower edge of the field of
+#: view is exactly where a network cannot tell S1 from L5 by its look: labelled "sacrum", it taught the
+#: network to call the lowest whole body above an edge sacrum (measured: MyoSegmenTUM, whose fields of view
+#: end in S1, fell from 71 to 48 of 76 levels named right when its slivers were painted).
+MIN_VIEW_BELOW_L5_MM = 50.0
 #: A predicted bone piece smaller than this is spill at L5's edge, not a sacral segment.
 MIN_PIECE_MM3 = 400.0
 #: The next sacral piece starts at most this far under the one above (a disc or remnant between them).
@@ -86,6 +92,9 @@ def sacrum_pseudo_labels(
         return labels, SacrumPseudoLabels(0, 0, 0, "no vertebral body")
     kk, jj, ii = np.nonzero(l5)
     bottom_j = float(np.percentile(jj, 95))
+    view_mm = (labels.shape[1] - 1 - bottom_j) * sj
+    if view_mm < MIN_VIEW_BELOW_L5_MM:
+        return labels, SacrumPseudoLabels(0, 0, 0, f"only {view_mm:.0f} mm in view under L5: sacrum cut by the edge")
     # the column under L5: its slices widened by 10 mm, from 10 mm in front of it to 60 mm behind it (the
     # sacrum slopes backwards as it goes down), from L5's middle to SACRUM_DEPTH_MM under its lower endplate
     k_pad, i_front, i_back = round(10 / sk), round(10 / si), round(60 / si)

@@ -181,6 +181,10 @@ def test_cli_build_base_checks_its_options_before_work(tmp_path: Path):
     assert res.exit_code == 2 and "valid: 0, 1, all" in res.output
     res = runner.invoke(app, ["bundle", "build-base", "--out", str(tmp_path / "m"), "--data", str(tmp_path)])
     assert res.exit_code == 2 and "vb2" in res.output
+    res = runner.invoke(
+        app, ["bundle", "build-base", "--out", str(tmp_path / "m"), "--no-real", "--pseudo-labels-from", str(tmp_path)]
+    )
+    assert res.exit_code == 2 and "not a base segmentation model" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "m").exists()
 
 

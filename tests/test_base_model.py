@@ -251,3 +251,18 @@ def test_warm_start_names_the_folds_a_model_has():
     with pytest.raises(FileNotFoundError, match="no fold all to start from; it has: 0, 1"):
         _warm_starts(shipped, ("all",))
     assert _warm_starts(None, ("0",)) == {}
+
+
+def test_train_fold_child_trains_as_the_parent_would(monkeypatch: pytest.MonkeyPatch):
+    """The ``train-fold`` child parses its strings into the same call the in-process path makes."""
+    import spine_seg.segmentation.train as train_mod
+
+    calls: list[tuple[tuple, dict]] = []
+    monkeypatch.setattr(train_mod, "train", lambda *a, **k: calls.append((a, k)))
+    bm._train_fold_main(["1", "nnUNetTrainerAdam1en3", "cpu", "7", "1.5", "1", "/x/fold_1/checkpoint_final.pth"])
+    bm._train_fold("1", "nnUNetTrainerAdam1en3", "cpu", 7, 1.5, True, "/x/fold_1/checkpoint_final.pth")
+    assert len(calls) == 2 and calls[0] == calls[1]
+    args, kwargs = calls[0]
+    assert args == (bm.BASE_DATASET_ID, bm.BASE_CONFIGURATION, "1", "nnUNetTrainerAdam1en3", "cpu")
+    assert kwargs["epochs"] == 7 and kwargs["time_budget_s"] == 90.0 and kwargs["validate"] is True
+    assert kwargs["plans"] == bm.BASE_PLANS and kwargs["init_weights"] == "/x/fold_1/checkpoint_final.pth"

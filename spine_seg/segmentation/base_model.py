@@ -137,7 +137,7 @@ def build_base(
         Long on purpose: the recipe in its order (convert, plan, train, export) and the manifest that records
         each step's settings and numbers, which must be written from the same local values.
     """
-    from spine_seg.segmentation.train import plan_and_preprocess, train
+    from spine_seg.segmentation.train import plan_and_preprocess
     from spine_seg_nnunet_tasks.Dataset510_SpineBase import REAL_FOLDS_NAME, convert_spine_base
 
     out = Path(out)
@@ -197,18 +197,15 @@ def build_base(
         results = _train_in_processes(folds, trainer, device, max_epochs, budget_min, validate_cv, starts)
     else:
         results = [
-            train(
-                BASE_DATASET_ID,
-                BASE_CONFIGURATION,
+            _train_fold(
                 fold,
                 trainer,
                 device,
-                epochs=max_epochs,
-                progress=progress,
-                plans=BASE_PLANS,
-                validate=validate_cv and str(fold) != "all",
-                time_budget_s=budget_min * 60.0,
-                init_weights=starts.get(str(fold)),
+                max_epochs,
+                budget_min,
+                validate_cv and str(fold) != "all",
+                starts.get(str(fold)),
+                progress,
             )
             for fold in folds
         ]
@@ -399,26 +396,42 @@ def require_base_model(path: str | Path | None = None) -> Path:
     return shipped
 
 
-def _train_fold_main(argv: Sequence[str]) -> None:
-    """``python -m spine_seg.segmentation.base_model train-fold FOLD TRAINER DEVICE MAX_EPOCHS BUDGET_MIN VALIDATE
-    [INIT_CHECKPOINT]``."""
+def _train_fold(
+    fold: str,
+    trainer: str,
+    device: str,
+    max_epochs: int,
+    budget_min: float,
+    validate: bool,
+    init_weights: str | Path | None,
+    progress: Any = None,
+) -> Any:
+    """One fold of the base recipe (its dataset, configuration and plans), in this process or in a
+    ``train-fold`` child: both paths must train the same way."""
     from spine_seg.segmentation.train import train
 
-    fold, trainer, device, max_epochs, budget_min, validate = argv[:6]
-    init = argv[6] if len(argv) > 6 else None
-    logging.basicConfig(level=logging.INFO, format=f"fold {fold}: %(message)s")
-    train(
+    return train(
         BASE_DATASET_ID,
         BASE_CONFIGURATION,
         fold,
         trainer,
         device,
-        epochs=int(max_epochs),
+        epochs=max_epochs,
+        progress=progress,
         plans=BASE_PLANS,
-        validate=validate == "1",
-        time_budget_s=float(budget_min) * 60.0,
-        init_weights=init,
+        validate=validate,
+        time_budget_s=budget_min * 60.0,
+        init_weights=init_weights,
     )
+
+
+def _train_fold_main(argv: Sequence[str]) -> None:
+    """``python -m spine_seg.segmentation.base_model train-fold FOLD TRAINER DEVICE MAX_EPOCHS BUDGET_MIN VALIDATE
+    [INIT_CHECKPOINT]``."""
+    fold, trainer, device, max_epochs, budget_min, validate = argv[:6]
+    init = argv[6] if len(argv) > 6 else None
+    logging.basicConfig(level=logging.INFO, format=f"fold {fold}: %(message)s")
+    _train_fold(fold, trainer, device, int(max_epochs), float(budget_min), validate == "1", init)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,9 @@ def lowest_body(labels: np.ndarray) -> np.ndarray | None:
     comps, n = ndimage.label(labels == VERTEBRA)
     if n == 0:
         return None
-    idx = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones(labels.shape), comps, idx)
-    big = idx[sizes >= 0.2 * sizes.max()]  # not a stray voxel of a body cut by a slab edge
-    j_mean = [float(np.nonzero(comps == c)[1].mean()) for c in big]
+    sizes = np.bincount(comps.ravel())[1:]
+    big = np.flatnonzero(sizes >= 0.2 * sizes.max()) + 1  # not a stray voxel of a body cut by a slab edge
+    j_mean = ndimage.mean(np.broadcast_to(np.arange(labels.shape[1])[None, :, None], labels.shape), comps, big)
     return np.asarray(comps == big[int(np.argmax(j_mean))])
 
 
@@ -195,5 +194,5 @@ def add_sacrum_pseudo_labels(raw: Path, model_dir: Path, device: str = "auto") -
         out = sitk.GetImageFromArray(new.astype(np.uint8))
         out.CopyInformation(label)
         sitk.WriteImage(out, str(lab_path), useCompression=True)
-        records[case_id] = {"fold": fold, **rec.__dict__}
+        records[case_id] = {"fold": fold, **asdict(rec)}
     return records

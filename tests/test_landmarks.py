@@ -208,6 +208,89 @@ def test_missed_disc_is_a_gap(with_sacrum: list[Case]):
         assert missing.level == "l3_l4" and "not segmented" in missing.reason
 
 
+def test_missed_l5_s1_is_told_by_the_body_above_the_sacrum(with_sacrum: list[Case]):
+    """A thin or fused L5/S1 the network did not segment: the L5/S1 disc voxels become L5 bone and the labels
+    count from the lowest disc (as the base model's counting stage does), calling L4/L5 "l5_s1". The L5 body
+    between that disc and the sacrum says it is L4/L5."""
+    for case in with_sacrum:
+        labels = case.labels.copy()
+        labels[labels == SEG_LABELS["disc_l5_s1"]] = SEG_LABELS["L5"]
+        discs = np.isin(labels, [SEG_LABELS[f"disc_{lv}"] for lv in LEVELS])
+        labels = np.where(discs, _shift(labels, +1), labels)  # the discs counted up from the lowest
+        ls = landmarks_from_labels(labels, case.affine)
+        assert ls.anchor == "sacrum" and ls.found_levels == LEVELS[:4], ls.warnings
+        _assert_levels_true(case, ls)
+        assert any("a vertebral body lies between, so it is l4_l5" in w for w in ls.warnings)
+        (missing,) = ls.missing
+        assert missing.level == "l5_s1" and "not segmented" in missing.reason
+
+
+def _column(gap_mm: float, n_discs: int = 5, spacing_mm: float = 36.0) -> tuple[np.ndarray, np.ndarray]:
+    """A hand-built straight lumbar column on a 1 mm grid: ``n_discs`` discs (8 mm tall) and the bodies between
+    them, a canal behind, and a sacrum whose top lies ``gap_mm`` under the lowest disc's centre, with bone
+    (a body) filling the gap. Disc labels count up from the lowest as l5_s1, like the counting stage's."""
+    shape = (40, 60 + n_discs * int(spacing_mm) + 60, 80)  # [k: L–R, j: S–I head → feet, i: A–P]
+    labels = np.zeros(shape, dtype=np.uint8)
+    kk, ii = np.ogrid[: shape[0], : shape[2]]
+    body = ((kk - 20) / 14.0) ** 2 + ((ii - 30) / 14.0) ** 2 <= 1.0
+    canal = ((kk - 20) / 6.0) ** 2 + ((ii - 55) / 6.0) ** 2 <= 1.0
+    centres = [40 + int(spacing_mm) * d for d in range(n_discs)]
+    for row in range(shape[1]):
+        labels[:, row][canal] = SEG_LABELS["spinal_canal"]
+    for d, c in enumerate(centres):
+        level = LEVELS[len(LEVELS) - n_discs + d]
+        labels[:, c - 4 : c + 4][:, :, :][np.broadcast_to(body[:, None, :], (40, 8, 80))] = SEG_LABELS[f"disc_{level}"]
+        top = c - int(spacing_mm) + 4 if d else c - 30
+        labels[:, top : c - 4][np.broadcast_to(body[:, None, :], (40, c - 4 - top, 80))] = SEG_LABELS[
+            ("L1", "L2", "L3", "L4", "L5")[len(LEVELS) - n_discs + d]
+        ]
+    lowest = centres[-1]
+    sacrum_top = lowest + int(round(gap_mm))
+    if sacrum_top > lowest + 4:  # bone between the lowest disc and the sacrum (an L5 body when it is tall)
+        labels[:, lowest + 4 : sacrum_top][np.broadcast_to(body[:, None, :], (40, sacrum_top - lowest - 4, 80))] = (
+            SEG_LABELS["L5"]
+        )
+    wide = ((kk - 20) / 18.0) ** 2 + ((ii - 35) / 20.0) ** 2 <= 1.0
+    labels[:, sacrum_top : sacrum_top + 45][np.broadcast_to(wide[:, None, :], (40, 45, 80))] = SACRUM
+    affine = np.array([[0.0, 0, 1, 0], [1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]])  # i → P, j → feet, k → L
+    return labels, affine
+
+
+@pytest.mark.parametrize(
+    ("gap_mm", "lowest", "unsure"),
+    [
+        (5.0, "l5_s1", False),  # a disc resting on the sacrum
+        (9.0, "l5_s1", True),  # short of the cut, but in the doubt band
+        (13.0, "l4_l5", True),  # past the cut, still in the band
+        (18.0, "l4_l5", False),  # the real volumes' missed L5/S1: the sacrum's back rises behind L5
+        (32.0, "l4_l5", False),  # a whole L5 body between
+    ],
+)
+def test_sacrum_gap_decides_l5_s1_or_l4_l5(gap_mm: float, lowest: str, unsure: bool):
+    """How far the lowest disc's centre lies above the sacrum's top decides whether it is L5/S1 (about half a disc
+    height) or L4/L5 with L5 between; in the band between the two the names are unsure and not confident."""
+    labels, affine = _column(gap_mm)
+    ls = landmarks_from_labels(labels, affine)
+    assert ls.anchor == "sacrum", ls.warnings
+    assert ls.levels[-1].level == lowest, ls.warnings
+    assert ls.unsure == unsure, ls.warnings
+    if unsure:
+        assert all(lm.confidence < 0.8 for lm in ls.levels)
+        assert any("sacrum anchor in doubt" in r for r in ls.levels[0].reasons)
+    elif lowest == "l5_s1":
+        assert min(lm.confidence for lm in ls.levels) >= 0.8
+    else:  # the labels counted from the lowest disc as l5_s1: the disagreement is kept as a doubt
+        assert all(lm.confidence == pytest.approx(0.7) for lm in ls.levels)
+        assert all(any("the mask labels this disc" in r for r in lm.reasons) for lm in ls.levels)
+
+
+def test_sacrum_far_below_the_lowest_disc_is_not_trusted():
+    labels, affine = _column(60.0)
+    ls = landmarks_from_labels(labels, affine)
+    assert ls.anchor == "labels" and ls.unsure
+    assert any("the sacrum is not trusted" in w for w in ls.warnings)
+
+
 def test_spurious_blobs_are_dropped(with_sacrum: list[Case]):
     case = with_sacrum[0]
     labels = case.labels.copy()

@@ -234,3 +234,48 @@ def test_a_lowest_disc_that_turns_back_is_dropped_and_the_count_moves_down():
     assert out.found_levels == ("l2_l3", "l3_l4", "l4_l5", "l5_s1") and out.missing_levels == ("l1_l2",)
     assert [lm.xyz_lps_mm for lm in out.levels] == [lm.xyz_lps_mm for lm in _tilted([0, 2, 12, 30]).levels]
     assert all("turns back" in lm.reasons[-1] for lm in out.levels)
+
+
+def _wide_column(shift_per_level_mm: int = 0, joints: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_column` 90 mm wide (k → L): the spine in the middle, each level ``shift_per_level_mm`` further to
+    the left going down (a scoliosis), and with ``joints`` two disc-labelled blobs 30 mm either side of the
+    sacrum, as a network labels the bright sacroiliac joints of a wide field of view."""
+    labels = np.zeros((90, 220, 70), dtype=np.uint8)
+    j = 5
+    for level in range(5):
+        k0 = 35 + level * shift_per_level_mm
+        labels[k0 : k0 + 20, j : j + 25, 20:55] = BASE_LABELS["vertebra"]
+        labels[k0 : k0 + 20, j + 25 : j + 35, 20:55] = BASE_LABELS["disc"]
+        j += 35
+    labels[35:55, j : j + 40, 20:55] = BASE_LABELS["sacrum"]
+    if joints:
+        labels[0:12, j + 5 : j + 25, 25:60] = BASE_LABELS["disc"]
+        labels[78:90, j + 5 : j + 25, 25:60] = BASE_LABELS["disc"]
+    affine = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    return labels, affine
+
+
+def test_disc_shaped_joints_beside_the_sacrum_are_not_levels():
+    """Without the midline rule the two joints would be the lowest "discs": the sacrum above them is then not
+    under the lowest disc, and the names would fall back to the count, unsure."""
+    from spine_seg.core.labels import SEG_DISC_OF_LEVEL
+    from spine_seg.landmarks.structures import relabel_base
+
+    labels, affine = _wide_column(joints=True)
+    out, doubts = relabel_base(labels, affine)
+    assert not doubts
+    for n, level in enumerate(LEVELS):
+        assert out[45, 5 + 35 * n + 30, 37] == SEG_DISC_OF_LEVEL[level]
+    assert out[5, 5 + 35 * 5 + 15, 40] == 0 and out[84, 5 + 35 * 5 + 15, 40] == 0
+    ls = landmarks_from_label_volume(LabelVolume(labels, affine, {v: k for k, v in BASE_LABELS.items()}))
+    assert ls.anchor == "sacrum" and not ls.unsure and ls.found_levels == LEVELS
+
+
+def test_a_scoliosis_keeps_every_disc():
+    from spine_seg.core.labels import SEG_DISC_OF_LEVEL
+    from spine_seg.landmarks.structures import relabel_base
+
+    labels, affine = _wide_column(shift_per_level_mm=8)  # 32 mm from L1/L2 to L5/S1, 8 mm per level
+    out, _ = relabel_base(labels, affine)
+    for n, level in enumerate(LEVELS):
+        assert out[45 + 8 * n, 5 + 35 * n + 30, 37] == SEG_DISC_OF_LEVEL[level]

@@ -41,6 +41,8 @@ from spine_seg.landmarks.types import (
     DISC_LABELS,
     FRAGMENT_FRACTION,
     LEVEL_OF_DISC_LABEL,
+    SACRUM_GAP_CUT,
+    SACRUM_GAP_DOUBT,
     SACRUM_LABEL,
     VERTEBRA_LABELS,
     LandmarkSet,
@@ -143,6 +145,7 @@ def landmarks_from_labels(
                 canal_xyz,
                 canal_slab_mm,
                 anchor,
+                unsure,
                 merged[gi],
                 ref_volume,
                 voxel_mm3,
@@ -240,6 +243,7 @@ def _draft_level(
     canal_xyz: np.ndarray,
     canal_slab_mm: float,
     anchor: str,
+    anchor_unsure: bool,
     merged: bool,
     ref_volume: float,
     voxel_mm3: float,
@@ -255,6 +259,8 @@ def _draft_level(
 
     if anchor == "labels":
         lower(0.6, "level name from the mask's labels (no sacrum anchor)")
+    elif anchor_unsure:
+        lower(0.6, "level name from a sacrum anchor in doubt (see the warnings)")
     value, share = g.majority()
     mask_level = LEVEL_OF_DISC_LABEL[value]
     if mask_level != level:
@@ -335,10 +341,8 @@ def _anchor_on_sacrum(
         return "none", 0, True
     top = float(np.percentile((sacrum_xyz[under] - origin) @ axis, 98))
     last = int(np.argmin(t))  # the lowest disc, just above the sacrum
-    # a disc centre sits about half a disc height (≈ 5 mm) above the endplate below it
-    extra = int(round((t[last] - top - 5.0) / spacing))
-    if extra < 0:
-        extra = 0
+    gap = (t[last] - top) / spacing  # in disc spacings (see SACRUM_GAP_CUT)
+    extra = 0 if gap < SACRUM_GAP_CUT else 1 + int((gap - SACRUM_GAP_CUT) // 1.0)
     if extra > 1:
         warnings.append(
             f"the lowest disc is {t[last] - top:.0f} mm above the sacrum (about {extra} discs): "
@@ -346,13 +350,23 @@ def _anchor_on_sacrum(
         )
         return "none", 0, True
     if extra == 1:
-        warnings.append("no disc component just above the sacrum: l5_s1 missing from the mask")
+        warnings.append(
+            f"the lowest disc is {t[last] - top:.0f} mm above the sacrum: a vertebral body lies between, so it is"
+            " l4_l5 and l5_s1 is missing from the mask"
+        )
     offset = (len(LEVELS) - 1 - extra) - positions[last]
+    unsure = False
+    if SACRUM_GAP_DOUBT[0] <= gap <= SACRUM_GAP_DOUBT[1]:
+        warnings.append(
+            f"the lowest disc is {t[last] - top:.0f} mm above the sacrum ({gap:.2f} disc spacings): between a disc"
+            " on the sacrum and one a vertebral body above it, so whether it is l5_s1 or l4_l5 is unsure"
+        )
+        unsure = True
     fragments = [ts for ts in small_t if ts < top - 5.0]
     if fragments:
         warnings.append(
             f"{len(fragments)} small disc fragment(s) below the sacrum's upper endplate: the sacrum may be a"
             " mislabelled L5 (unsure)"
         )
-        return "sacrum", offset, True
-    return "sacrum", offset, False
+        unsure = True
+    return "sacrum", offset, unsure

@@ -36,6 +36,11 @@ MIN_SACRUM_MM3 = 1500.0
 SMALL_DISC_FRACTION = 0.25
 #: A disc inside the sacrum smaller than this fraction of a lumbar disc is an S1/S2 remnant, not a level.
 REMNANT_FRACTION = 0.6
+#: A disc component further than this (mm, left–right) from the disc next to it along the spine is not an
+#: intervertebral disc: the sacroiliac joints and the sacral foramina, bright on T2 and shaped like a disc in
+#: a sagittal slice, lie 25–35 mm off the midline (measured on VB2's wide fields of view); a scoliosis moves
+#: the discs a few mm per level.
+OFF_MIDLINE_MM = 15.0
 #: Confidence ceiling of a level whose counting anchor is in doubt.
 UNSURE_CONFIDENCE_CAP = 0.5
 #: Vertebral bodies of the level scheme, cranial to caudal.
@@ -83,6 +88,7 @@ def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list
         # lateral slivers and specks would each count as a level: keep discs of a quarter of the typical size
         sizes = np.array([len(kji) for _, kji in discs])
         keep = sizes >= SMALL_DISC_FRACTION * float(np.median(np.sort(sizes)[::-1][:5]))
+        keep[keep] = _on_the_midline(disc_xyz[keep], sizes[keep])
         discs = [d for d, k in zip(discs, keep, strict=True) if k]
         disc_xyz = disc_xyz[keep]
     body = labels == BASE_LABELS["vertebra"]
@@ -181,6 +187,31 @@ def _usable_sacrum(
     kji = np.argwhere(part)
     xyz = _xyz(kji, affine)
     return float(np.percentile(xyz @ axis, 95))
+
+
+def _on_the_midline(disc_xyz: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Which disc centroids follow the spine's left–right course (:data:`OFF_MIDLINE_MM`).
+
+    The walk starts at the disc with the most others within OFF_MIDLINE_MM of it left–right (LPS x; the
+    larger on a tie): the column of discs outnumbers whatever lies beside it. From there, up and then down
+    in height, each disc is kept when it lies within OFF_MIDLINE_MM of the last disc kept on that side: a
+    scoliosis moves a few mm per level and is followed; a joint beside the sacrum jumps 25–35 mm."""
+    keep = np.zeros(len(disc_xyz), dtype=bool)
+    if len(disc_xyz) == 0:
+        return keep
+    x = disc_xyz[:, 0]
+    near = (np.abs(x[:, None] - x[None, :]) <= OFF_MIDLINE_MM).sum(axis=1)
+    start = int(np.lexsort((sizes, near))[-1])  # most neighbours, then the largest
+    order = list(np.argsort(disc_xyz[:, 2]))  # feet → head
+    seed = order.index(start)
+    keep[start] = True
+    for side in (order[seed + 1 :], order[:seed][::-1]):  # upwards, then downwards from the seed
+        last_x = float(x[start])
+        for i in side:
+            if abs(float(x[i]) - last_x) <= OFF_MIDLINE_MM:
+                keep[i] = True
+                last_x = float(x[i])
+    return keep
 
 
 def _xyz(kji: np.ndarray, affine: np.ndarray) -> np.ndarray:

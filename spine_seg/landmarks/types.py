@@ -79,6 +79,17 @@ VERTEBRA_DISC_CONFIDENCE = 0.7
 TYPICAL_DISC_HEIGHT_MM = 10.0
 
 
+#: Where the sacrum anchor puts the lowest disc, from its centre's height above the sacrum's top, as a
+#: fraction of the disc spacing. An L5/S1 disc rests on the sacrum: measured −0.3 to 0.26 of the spacing
+#: (−11 to 9 mm) on the real volumes of benchmarks/bench_real_landmarks.py, three models' segmentations. An
+#: L4/L5 whose L5/S1 below it was not segmented (thin, dark, or a transitional junction) has the L5 body in
+#: between, yet measures only 0.33–0.87 (12–33 mm), not a whole spacing: the sacrum's back rises behind L5
+#: and the top is taken at its 98th percentile. The cut sits between the two; in the band around it neither
+#: reading is trusted, and the names are unsure.
+SACRUM_GAP_CUT = 0.3
+SACRUM_GAP_DOUBT = (0.2, 0.4)
+
+
 #: Components smaller than this fraction of the typical disc (or vertebra) are treated as spurious.
 MIN_COMPONENT_FRACTION = 0.1
 

@@ -225,33 +225,27 @@ def test_missed_l5_s1_is_told_by_the_body_above_the_sacrum(with_sacrum: list[Cas
         assert missing.level == "l5_s1" and "not segmented" in missing.reason
 
 
-def _column(gap_mm: float, n_discs: int = 5, spacing_mm: float = 36.0) -> tuple[np.ndarray, np.ndarray]:
-    """A hand-built straight lumbar column on a 1 mm grid: ``n_discs`` discs (8 mm tall) and the bodies between
-    them, a canal behind, and a sacrum whose top lies ``gap_mm`` under the lowest disc's centre, with bone
-    (a body) filling the gap. Disc labels count up from the lowest as l5_s1, like the counting stage's."""
-    shape = (40, 60 + n_discs * int(spacing_mm) + 60, 80)  # [k: L–R, j: S–I head → feet, i: A–P]
-    labels = np.zeros(shape, dtype=np.uint8)
-    kk, ii = np.ogrid[: shape[0], : shape[2]]
+def _column(gap_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """A hand-built straight lumbar column on a 1 mm grid: five discs (8 mm tall, 36 mm apart) and the bodies
+    between them, a canal behind, and a sacrum whose top lies ``gap_mm`` under the lowest disc's centre, with
+    bone (a body) filling the gap. Disc labels count up from the lowest as l5_s1, like the counting stage's."""
+    labels = np.zeros((40, 300, 80), dtype=np.uint8)  # [k: L–R, j: S–I head → feet, i: A–P]
+    kk, ii = np.ogrid[:40, :80]
+
+    def paint(start: int, stop: int, footprint: np.ndarray, value: int) -> None:
+        rows = labels[:, start:stop]
+        rows[np.broadcast_to(footprint[:, None, :], rows.shape)] = value
+
     body = ((kk - 20) / 14.0) ** 2 + ((ii - 30) / 14.0) ** 2 <= 1.0
-    canal = ((kk - 20) / 6.0) ** 2 + ((ii - 55) / 6.0) ** 2 <= 1.0
-    centres = [40 + int(spacing_mm) * d for d in range(n_discs)]
-    for row in range(shape[1]):
-        labels[:, row][canal] = SEG_LABELS["spinal_canal"]
-    for d, c in enumerate(centres):
-        level = LEVELS[len(LEVELS) - n_discs + d]
-        labels[:, c - 4 : c + 4][:, :, :][np.broadcast_to(body[:, None, :], (40, 8, 80))] = SEG_LABELS[f"disc_{level}"]
-        top = c - int(spacing_mm) + 4 if d else c - 30
-        labels[:, top : c - 4][np.broadcast_to(body[:, None, :], (40, c - 4 - top, 80))] = SEG_LABELS[
-            ("L1", "L2", "L3", "L4", "L5")[len(LEVELS) - n_discs + d]
-        ]
-    lowest = centres[-1]
+    paint(0, labels.shape[1], ((kk - 20) / 6.0) ** 2 + ((ii - 55) / 6.0) ** 2 <= 1.0, SEG_LABELS["spinal_canal"])
+    for d, (level, vertebra) in enumerate(zip(LEVELS, ("L1", "L2", "L3", "L4", "L5"), strict=True)):
+        c = 40 + 36 * d
+        paint(c - 4, c + 4, body, SEG_LABELS[f"disc_{level}"])
+        paint(c - 32 if d else c - 30, c - 4, body, SEG_LABELS[vertebra])
+    lowest = 40 + 36 * 4
     sacrum_top = lowest + int(round(gap_mm))
-    if sacrum_top > lowest + 4:  # bone between the lowest disc and the sacrum (an L5 body when it is tall)
-        labels[:, lowest + 4 : sacrum_top][np.broadcast_to(body[:, None, :], (40, sacrum_top - lowest - 4, 80))] = (
-            SEG_LABELS["L5"]
-        )
-    wide = ((kk - 20) / 18.0) ** 2 + ((ii - 35) / 20.0) ** 2 <= 1.0
-    labels[:, sacrum_top : sacrum_top + 45][np.broadcast_to(wide[:, None, :], (40, 45, 80))] = SACRUM
+    paint(lowest + 4, sacrum_top, body, SEG_LABELS["L5"])  # bone between the disc and the sacrum (L5 when tall)
+    paint(sacrum_top, sacrum_top + 45, ((kk - 20) / 18.0) ** 2 + ((ii - 35) / 20.0) ** 2 <= 1.0, SACRUM)
     affine = np.array([[0.0, 0, 1, 0], [1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]])  # i → P, j → feet, k → L
     return labels, affine
 

@@ -342,7 +342,7 @@ def _anchor_on_sacrum(
     top = float(np.percentile((sacrum_xyz[under] - origin) @ axis, 98))
     last = int(np.argmin(t))  # the lowest disc, just above the sacrum
     gap = (t[last] - top) / spacing  # in disc spacings (see SACRUM_GAP_CUT)
-    extra = 0 if gap < SACRUM_GAP_CUT else 1 + int((gap - SACRUM_GAP_CUT) // 1.0)
+    extra = 0 if gap < SACRUM_GAP_CUT else 1 + int(gap - SACRUM_GAP_CUT)  # whole spacings past the cut
     if extra > 1:
         warnings.append(
             f"the lowest disc is {t[last] - top:.0f} mm above the sacrum (about {extra} discs): "

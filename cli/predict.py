@@ -336,10 +336,17 @@ def bundle_build_base(
         Optional[Path],
         typer.Option(
             "--pseudo-labels-from",
-            help="A base model folder (folds 0 and 1) that paints the real volumes' sacrum under their labelled L5 "
-            "(they label bodies down to L5 only); each case by the fold that trains on it.",
+            help="A base model folder (folds 0 and 1) that paints what the real volumes' masks leave out (they label "
+            "bodies down to L5 only); each case by the fold that trains on it.",
         ),
     ] = None,
+    pseudo_labels: Annotated[
+        str,
+        typer.Option(
+            "--pseudo-labels",
+            help="What --pseudo-labels-from paints, comma-separated: sacrum (under L5), canal (behind the bodies).",
+        ),
+    ] = "sacrum,canal",
 ) -> None:
     """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and
     provenance."""
@@ -370,6 +377,7 @@ def bundle_build_base(
             real=() if no_real else ("vb2", "myosegmentum"),
             init_from=init_from,
             pseudo_labels_from=pseudo_labels_from,
+            pseudo_labels=[k.strip() for k in pseudo_labels.split(",") if k.strip()],
         )
     except USER_ERRORS as exc:
         raise fail(exc) from exc

@@ -185,6 +185,12 @@ def test_cli_build_base_checks_its_options_before_work(tmp_path: Path):
         app, ["bundle", "build-base", "--out", str(tmp_path / "m"), "--no-real", "--pseudo-labels-from", str(tmp_path)]
     )
     assert res.exit_code == 2 and "not a base segmentation model" in res.output and "Traceback" not in res.output
+    res = runner.invoke(
+        app,
+        ["bundle", "build-base", "--out", str(tmp_path / "m"), "--no-real"]
+        + ["--pseudo-labels-from", str(tmp_path), "--pseudo-labels", "sacrum,discs"],
+    )
+    assert res.exit_code == 2 and "unknown pseudo-label kind" in res.output and "valid: sacrum, canal" in res.output
     assert not (tmp_path / "m").exists()
 
 

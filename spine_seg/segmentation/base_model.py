@@ -119,6 +119,7 @@ def build_base(
     validate_cv: bool = False,
     init_from: str | Path | None = None,
     pseudo_labels_from: str | Path | None = None,
+    pseudo_labels: Sequence[str] = ("sacrum", "canal"),
 ) -> BaseBuild:
     """Build the base segmentation model into ``out`` (see the module docstring); returns what it made.
 
@@ -131,8 +132,9 @@ def build_base(
         final validation for the numbered folds (their held-out cases). ``init_from``: a base model folder whose
         same folds start the training (a warm start, :func:`~spine_seg.segmentation.train.train`'s
         ``init_weights``): fold ``k`` from fold ``k``, so the real volumes each fold holds out stay unseen.
-    ``pseudo_labels_from``: a base model (two cross-validation folds) that paints the real volumes' sacrum
-    under their labelled L5 (:mod:`spine_seg.segmentation.pseudo_labels`); needs a fresh conversion.
+    ``pseudo_labels_from``: a base model (two cross-validation folds) that paints ``pseudo_labels`` on the
+    real volumes where their masks are silent: the sacrum under their labelled L5, the canal behind their
+    bodies (:mod:`spine_seg.segmentation.pseudo_labels`); needs a fresh conversion.
 
         Long on purpose: the recipe in its order (convert, plan, train, export) and the manifest that records
         each step's settings and numbers, which must be written from the same local values.
@@ -149,9 +151,10 @@ def build_base(
     if pseudo_labels_from is not None and (not replan or keep_raw):
         raise UsageError("pseudo_labels_from paints freshly converted real cases: it needs replan and no keep_raw")
     if pseudo_labels_from is not None:
-        from spine_seg.segmentation.pseudo_labels import check_labelling_folds
+        from spine_seg.segmentation.pseudo_labels import check_labelling_folds, check_pseudo_label_kinds
 
-        check_labelling_folds(model_folds(pseudo_labels_from))  # before minutes of conversion, not after
+        check_pseudo_label_kinds(pseudo_labels)  # before minutes of conversion, not after
+        check_labelling_folds(model_folds(pseudo_labels_from))
     t0 = time.perf_counter()
     env = nnunet_env.apply()
     if replan:
@@ -170,11 +173,12 @@ def build_base(
         raw = next(env.raw.glob(f"Dataset{BASE_DATASET_ID}_*"))
     pseudo: dict[str, Any] | None = None
     if pseudo_labels_from is not None:
-        from spine_seg.segmentation.pseudo_labels import add_sacrum_pseudo_labels
+        from spine_seg.segmentation.pseudo_labels import add_pseudo_labels
 
-        painted = add_sacrum_pseudo_labels(raw, Path(pseudo_labels_from), device)
+        painted = add_pseudo_labels(raw, Path(pseudo_labels_from), device, pseudo_labels)
         pseudo = {
             "from": str(pseudo_labels_from),
+            "kinds": list(pseudo_labels),
             "its_recipe": read_manifest(pseudo_labels_from).get("recipe", {}).get("command"),
             "cases": painted,
         }
@@ -224,7 +228,11 @@ def build_base(
             "command": f"{BUILD_COMMAND} --budget-min {budget_min:g} --synthetic {n_synthetic} --seed {seed} "
             f"--folds {','.join(map(str, folds))} --device {device}"
             + (f" --init-from {init_from}" if init_from is not None else "")
-            + (f" --pseudo-labels-from {pseudo_labels_from}" if pseudo_labels_from is not None else ""),
+            + (
+                f" --pseudo-labels-from {pseudo_labels_from} --pseudo-labels {','.join(pseudo_labels)}"
+                if pseudo_labels_from is not None
+                else ""
+            ),
             "warm_start": None
             if init_from is None
             else {
@@ -234,7 +242,7 @@ def build_base(
                     {k: f.get(k) for k in ("fold", "epochs", "iterations")} for f in read_manifest(init_from)["folds"]
                 ],
             },
-            "sacrum_pseudo_labels": pseudo,
+            "pseudo_labels": pseudo,
             "dataset": raw.name,
             "configuration": BASE_CONFIGURATION,
             "plans": plans_doc["plans_name"],

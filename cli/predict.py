@@ -19,6 +19,7 @@ from spine_seg.core import textio
 from spine_seg.core.choices import CrossCheck, Device, check_option, choice_help
 from spine_seg.core.errors import UsageError
 from spine_seg.core.progress import bars_enabled
+from spine_seg.segmentation.pseudo_labels import PSEUDO_LABEL_KINDS
 from spine_seg_cli.common import USER_ERRORS, fail
 
 
@@ -296,6 +297,11 @@ def bundle_info(
     typer.echo(textio.dumps(doc, indent=1))
 
 
+def _comma_list(text: str) -> list[str]:
+    """``"0, 1,"`` → ``["0", "1"]``: the names of a comma-separated option, blanks dropped."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 @bundle_app.command("build-base")
 def bundle_build_base(
     out: Annotated[Path, typer.Option("--out", help="New folder for the base segmentation model.")],
@@ -346,7 +352,7 @@ def bundle_build_base(
             "--pseudo-labels",
             help="What --pseudo-labels-from paints, comma-separated: sacrum (under L5), canal (behind the bodies).",
         ),
-    ] = "sacrum,canal",
+    ] = ",".join(PSEUDO_LABEL_KINDS),
 ) -> None:
     """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and
     provenance."""
@@ -354,7 +360,7 @@ def bundle_build_base(
 
     try:
         _check_device(device)
-        fold_list = [f.strip() for f in folds.split(",") if f.strip()]
+        fold_list = _comma_list(folds)
         bad = [f for f in fold_list if f not in ("0", "1", "all")]
         if not fold_list or bad:
             raise UsageError(f"unknown fold(s) {bad or folds!r}; valid: 0, 1, all")
@@ -377,7 +383,7 @@ def bundle_build_base(
             real=() if no_real else ("vb2", "myosegmentum"),
             init_from=init_from,
             pseudo_labels_from=pseudo_labels_from,
-            pseudo_labels=[k.strip() for k in pseudo_labels.split(",") if k.strip()],
+            pseudo_labels=_comma_list(pseudo_labels),
         )
     except USER_ERRORS as exc:
         raise fail(exc) from exc

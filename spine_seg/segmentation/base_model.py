@@ -24,6 +24,7 @@ from typing import Any
 
 from spine_seg.core.errors import UsageError
 from spine_seg.segmentation import nnunet_env
+from spine_seg.segmentation.pseudo_labels import PSEUDO_LABEL_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def build_base(
     validate_cv: bool = False,
     init_from: str | Path | None = None,
     pseudo_labels_from: str | Path | None = None,
-    pseudo_labels: Sequence[str] = ("sacrum", "canal"),
+    pseudo_labels: Sequence[str] = PSEUDO_LABEL_KINDS,
 ) -> BaseBuild:
     """Build the base segmentation model into ``out`` (see the module docstring); returns what it made.
 

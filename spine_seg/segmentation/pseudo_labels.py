@@ -18,8 +18,8 @@ The canal is the other structure the real masks never show: it is ignored in a b
 on a real T2 the network's canal was taught by the phantom alone, and a warm start drifted (a hole in the
 canal of the RSNA check study, docs/base-model.md). The labelling model's canal is kept where it is
 plainly the canal (:func:`canal_pseudo_labels`): its pieces that lie behind the labelled bodies, near their
-midline, if together they run along most of the column. Only the canal is painted, never "not canal": a canal the
-labelling model missed stays ignored, not background.
+midline, if together they run along most of the column. Only the canal is painted, never "not canal": a
+canal the labelling model missed stays ignored, not background.
 
 No held-out volume leaks into a fold: with two cross-validation folds, a case held out by fold ``f`` trains
 only fold ``1 - f``, and its pseudo-labels come from the labelling model's fold ``1 - f``, which trained on
@@ -200,9 +200,8 @@ def canal_pseudo_labels(
     wall = np.full(labels.shape[1], -1.0)
     wall[rows] = ndimage.maximum(bi, bj, rows)  # the column's posterior wall in each of its rows
     k_mid, mm_k = float(bk.mean()), float(spacing_mm[2])
-    canal = np.zeros(labels.shape, dtype=bool)
     sizes = np.bincount(comps.ravel())[1:]
-    why = ""
+    why, kept = "", []
     voxel_mm3 = float(np.prod(spacing_mm))
     for c in np.argsort(-sizes)[: int(np.count_nonzero(sizes * voxel_mm3 >= MIN_PIECE_MM3))] + 1:
         ck, cj, ci = np.nonzero(comps == c)
@@ -214,7 +213,8 @@ def canal_pseudo_labels(
         elif behind < CANAL_MIN_BEHIND:
             why = why or f"the predicted canal is behind the bodies in {behind:.0%} of rows"
         else:
-            canal |= comps == c
+            kept.append(c)
+    canal = np.isin(comps, kept)
     cover = float(np.isin(rows, np.nonzero(canal.any(axis=(0, 2)))[0]).mean())
     if cover < CANAL_MIN_COVER:
         reason = why if not canal.any() else f"the predicted canal runs along {cover:.0%} of the column"

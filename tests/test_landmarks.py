@@ -400,6 +400,65 @@ def test_canal_missing_falls_back_to_the_disc_margin(with_sacrum: list[Case]):
         assert 8 < behind < np.linalg.norm(canal_truth - lm.disc_xyz)
 
 
+def _column_with_canal_shifts(shifts_mm: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_column` whose canal, around each disc, lies ``shifts_mm`` (one per level) off its tube's axis
+    towards the patient's left: what a network's canal label does when it takes in a lateral recess."""
+    labels, affine = _column(5.0)
+    canal = SEG_LABELS["spinal_canal"]
+    labels[labels == canal] = 0
+    kk, ii = np.ogrid[:40, :80]
+    for d, dk in enumerate(shifts_mm):
+        c = 40 + 36 * d
+        rows = labels[:, c - 18 : c + 18]
+        tube = ((kk - 20 - dk) / 6.0) ** 2 + ((ii - 55) / 6.0) ** 2 <= 1.0
+        rows[np.broadcast_to(tube[:, None, :], rows.shape) & (rows == 0)] = canal
+    return labels, affine
+
+
+def test_canal_points_share_the_study_midline():
+    """Each level's canal centroid strays by a few mm; the canal points share one sagittal plane (x = k here)
+    at the mean, while the foramina stay either side of each level's own canal centre."""
+    from spine_seg.landmarks.project import foramen_points
+
+    shifts = (3, -2, 0, 2, -3)
+    ls = landmarks_from_labels(*_column_with_canal_shifts(shifts))
+    assert ls.found_levels == LEVELS
+    x = [float(lm.canal_xyz[0]) for lm in ls.levels]
+    assert np.ptp(x) < 1e-6 and abs(x[0] - 20.0) < 0.3, x
+    for lm, dk in zip(ls.levels, shifts, strict=True):
+        assert lm.canal_source == "canal_label"
+        assert abs(float(lm.canal_centre_xyz[0]) - (20 + dk)) < 0.3
+        assert abs(lm.canal_midline_shift_mm + dk) < 0.3 and lm.to_dict()["canal_midline_shift_mm"] == round(
+            lm.canal_midline_shift_mm, 2
+        )
+        assert np.allclose(lm.canal_xyz[1:], lm.canal_centre_xyz[1:])  # only the L–R place moves
+        sides = foramen_points(lm)
+        assert abs(float(sides["left"][0] + sides["right"][0]) / 2 - (20 + dk)) < 0.3
+
+
+def test_a_stray_canal_does_not_pull_the_midline_and_moves_at_most_half_a_canal():
+    """One level's canal label 13 mm off (a foramen taken for canal): the others set the midline, and that
+    level's point moves only CANAL_MIDLINE_MAX_SHIFT_MM towards it, staying inside its own canal."""
+    from spine_seg.landmarks.types import CANAL_MIDLINE_MAX_SHIFT_MM
+
+    ls = landmarks_from_labels(*_column_with_canal_shifts((0, 1, 0, -1, 13)))
+    x = {lm.level: float(lm.canal_xyz[0]) for lm in ls.levels}
+    assert all(abs(x[lv] - 20.0) < 0.3 for lv in LEVELS[:4]), x
+    assert abs(x["l5_s1"] - (33.0 - CANAL_MIDLINE_MAX_SHIFT_MM)) < 0.3, x
+
+
+def test_one_canal_level_is_not_moved():
+    """With the canal labelled at one level only there is no study midline to move it to."""
+    labels, affine = _column_with_canal_shifts((0, 0, 0, 0, 4))
+    canal = SEG_LABELS["spinal_canal"]
+    labels[:, : 40 + 36 * 4 - 18][labels[:, : 40 + 36 * 4 - 18] == canal] = 0
+    ls = landmarks_from_labels(labels, affine)
+    by_level = {lm.level: lm for lm in ls.levels}
+    assert by_level["l5_s1"].canal_source == "canal_label" and by_level["l5_s1"].canal_midline_shift_mm == 0.0
+    assert abs(float(by_level["l5_s1"].canal_xyz[0]) - 24.0) < 0.3
+    assert all(by_level[lv].canal_source == "disc_posterior_margin" for lv in LEVELS[:4])
+
+
 def test_extra_disc_above_l1_l2_is_ignored(with_sacrum: list[Case]):
     """A mask that counted from T12: T12/L1 called l1_l2 and everything below one level too low."""
     case = with_sacrum[0]

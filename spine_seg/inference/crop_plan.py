@@ -125,7 +125,7 @@ def plan_crops(
             fallbacks.append(f"{lv} subarticular: {why}")
             continue
         assert ax is not None  # _axial_refusal refuses a missing axial point
-        for side, xyz in subarticular_points(lm.canal_xyz, lm.normal).items():
+        for side, xyz in subarticular_points(lm.canal_centre_xyz, lm.normal).items():
             add(f"{side}_subarticular_stenosis", lv, ax.hit.series_id, xyz, side == "right")
     if projection.series_ids.get(SeriesKind.SAGITTAL_T1.value) == ():
         fallbacks.append("no Sagittal T1 series: foraminal rows from the training prior")

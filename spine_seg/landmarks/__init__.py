@@ -18,8 +18,9 @@ Instead:
 Each level then gets its disc centroid, the centroids of the vertebral bodies above and below (vertebra
 voxels of any label inside the disc's cross-section between neighbouring disc planes, so posterior elements
 and label mistakes do not pull them), the spinal canal point (centroid of the canal label in a slab around
-the disc plane, or the disc's posterior margin without a canal) and a lateral foramen offset estimated from
-the disc's width. ``project.py`` takes these into the other series.
+the disc plane, or the disc's posterior margin without a canal; then moved onto the study's mid-sagittal
+plane, where readers mark it, keeping the level's own canal centre for the foramina and lateral recesses)
+and a lateral foramen offset estimated from the disc's width. ``project.py`` takes these into the other series.
 
 A mask with vertebral bodies but no discs (MyoSegmenTUM's labels L1–L5, or a model trained on them) goes to
 :func:`landmarks_from_vertebrae`: each disc is placed midway between the facing endplates of the bodies

@@ -157,7 +157,7 @@ def landmarks_from_labels(
     # the foramen offset: from the median half-width of the discs that can be measured. One width per
     # study, because a single disc's width is quantised by the sagittal slice spacing (3–4.5 mm)
     measured = [w for w in (d.pop("_half_width") for d in drafts) if w is not None]
-    found = _levels_with_foramen_offset(drafts, measured, "disc_width", default_foramen_offset_mm)
+    found = _levels_with_foramen_offset(drafts, measured, "disc_width", default_foramen_offset_mm, affine)
     found.sort(key=lambda lm: LEVELS.index(lm.level))  # a tie in _missing_levels' nearest goes to the upper
     missing = _missing_levels(found, labels.shape, affine, axis, spacing)
     return _landmark_set(found, missing, warnings, unsure, anchor, axis, spacing, "mask")

@@ -387,7 +387,7 @@ def _from_vertebrae(
         )
 
     widths = [body.half_width_mm for body in named.values() if body.half_width_mm is not None]
-    found_levels = _levels_with_foramen_offset(drafts, widths, "body_width", default_foramen_offset_mm)
+    found_levels = _levels_with_foramen_offset(drafts, widths, "body_width", default_foramen_offset_mm, affine)
     no_sacrum: str | None = None  # why there is no body below L5 (None: the sacrum is there)
     if sacrum is None:
         no_sacrum = "no sacrum in the mask"

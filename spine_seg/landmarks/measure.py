@@ -13,8 +13,13 @@ from spine_seg.core.labels import (
     SEG_LABELS,
 )
 from spine_seg.landmarks.components import _Component
-from spine_seg.landmarks.frame import _tuple3, _voxel_half_extent
-from spine_seg.landmarks.types import FORAMEN_OFFSET_PER_HALF_WIDTH, FORAMEN_OFFSET_RANGE_MM, LevelLandmark
+from spine_seg.landmarks.frame import _tuple3, _unit_columns, _voxel_half_extent, disc_frame
+from spine_seg.landmarks.types import (
+    CANAL_MIDLINE_MAX_SHIFT_MM,
+    FORAMEN_OFFSET_PER_HALF_WIDTH,
+    FORAMEN_OFFSET_RANGE_MM,
+    LevelLandmark,
+)
 
 
 def _checked(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -130,11 +135,53 @@ def _foramen_offset(disc_half_width_mm: float) -> float:
     return float(np.clip(FORAMEN_OFFSET_PER_HALF_WIDTH * disc_half_width_mm, lo, hi))
 
 
+def _canal_points_on_midline(drafts: list[dict], affine: np.ndarray) -> None:
+    """Move the canal points measured on a canal label onto one sagittal plane of the image (in place).
+
+    Why: a sagittal series samples the canal every 3–4.5 mm, and which parasagittal slices the network
+    labels as canal at a level (lateral recesses, a slice lost to partial volume) moves that level's canal
+    centroid left or right by a slice or more. Readers place the spinal-canal point on one mid-sagittal slice
+    for the whole study, even when the spine leans a little in the coronal plane: in the RSNA 2024 keypoints
+    (``train_label_coordinates``, 1,974 Sagittal T2 series) 78 % put all five spinal points on one slice and
+    94 % within one slice of it. So each point keeps its superior–inferior and anterior–posterior place and
+    takes the mean position of the study's canal points along the image's left–right axis, moving within
+    its disc plane, by at most :data:`CANAL_MIDLINE_MAX_SHIFT_MM` so that it stays inside that level's canal
+    (a scoliosis can carry the canal off any single plane). Points estimated without a canal label (disc
+    margin, behind the bodies) stay where they are.
+    """
+    measured = [d for d in drafts if d["canal_source"] == "canal_label"]
+    if len(measured) < 2:
+        return
+    columns = _unit_columns(affine)
+    lateral = columns[:, int(np.argmax(np.abs(columns[0])))]  # the image axis closest to the patient's L–R
+    along = np.array([float(np.dot(d["canal_xyz_lps_mm"], lateral)) for d in measured])
+    # the plane nearest the study's canal points (their mean), robust to a level whose canal label strays:
+    # points further than the largest shift from the median do not pull it
+    near = np.abs(along - np.median(along)) <= CANAL_MIDLINE_MAX_SHIFT_MM
+    midline = float(np.mean(along[near]))
+    for d, a in zip(measured, along, strict=True):
+        left = disc_frame(d["normal_lps"])[2]
+        cos = float(np.dot(left, lateral))
+        if abs(cos) < 0.5:  # a disc plane that does not face the image's L–R axis: no shift along it
+            continue
+        shift = float(np.clip(midline - a, -CANAL_MIDLINE_MAX_SHIFT_MM, CANAL_MIDLINE_MAX_SHIFT_MM))
+        # along the disc's own L–R axis, so the point stays in its disc plane
+        d["canal_xyz_lps_mm"] = _tuple3(np.asarray(d["canal_xyz_lps_mm"], dtype=float) + shift / cos * left)
+        d["canal_midline_shift_mm"] = shift / cos
+
+
 def _levels_with_foramen_offset(
-    drafts: list[dict], half_widths_mm: list[float], width_source: str, default_offset_mm: float
+    drafts: list[dict],
+    half_widths_mm: list[float],
+    width_source: str,
+    default_offset_mm: float,
+    affine: np.ndarray,
 ) -> list[LevelLandmark]:
-    """The drafts as landmarks sharing one foramen offset: from the median measured half-width (one value
-    per study, because a single width is quantised by the sagittal slice spacing), else the default."""
+    """The drafts as finished landmarks: canal points on the study's midline
+    (:func:`_canal_points_on_midline`) and one foramen offset shared by all levels, from the median measured
+    half-width (one value per study, because a single width is quantised by the sagittal slice spacing),
+    else the default."""
+    _canal_points_on_midline(drafts, affine)
     if half_widths_mm:
         offset_mm, source = _foramen_offset(float(np.median(half_widths_mm))), width_source
     else:

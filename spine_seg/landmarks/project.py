@@ -176,12 +176,12 @@ def foramen_points(
     superior_mm: float = FORAMEN_SUPERIOR_MM,
     anterior_mm: float = FORAMEN_ANTERIOR_MM,
 ) -> dict[str, np.ndarray]:
-    """Left and right foramen points of a level: the canal point ± the lateral offset along the patient's
+    """Left and right foramen points of a level: the level's own canal centre ± the lateral offset along the patient's
     L–R axis in the disc plane (+x in LPS is the patient's left), moved ``superior_mm`` along the disc
     normal and ``anterior_mm`` forwards (see FORAMEN_SUPERIOR_MM)."""
     offset = landmark.foramen_offset_mm if landmark.foramen_offset_mm is not None else default_offset_mm
     n, post, left = disc_frame(landmark.normal)
-    centre = landmark.canal_xyz + superior_mm * n - anterior_mm * post
+    centre = landmark.canal_centre_xyz + superior_mm * n - anterior_mm * post
     return {"left": centre + offset * left, "right": centre - offset * left}
 
 

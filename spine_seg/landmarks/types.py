@@ -13,7 +13,7 @@ from spine_seg.core.labels import (
     SEG_DISC_OF_LEVEL,
     SEG_LABELS,
 )
-from spine_seg.landmarks.frame import _rounded
+from spine_seg.landmarks.frame import _rounded, disc_frame
 
 #: Lumbar vertebrae and the sacrum, cranial to caudal, as spineseg labels them.
 VERTEBRA_NAMES: tuple[str, ...] = ("L1", "L2", "L3", "L4", "L5", "sacrum")
@@ -69,6 +69,9 @@ FORAMEN_OFFSET_RANGE_MM = (14.0, 24.0)
 #: canal label: the lumbar canal is about 15–18 mm deep, so its centre lies about 8 mm behind the wall (the
 #: synthetic phantom puts it 8–10 mm behind: 1.5 mm + half a 13–17 mm canal).
 CANAL_BEHIND_BODY_MM = 8.0
+#: How far (mm, left–right) a canal point may move to the study's mid-sagittal plane: half the width of a
+#: lumbar dural sac (about 15 mm), so the point stays inside that level's canal.
+CANAL_MIDLINE_MAX_SHIFT_MM = 7.5
 
 
 #: Confidence factor of a disc placed between vertebral bodies (the mask has no disc to measure).
@@ -119,6 +122,10 @@ class LevelLandmark:
     # "disc_width" (the study's median), "body_width" (vertebral bodies', for masks without discs), "given"
     # or "default"
     foramen_offset_source: str = "default"
+    # how far (mm, along the disc plane's L–R axis, + = patient's left) the canal point was moved onto the
+    # study's mid-sagittal plane, where readers mark the spinal canal; the level's own canal centre, which
+    # the foramina and lateral recesses sit either side of, is ``canal_centre_xyz``
+    canal_midline_shift_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -138,6 +145,13 @@ class LevelLandmark:
     def normal(self) -> np.ndarray:
         return np.asarray(self.normal_lps, dtype=float)
 
+    @property
+    def canal_centre_xyz(self) -> np.ndarray:
+        """The centre of this level's own canal: the canal point before it moved to the study's midline."""
+        if not self.canal_midline_shift_mm:
+            return self.canal_xyz
+        return self.canal_xyz - self.canal_midline_shift_mm * disc_frame(self.normal)[2]
+
     def to_dict(self) -> dict:
         return {
             "level": self.level,
@@ -156,6 +170,7 @@ class LevelLandmark:
             "mask_level": self.mask_level,
             "foramen_offset_mm": None if self.foramen_offset_mm is None else round(self.foramen_offset_mm, 2),
             "foramen_offset_source": self.foramen_offset_source,
+            "canal_midline_shift_mm": round(self.canal_midline_shift_mm, 2),
         }
 
 

@@ -227,12 +227,54 @@ def test_a_lowest_disc_that_turns_back_from_the_lordosis_is_doubted():
     assert _junction_doubts(_tilted([0, 2, 12])) == []  # too few discs to read a curve
 
 
-def test_a_lowest_disc_that_turns_back_is_dropped_and_the_count_moves_down():
-    from spine_seg.landmarks.structures import _drop_sacral_remnant
+def _six_disc_column() -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_column` with one more body and disc on top (T12/L1 in view) and L3/L4 not segmented, as in
+    vb2_16: the count from the sacrum leaves a gap at l3_l4, so the top disc falls above l1_l2."""
+    labels = np.zeros((20, 255, 70), dtype=np.uint8)
+    j = 5
+    for n in range(6):
+        labels[:, j : j + 25, 20:55] = BASE_LABELS["vertebra"]
+        if n != 3:
+            labels[:, j + 25 : j + 35, 20:55] = BASE_LABELS["disc"]
+        j += 35
+    labels[:, j : j + 40, 20:55] = BASE_LABELS["sacrum"]
+    affine = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    return labels, affine
 
-    out = _drop_sacral_remnant(_tilted([0, 2, 12, 30, 10]))
-    assert out.found_levels == ("l2_l3", "l3_l4", "l4_l5", "l5_s1") and out.missing_levels == ("l1_l2",)
-    assert [lm.xyz_lps_mm for lm in out.levels] == [lm.xyz_lps_mm for lm in _tilted([0, 2, 12, 30]).levels]
+
+def _disc_rows(landmarks) -> dict[str, float]:
+    return {lm.level: round(-lm.xyz_lps_mm[2], 1) for lm in landmarks.levels}  # j of each disc centre
+
+
+def test_a_shifted_count_names_the_disc_above_l1_l2_and_drops_the_lowest():
+    """What the sacral-remnant reading needs: every name one level lower, the lowest disc below l5_s1 and out,
+    and the disc the first count left above l1_l2 named l1_l2 instead of lost (vb2_16 lost its L1/L2 so)."""
+    from spine_seg.landmarks.structures import relabel_base
+
+    labels, affine = _six_disc_column()
+    seg, _ = relabel_base(labels, affine)
+    top, lowest = 5 + 29.5, 5 + 35 * 5 + 29.5  # rows of the top and the lowest disc's centres
+    first = landmarks_from_labels(seg, affine)
+    assert first.missing_levels == ("l3_l4",) and any("above l1_l2" in w for w in first.warnings)
+    assert _disc_rows(first)["l5_s1"] == lowest and top not in _disc_rows(first).values()
+    shifted = landmarks_from_labels(seg, affine, level_shift=1)
+    assert shifted.missing_levels == ("l4_l5",)
+    assert any("below l5_s1" in w for w in shifted.warnings) and any("named 1 lower" in w for w in shifted.warnings)
+    assert _disc_rows(shifted) == {
+        "l1_l2": top,
+        **{LEVELS[LEVELS.index(lv) + 1]: row for lv, row in _disc_rows(first).items() if lv != "l5_s1"},
+    }
+
+
+def test_the_remnant_reading_applies_only_when_l5_s1_was_counted():
+    from spine_seg.landmarks.structures import _over_sacral_remnant, relabel_base
+
+    labels, affine = _six_disc_column()
+    seg, _ = relabel_base(labels, affine)
+    without_l5_s1 = _tilted([0, 2, 12, 30])  # found down to l4_l5 only: nothing was counted from a remnant
+    assert _over_sacral_remnant(without_l5_s1, seg, affine) is without_l5_s1
+    out = _over_sacral_remnant(landmarks_from_labels(seg, affine), seg, affine)
+    assert out.found_levels == ("l1_l2", "l2_l3", "l3_l4", "l5_s1")
     assert all("turns back" in lm.reasons[-1] for lm in out.levels)
 
 

@@ -32,6 +32,7 @@ from spine_seg.landmarks.measure import (
     _levels_with_foramen_offset,
     _maybe3,
     _offset_from_labels,
+    _shifted,
 )
 from spine_seg.landmarks.missing import _landmark_set, _missing_levels
 from spine_seg.landmarks.types import (
@@ -56,6 +57,7 @@ def landmarks_from_labels(
     *,
     canal_slab_mm: float = 3.0,
     default_foramen_offset_mm: float = DEFAULT_FORAMEN_OFFSET_MM,
+    level_shift: int = 0,
 ) -> LandmarkSet:
     """Level landmarks from a spineseg label volume ``labels[k, j, i]`` with its voxel → LPS ``affine``.
 
@@ -63,6 +65,11 @@ def landmarks_from_labels(
     (see the module docstring); the labels only break the tie when there is no sacrum, and then the result
     is ``unsure``. A mask without disc components but with two or more of L1–L5 goes to
     :func:`landmarks_from_vertebrae` (``source="vertebrae"``).
+
+    ``level_shift`` names every disc that many levels lower than the count says: for a caller with evidence
+    that the count started too low (the lowest "l5_s1" is a remnant disc inside the sacrum, see
+    :mod:`spine_seg.landmarks.structures`). Shifting here rather than renaming afterwards keeps a disc that
+    the first count put above l1_l2: it is l1_l2 once the names move down.
 
     Long on purpose: the stages above run in order over one set of components and one warnings list; each
     is a function of its own, and this body only threads their results.
@@ -92,6 +99,7 @@ def landmarks_from_labels(
                 canal_slab_mm=canal_slab_mm,
                 canal_behind_body_mm=CANAL_BEHIND_BODY_MM,
                 default_foramen_offset_mm=default_foramen_offset_mm,
+                level_shift=level_shift,
             )
         reason = "no disc component in the mask"
         return LandmarkSet((), tuple(MissingLevel(lv, reason) for lv in LEVELS), tuple(warnings), True, "none")
@@ -117,6 +125,7 @@ def landmarks_from_labels(
         anchor, unsure = "labels", True
         if not vote_ok:
             warnings.append("the mask's disc labels disagree about the offset: level names are a guess")
+    offset += _shifted(level_shift, warnings)
     level_index = [p + offset for p in positions]
     _check_mask_labels(mask_levels, warnings)
 

@@ -31,6 +31,7 @@ from spine_seg.landmarks.measure import (
     _Doubts,
     _levels_with_foramen_offset,
     _offset_from_labels,
+    _shifted,
 )
 from spine_seg.landmarks.missing import _expected_at, _landmark_set
 from spine_seg.landmarks.types import (
@@ -290,6 +291,7 @@ def _from_vertebrae(
     canal_slab_mm: float,
     canal_behind_body_mm: float,
     default_foramen_offset_mm: float,
+    level_shift: int = 0,
 ) -> LandmarkSet:
     """:func:`landmarks_from_vertebrae` on components already found (``landmarks_from_labels`` has them).
 
@@ -352,6 +354,7 @@ def _from_vertebrae(
         anchor, unsure = "labels", True
         if not clear:
             warnings.append("the mask's vertebra labels disagree about the offset: level names are a guess")
+    offset += _shifted(level_shift, warnings)
     named: dict[int, _Body] = {}
     for body, p in zip(bodies, positions, strict=True):
         index = p + offset

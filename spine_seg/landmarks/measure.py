@@ -46,6 +46,17 @@ def _checked(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, np.ndarr
     return labels, affine
 
 
+def _shifted(level_shift: int, warnings: list[str]) -> int:
+    """``level_shift`` (see ``landmarks_from_labels``), with the warning that says the names were moved."""
+    if level_shift:
+        warnings.append(
+            f"every level named {abs(level_shift)} lower than counted from the lowest disc"
+            if level_shift > 0
+            else f"every level named {-level_shift} higher than counted from the lowest disc"
+        )
+    return level_shift
+
+
 def _offset_from_labels(
     positions: list[int], mask_levels: list[int], warnings: list[str], what: str = "disc"
 ) -> tuple[int, bool]:

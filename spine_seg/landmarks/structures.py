@@ -278,28 +278,19 @@ def _junction_doubts(landmarks: LandmarkSet) -> list[str]:
     return []
 
 
-def _drop_sacral_remnant(landmarks: LandmarkSet) -> LandmarkSet:
-    """The lowest disc, counted as L5/S1 but turned back from the lordosis, taken for a remnant inside the
-    sacrum: dropped, and every disc above it named one level lower (the count from the bottom started one
-    disc too low). The names stay unsure (the caller caps them): this is the likelier reading, not a proof."""
-    levels = sorted(landmarks.levels, key=lambda lm: LEVELS.index(lm.level))
-    if not levels or levels[-1].level != LEVELS[-1]:
-        return landmarks
-    kept = [
-        replace(
-            lm,
-            level=LEVELS[LEVELS.index(lm.level) + 1],
-            reasons=(*lm.reasons, "renamed: the disc below it turns back into the sacrum"),
-        )
-        for lm in levels[:-1]
-    ]
-    names = {lm.level for lm in kept}
-    missing = tuple(
-        MissingLevel(lv, "above the discs found (the lowest disc was taken for a sacral remnant)")
-        for lv in LEVELS
-        if lv not in names
+def _over_sacral_remnant(landmarks: LandmarkSet, labels: np.ndarray, affine: np.ndarray, **options: Any) -> LandmarkSet:
+    """The landmarks counted again with the lowest disc, named L5/S1 but turned back from the lordosis, taken
+    for a remnant inside the sacrum: every disc is named one level lower (the count from the bottom started
+    one disc too low), so the remnant falls below l5_s1 and a disc the first count put above l1_l2 becomes
+    l1_l2. The names stay unsure (the caller caps them): this is the likelier reading, not a proof."""
+    if LEVELS[-1] not in landmarks.found_levels:
+        return landmarks  # the lowest disc found is not the one counted from
+    landmarks = landmarks_from_labels(labels, affine, level_shift=1, **options)
+    levels = tuple(
+        replace(lm, reasons=(*lm.reasons, "renamed: the disc below it turns back into the sacrum"))
+        for lm in landmarks.levels
     )
-    return replace(landmarks, levels=tuple(kept), missing=missing)
+    return replace(landmarks, levels=levels)
 
 
 def landmarks_from_label_volume(label_volume: Any, **options: Any) -> LandmarkSet:
@@ -315,7 +306,7 @@ def landmarks_from_label_volume(label_volume: Any, **options: Any) -> LandmarkSe
     if base:
         turn = _junction_doubts(landmarks)
         if turn:
-            landmarks = _drop_sacral_remnant(landmarks)
+            landmarks = _over_sacral_remnant(landmarks, labels, affine, **options)
         doubts += turn
     if doubts and landmarks.levels:
         levels = tuple(

@@ -63,7 +63,7 @@ Run::
     source .venv/bin/activate
     OMP_NUM_THREADS=1 nnUNet_def_n_proc=1 python benchmarks/bench_real_landmarks.py --model RESULT_FOLDER \\
         [--folds-json folds.json] [--default-fold all] [--datasets rsna,myosegmentum,vb2,synthetic] \\
-        [--limit N] [--out runs/bench_real_landmarks] [--device auto]
+        [--limit N] [--out runs/bench_real_landmarks] [--device auto] [--mirroring superior_inferior]
     python benchmarks/bench_real_landmarks.py --truth-masks --datasets myosegmentum,vb2
 
 Writes ``results.json`` (every level of every volume) and ``results.md`` (the tables it prints) to ``--out``.
@@ -225,8 +225,18 @@ def restricted_dice(pred: np.ndarray, ref: np.ndarray, affine: np.ndarray) -> fl
 class ModelPool:
     """Loads each fold's model once; picks the fold that held a case out (``--folds-json``) or the default."""
 
-    def __init__(self, folder: Path, folds: Mapping[str, int | str], default_fold: str, device: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        folds: Mapping[str, int | str],
+        default_fold: str,
+        device: str,
+        mirroring: str | None = None,
+    ) -> None:
+        from spine_seg.segmentation.predict import mirroring_mode
+
         self.folder, self.folds, self.device = Path(folder), dict(folds), device
+        self.mirroring = mirroring_mode(mirroring)
         if default_fold == "auto":
             self.default: int | str | None = "all" if (self.folder / "fold_all").is_dir() else None
         else:
@@ -248,7 +258,9 @@ class ModelPool:
         key = "ensemble" if fold is None else str(fold)
         if key not in self._models:
             t0 = time.perf_counter()
-            self._models[key] = SegmentationModel.from_folder(self.folder, fold=fold, device=self.device)
+            self._models[key] = SegmentationModel.from_folder(
+                self.folder, fold=fold, device=self.device, mirroring=self.mirroring
+            )
             log(f"loaded {self._models[key]!r} in {time.perf_counter() - t0:.1f} s")
         return self._models[key], key
 
@@ -261,7 +273,7 @@ PREDICTION_CACHE: Path | None = None
 def _cache_path(case: Case, pool: ModelPool) -> Path | None:
     if PREDICTION_CACHE is None:
         return None
-    key = f"{pool.folder.resolve()}|{pool.fold_of(case.case_id)}|{SLAB_MM}"
+    key = f"{pool.folder.resolve()}|{pool.fold_of(case.case_id)}|{SLAB_MM}|{pool.mirroring}"
     import hashlib
 
     return PREDICTION_CACHE / f"{case.case_id}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
@@ -290,12 +302,12 @@ def predict(case: Case, pool: ModelPool | None) -> tuple[Any, str, float]:
             # those, and give each 1 mm slice its slab's labels (truth and Dice stay on the original grid)
             n = case.image.shape[0] // t
             slabs = case.image[: n * t].astype(np.float32).reshape(n, t, *case.image.shape[1:]).mean(axis=1)
-            pred = model.predict_array(slabs, (spacing[0], spacing[1], spacing[2] * t))
+            pred = model.predict_array(slabs, (spacing[0], spacing[1], spacing[2] * t), case.affine)
             full = np.zeros(case.image.shape, dtype=pred.dtype)
             full[: n * t] = np.repeat(pred, t, axis=0)
             full[n * t :] = pred[-1]
         else:
-            full = model.predict_array(case.image, spacing)
+            full = model.predict_array(case.image, spacing, case.affine)
         lv = LabelVolume(full, case.affine, model.label_names)
     seconds = time.perf_counter() - t0
     if cached is not None:
@@ -519,6 +531,8 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from spine_seg.segmentation.predict import DEFAULT_MIRRORING, MIRRORING_MODES
+
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -553,6 +567,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "series; 1 keeps the thin slices (default: %(default)s)",
     )
     ap.add_argument(
+        "--mirroring",
+        choices=MIRRORING_MODES,
+        default=DEFAULT_MIRRORING,
+        help="test-time mirroring of the segmentation (spine_seg.segmentation.predict; default: %(default)s)",
+    )
+    ap.add_argument(
         "--reuse-predictions",
         type=Path,
         metavar="DIR",
@@ -573,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(f"{args.folds_json}: expected a JSON object {{case_id: fold}}")
     global SLAB_MM
     SLAB_MM = float(args.slab_mm)
-    pool = None if args.truth_masks else ModelPool(args.model, folds, args.default_fold, args.device)
+    pool = None if args.truth_masks else ModelPool(args.model, folds, args.default_fold, args.device, args.mirroring)
     t0 = time.perf_counter()
     doc = {
         "benchmark": "bench_real_landmarks",

@@ -93,7 +93,7 @@ def worker(args: argparse.Namespace) -> None:
     stack = max(series.stacks, key=lambda s: s.n_slices)
     pixels = stack.load()
     t2 = time.perf_counter()
-    labels = model.predict_array(pixels, stack.spacing_mm)
+    labels = model.predict_array(pixels, stack.spacing_mm, stack.affine)
     t3 = time.perf_counter()
     ls = landmarks_from_labels(labels, stack.affine)
     t4 = time.perf_counter()

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from spine_seg.core import textio
-from spine_seg.core.choices import CrossCheck, Device, check_option, choice_help
+from spine_seg.core.choices import CrossCheck, Device, Mirroring, check_option, choice_help
 from spine_seg.core.errors import UsageError
 from spine_seg.core.progress import bars_enabled
 from spine_seg.segmentation.pseudo_labels import PSEUDO_LABEL_KINDS
@@ -97,6 +97,10 @@ def predict(
             help=choice_help(CrossCheck),
         ),
     ] = "auto",
+    mirroring: Annotated[
+        str,
+        typer.Option("--mirroring", help=choice_help(Mirroring)),
+    ] = "superior_inferior",
     dicom_out: Annotated[
         bool,
         typer.Option(
@@ -106,7 +110,7 @@ def predict(
     ] = True,
 ) -> None:
     """Grade every study in INPUT: segmentation, landmarks, crops, ensemble; one submission for all."""
-    # Long on purpose: typer declares the 15 options in the signature (the docstring is the --help
+    # Long on purpose: typer declares the 16 options in the signature (the docstring is the --help
     # text, so the reason is here); the body only checks, calls and prints.
     from spine_seg.dicom import read_series_csv
     from spine_seg.inference.batch import ENGINE_START_ERRORS, discover_studies, predict_batch
@@ -118,6 +122,7 @@ def predict(
     try:  # everything a user can get wrong is checked here, before any model loads (exit 2)
         _check_device(device)
         check_option("--cross-check", cross_check, CrossCheck)
+        check_option("--mirroring", mirroring, Mirroring)
         if series_csv is not None:
             if not series_csv.is_file():
                 raise FileNotFoundError(f"--series-csv: no such file: {series_csv}")
@@ -140,7 +145,9 @@ def predict(
         bundle = load_bundle(model)
         prepare_output_folder(out)
         # the local engine loads the models here (exit 2 if they cannot load); Ray workers load their own
-        predictor = Predictor(bundle, device, cross_check=cross_check) if batch_engine is None else None
+        predictor = (
+            Predictor(bundle, device, cross_check=cross_check, mirroring=mirroring) if batch_engine is None else None
+        )
     except (*USER_ERRORS, *ENGINE_START_ERRORS, BundleError) as exc:
         raise fail(exc) from exc
 
@@ -170,6 +177,7 @@ def predict(
             extra_outputs=extra_outputs,
             engine=batch_engine,
             cross_check=cross_check,
+            mirroring=mirroring,
         )
     except (*USER_ERRORS, *ENGINE_START_ERRORS) as exc:  # before the first study (the engine could not start)
         raise fail(exc) from exc

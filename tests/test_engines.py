@@ -60,6 +60,25 @@ def test_unknown_cross_check_exits_2_before_any_model_loads(batch, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_bad_mirroring_is_refused_before_anything_loads(tmp_path):
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    res = CliRunner().invoke(
+        app,
+        ["predict", str(batch), "--model", "no-such-bundle", "--out", str(tmp_path / "o"), "--mirroring", "twice"],
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--mirroring: unknown value 'twice'; valid: ['superior_inferior', 'all', 'none']" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_mirroring_is_part_of_the_resume_key_only_when_chosen():
+    from spine_seg.inference.batch import run_key
+
+    assert "mirroring" not in run_key("some-bundle", None)["options"]
+    assert run_key("some-bundle", None, mirroring="none")["options"]["mirroring"] == "none"
+
+
 def test_cross_check_is_part_of_the_resume_key_only_when_chosen(tmp_path):
     from spine_seg.inference.batch import run_key
 

@@ -181,6 +181,53 @@ def test_label_volume_is_read_only_and_saves_geometry(tmp_path: Path):
     assert img.TransformIndexToPhysicalPoint((3, 4, 2)) == pytest.approx(affine[:3] @ [3, 4, 2, 1])
 
 
+def test_mirroring_modes_and_the_superior_inferior_axis():
+    from spine_seg.core import geometry
+    from spine_seg.core.errors import UsageError
+    from spine_seg.segmentation.predict import mirroring_mode, superior_inferior_axis
+
+    assert mirroring_mode(None) == "superior_inferior"
+    assert mirroring_mode(True) == "all" and mirroring_mode(False) == "none"
+    with pytest.raises(UsageError, match="unknown mirroring 'sideways'; valid: superior_inferior, all, none"):
+        mirroring_mode("sideways")
+    # sagittal: rows run head to feet (j); axial: columns run left to right, rows front to back, slices S–I (k)
+    sagittal = geometry.affine_from_headers((0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (0.7, 0.7), 4.0)
+    axial = geometry.affine_from_headers((0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.7, 0.7), 4.0)
+    assert superior_inferior_axis(sagittal) == 1 and superior_inferior_axis(axial) == 0
+    # a sagittal image stored on its side: the columns run head to feet
+    assert superior_inferior_axis(geometry.affine_from_headers((0, 0, 0), (0, 0, -1, 0, 1, 0), (0.7, 0.7), 4)) == 2
+
+
+class _FakeNnunetPredictor:
+    """What :meth:`SegmentationModel._set_mirror_axes` reads and writes of nnU-Net's predictor."""
+
+    def __init__(self, transpose: list[int], patch: list[int]) -> None:
+        self.allowed_mirroring_axes = tuple(range(len(patch)))
+        self.use_mirroring = True
+        self.plans_manager = type("P", (), {"transpose_forward": transpose})()
+        self.configuration_manager = type("C", (), {"patch_size": patch})()
+
+
+@pytest.mark.parametrize(
+    "transpose, patch, si_axis, mode, axes",
+    [
+        ([0, 1, 2], [192, 192], 1, "superior_inferior", (0,)),  # 2d sagittal: input axis 0 is the rows
+        ([0, 1, 2], [192, 192], 2, "superior_inferior", (1,)),  # a sagittal image on its side
+        ([0, 1, 2], [192, 192], 0, "superior_inferior", ()),  # axial 2d: S–I is the slice axis, nothing to flip
+        ([2, 0, 1], [192, 192], 1, "superior_inferior", (1,)),  # a plans transpose moves the rows
+        ([0, 1, 2], [64, 128, 128], 1, "superior_inferior", (1,)),  # 3d: every array axis is an input axis
+        ([0, 1, 2], [192, 192], 1, "all", (0, 1)),
+    ],
+)
+def test_mirror_axes_follow_the_patient_not_the_array(transpose, patch, si_axis, mode, axes):
+    from spine_seg.segmentation.predict import SegmentationModel
+
+    fake = _FakeNnunetPredictor(transpose, patch)
+    model = SegmentationModel(fake, Path("."), (0,), "cpu", mode, {0: "background"}, 1)
+    model._set_mirror_axes(si_axis)
+    assert fake.allowed_mirroring_axes == axes and fake.use_mirroring == bool(axes)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # CLI argument errors: one line, exit code 2
 
@@ -267,11 +314,12 @@ def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="available: \\['0'\\]"):
         SegmentationModel.from_folder(result.result_folder, fold=3, device="cpu")
     model = SegmentationModel.from_folder(result.result_folder, fold=0, device="cpu")
-    assert not model.mirroring and model.label_names == {v: k for k, v in SEG_LABELS.items()}
+    assert model.mirroring == "superior_inferior" and model.label_names == {v: k for k, v in SEG_LABELS.items()}
     study = load_study(cohort.out / "test_images" / cohort.test_ids[0])
     stack = study.series_of_kind(SeriesKind.SAGITTAL_T2)[0].stacks[0]
     lv = model.predict_stack(stack)
     assert lv.shape == stack.shape and lv.labels.dtype == np.uint8
+    assert model.predictor.allowed_mirroring_axes == (0,)  # the sagittal rows (head to feet), flipped
     assert np.allclose(lv.affine, stack.affine)
     assert set(np.unique(lv.labels).tolist()) <= set(SEG_LABELS.values())
     assert lv.present() and set(lv.present()) <= set(SEG_LABELS) - {"background"}

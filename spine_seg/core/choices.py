@@ -68,6 +68,16 @@ class CrossCheck(StrEnum):
     NEVER = "never"
 
 
+class Mirroring(StrEnum):
+    """Test-time mirroring of the segmentation: ``superior_inferior`` (the default) also predicts each slice
+    upside down and averages, 2× the cost; ``all``: every axis (nnU-Net's own default, 4× in 2d); ``none``.
+    On the real volumes the superior–inferior flip names the most levels right (docs/base-model.md)."""
+
+    SUPERIOR_INFERIOR = "superior_inferior"
+    ALL = "all"
+    NONE = "none"
+
+
 def values(choices: Iterable[StrEnum]) -> tuple[str, ...]:
     """The plain string values of an enum (or a subset of its members), in declaration order."""
     return tuple(str(c.value) for c in choices)

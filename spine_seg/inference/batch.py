@@ -65,16 +65,20 @@ def bundle_fingerprint(bundle: Any) -> str:
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
 
 
-def run_key(bundle: Any, series_csv: str | Path | None, cross_check: str = "auto") -> dict[str, Any]:
+def run_key(
+    bundle: Any, series_csv: str | Path | None, cross_check: str = "auto", mirroring: str = "superior_inferior"
+) -> dict[str, Any]:
     """What must match for a finished ``result.json`` to be reused: the bundle and the options that change
-    the result (the series CSV's content decides series kinds; ``cross_check`` is recorded only when it is
-    not the default, so results written before the option existed still resume)."""
+    the result (the series CSV's content decides series kinds; ``cross_check`` and ``mirroring`` are recorded
+    only when they are not the default, so results written before the options existed still resume)."""
     from spine_seg.core.checksums import sha256_file
 
     csv_sha = sha256_file(Path(series_csv))[:16] if series_csv is not None else None
     options: dict[str, Any] = {"series_csv_sha256": csv_sha}
     if cross_check != "auto":
         options["cross_check"] = str(cross_check)
+    if mirroring != "superior_inferior":
+        options["mirroring"] = str(mirroring)
     return {"bundle_fingerprint": bundle_fingerprint(bundle), "options": options}
 
 
@@ -286,6 +290,7 @@ class BatchJob:
     extra_outputs: ExtraOutputs | None = None
     run: Mapping[str, Any] | None = None  # the resume key every worker stores in result.json
     cross_check: str = "auto"  # when the Sagittal T1 checks the T2's level names (core.choices.CrossCheck)
+    mirroring: str = "superior_inferior"  # the segmentation's test-time mirroring (core.choices.Mirroring)
 
 
 #: Raised by an engine before its first study, these mean the batch could not start (``predict`` exits 2);
@@ -328,6 +333,7 @@ def predict_batch(
     extra_outputs: ExtraOutputs | None = None,
     engine: BatchEngine | None = None,
     cross_check: str = "auto",
+    mirroring: str = "superior_inferior",
 ) -> BatchResult:
     """Predict every study under ``input_path`` into ``out`` (see the module doc for the files).
 
@@ -340,8 +346,8 @@ def predict_batch(
     ``engine``: where the pending studies run (default: one after the other in this process, with
     ``predictor``); discovery, resume (with the bundle fingerprint), ``submission.csv`` and ``errors.csv``
     stay here either way. ``extra_outputs``: further per-study files (DICOM SEG/SR:
-    :func:`spine_seg.dicom_out.write_dicom_outputs`). ``cross_check``: see :class:`~.predictor.Predictor`
-    (a ``predictor`` passed in keeps its own).
+    :func:`spine_seg.dicom_out.write_dicom_outputs`). ``cross_check``, ``mirroring``: see
+    :class:`~.predictor.Predictor` (a ``predictor`` passed in keeps its own).
 
     Long on purpose: discovery, resume, the engine loop and the final CSVs share the batch's state.
     """
@@ -358,9 +364,17 @@ def predict_batch(
         pred = (
             None
             if engine is not None
-            else (predictor or predictor_module.Predictor(the_bundle, device, cross_check=cross_check))
+            else (
+                predictor
+                or predictor_module.Predictor(the_bundle, device, cross_check=cross_check, mirroring=mirroring)
+            )
         )
-        key = run_key(the_bundle, series_csv, getattr(pred, "cross_check", cross_check))
+        key = run_key(
+            the_bundle,
+            series_csv,
+            getattr(pred, "cross_check", cross_check),
+            getattr(pred, "mirroring", mirroring),
+        )
         duplicated = {f for fs in found.duplicates.values() for f in fs}
         outcomes: list[StudyOutcome] = []
         rows: dict[str, pd.DataFrame] = {}
@@ -420,7 +434,7 @@ def predict_batch(
             else:
                 pending.append(task)
         if engine is not None and pending:
-            job = BatchJob(the_bundle, device, series_csv, report, extra_outputs, key, cross_check)
+            job = BatchJob(the_bundle, device, series_csv, report, extra_outputs, key, cross_check, mirroring)
             finished: set[Path] = set()
             lost: Exception | None = None
             try:

@@ -106,11 +106,11 @@ class ModelBundle:
             "training_data": m.get("training_data"),
         }
 
-    def segmentation_model(self, device: str = "auto"):
+    def segmentation_model(self, device: str = "auto", mirroring: str | None = None):
         from spine_seg.segmentation.predict import SegmentationModel
 
         return SegmentationModel.from_folder(
-            self.segmentation_folder, fold=list(self.segmentation_folds), device=device
+            self.segmentation_folder, fold=list(self.segmentation_folds), device=device, mirroring=mirroring
         )
 
     def ensemble(self, device: str = "auto"):

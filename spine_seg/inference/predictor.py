@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from spine_seg.core import geometry
-from spine_seg.core.choices import CrossCheck, check_choice, values
+from spine_seg.core.choices import CrossCheck, Mirroring, check_choice, values
 from spine_seg.core.constants import GROUP_OF_CONDITION, SeriesKind, row_id
 from spine_seg.dicom import DicomError, Series, Study, load_study
 from spine_seg.inference.bundle import ModelBundle, load_bundle, package_versions
@@ -129,15 +129,27 @@ def check_segmentation_budget(seg_model: Any, stack: Any) -> None:
 
 
 class Predictor:
-    """A bundle's models loaded once, applied to many studies (``predict_study`` wraps one call)."""
+    """A bundle's models loaded once, applied to many studies (``predict_study`` wraps one call).
 
-    def __init__(self, bundle: ModelBundle | str | Path, device: str = "auto", cross_check: str = CrossCheck.AUTO):
+    ``cross_check``: :class:`~spine_seg.core.choices.CrossCheck`; ``mirroring``: the segmentation's test-time
+    mirroring, :class:`~spine_seg.core.choices.Mirroring`.
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle | str | Path,
+        device: str = "auto",
+        cross_check: str = CrossCheck.AUTO,
+        mirroring: str = Mirroring.SUPERIOR_INFERIOR,
+    ):
         check_choice("cross_check", cross_check, values(CrossCheck))
+        check_choice("mirroring", mirroring, values(Mirroring))
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
         self.device = device
         self.cross_check = cross_check
+        self.mirroring = str(mirroring)
         t0 = time.perf_counter()
-        self.seg_model = self.bundle.segmentation_model(device)
+        self.seg_model = self.bundle.segmentation_model(device, mirroring)
         self.ensemble = self.bundle.ensemble(device)
         fb = self.bundle.fallback(device)
         self.fallback = fb if fb is not None and fb.beats_prior else None

@@ -24,7 +24,7 @@ class LocalEngine:
         self, tasks: Sequence[StudyTask], job: BatchJob, progress: Callable[[int, str, str], None]
     ) -> Iterator[StudyRun]:
         if self.predictor is None:
-            self.predictor = Predictor(job.bundle, job.device, cross_check=job.cross_check)
+            self.predictor = Predictor(job.bundle, job.device, cross_check=job.cross_check, mirroring=job.mirroring)
             self.load_seconds = self.predictor.load_seconds
         for task in tasks:
             yield run_study(

@@ -81,7 +81,7 @@ class StudyWorker:
         torch.set_num_threads(max(1, threads))  # Ray sets OMP_NUM_THREADS from num_cpus; torch needs telling too
         self.job = job
         self.kill = dict(kill or {})
-        self.predictor = Predictor(job.bundle, job.device, cross_check=job.cross_check)
+        self.predictor = Predictor(job.bundle, job.device, cross_check=job.cross_check, mirroring=job.mirroring)
 
     def info(self) -> dict[str, Any]:
         """Proof of life after loading: how long the models took, where the worker runs."""

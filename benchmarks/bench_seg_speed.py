@@ -11,7 +11,8 @@ re-invoked with ``--worker``) so the peak resident memory is that of one study, 
   (imports and model load are paid once per process, not per study);
 - ``load DICOM``: ``spine_seg.dicom.load_study`` (header scan of every series of the study) + the Sagittal T2
   stack's pixels (``Stack.load``);
-- ``nnU-Net predict``: ``SegmentationModel.predict_array`` on those pixels (no mirroring, CPU, N torch threads);
+- ``nnU-Net predict``: ``SegmentationModel.predict_array`` on those pixels (no mirroring, as the docs' tables
+  were measured; ``predict`` now flips superior–inferior by default, 2× this; CPU, N torch threads);
   ``predict_stack`` is ``Stack.load`` + ``predict_array``, split here to time the two stages apart;
 - ``landmarks``: ``landmarks_from_labels`` on the predicted labels;
 - ``total``: load DICOM + predict + landmarks (a study's cost once the model is loaded), and the same with
@@ -85,7 +86,9 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model = SegmentationModel.from_folder(args.model, fold=args.fold, device="cpu", threads=args.threads)
+    model = SegmentationModel.from_folder(
+        args.model, fold=args.fold, device="cpu", threads=args.threads, mirroring="none"
+    )
     t1 = time.perf_counter()
     rss_model_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     study = load_study(args.worker, args.series_csv)

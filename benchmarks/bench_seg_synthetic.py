@@ -382,7 +382,7 @@ def main() -> None:
         result_folder = result.result_folder
     doc["model_folder"] = str(result_folder)
 
-    model = SegmentationModel.from_folder(result_folder, fold="all", device="cpu")
+    model = SegmentationModel.from_folder(result_folder, fold="all", device="cpu", mirroring="none")
     log(f"segmenting {len(heldout_ids)} held-out studies with {model!r}")
     doc["evaluation"] = evaluate(model, heldout)
     doc["wall_seconds"] = round(time.perf_counter() - t_start, 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -361,10 +361,19 @@ def bundle_build_base(
             help="What --pseudo-labels-from paints, comma-separated: sacrum (under L5), canal (behind the bodies).",
         ),
     ] = ",".join(PSEUDO_LABEL_KINDS),
+    refine_min: Annotated[
+        Optional[float],
+        typer.Option(
+            "--refine-min",
+            help="Then refine for this many minutes per fold: warm-started from the first build, which paints "
+            "--pseudo-labels on the real volumes (the shipped model's recipe: --budget-min 48 --refine-min 40). "
+            "The first build stays in OUT.stage1.",
+        ),
+    ] = None,
 ) -> None:
     """Build the base segmentation model (phantoms + VB2 + MyoSegmenTUM, structure labels) with its recipe and
     provenance."""
-    from spine_seg.segmentation.base_model import build_base
+    from spine_seg.segmentation.base_model import build_base, build_base_refined
 
     try:
         _check_device(device)
@@ -378,21 +387,24 @@ def bundle_build_base(
             missing = [d for d in ("vb2", "myosegmentum") if not (root / d).is_dir()]
             if missing:
                 raise FileNotFoundError(f"{root}: no {', '.join(missing)}/ folder (pass --data DIR, or --no-real)")
-        result = build_base(
-            out,
-            root,
-            budget_min=budget_min,
-            n_synthetic=synthetic,
-            seed=seed,
-            folds=fold_list,
-            device=device,
-            workers=2,
-            parallel=parallel and len(fold_list) > 1,
-            real=() if no_real else ("vb2", "myosegmentum"),
-            init_from=init_from,
-            pseudo_labels_from=pseudo_labels_from,
-            pseudo_labels=_comma_list(pseudo_labels),
-        )
+        common: dict[str, Any] = {
+            "budget_min": budget_min,
+            "n_synthetic": synthetic,
+            "seed": seed,
+            "folds": fold_list,
+            "device": device,
+            "workers": 2,
+            "parallel": parallel and len(fold_list) > 1,
+            "real": () if no_real else ("vb2", "myosegmentum"),
+            "init_from": init_from,
+            "pseudo_labels": _comma_list(pseudo_labels),
+        }
+        if refine_min is None:
+            result = build_base(out, root, pseudo_labels_from=pseudo_labels_from, **common)
+        else:
+            if pseudo_labels_from is not None:
+                raise UsageError("--refine-min paints pseudo-labels from its first build: drop --pseudo-labels-from")
+            result = build_base_refined(out, root, refine_min=refine_min, **common)
     except USER_ERRORS as exc:
         raise fail(exc) from exc
     for f in result.manifest["folds"]:

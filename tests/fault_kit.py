@@ -50,9 +50,11 @@ class StubPredictor:
         *,
         target_spacing: tuple[float, ...] = (0.5, 0.5),
         cross_check: str = "auto",
+        mirroring: str = "superior_inferior",
     ):
         StubPredictor.constructed += 1
         self.cross_check = cross_check
+        self.mirroring = mirroring
         self.bundle = (
             bundle
             if bundle is not None and not isinstance(bundle, (str, Path))

@@ -153,6 +153,59 @@ def test_build_base_refuses_a_used_folder_and_a_bad_budget(tmp_path: Path):
         bm.build_base(tmp_path / "new", None, pseudo_labels_from=tmp_path / "nowhere")
 
 
+def _fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """``build_base`` replaced by one that records its call and writes a manifest as the real one does."""
+    calls: list[dict] = []
+
+    def fake(out, data_root, **kw):
+        calls.append({"out": Path(out), **kw})
+        out = Path(out)
+        out.mkdir(parents=True)
+        command = f"spineseg bundle build-base --budget-min {kw['budget_min']:g}"
+        manifest = {"recipe": {"command": command}, "folds": [], "seconds": {"total": 60.0 * len(calls)}}
+        (out / bm.MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+        return bm.BaseBuild(out=out, result_folder=out / "model", manifest=manifest)
+
+    monkeypatch.setattr(bm, "build_base", fake)
+    return calls
+
+
+def test_the_refined_recipe_is_two_stages_in_one_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls = _fake_builds(monkeypatch)
+    out = tmp_path / "base"
+    result = bm.build_base_refined(out, None, refine_min=40, budget_min=48, seed=3)
+    first, second = calls
+    stage1 = tmp_path / "base.stage1"
+    assert first["out"] == stage1 and first["budget_min"] == 48 and first["seed"] == 3
+    assert "init_from" not in first and "pseudo_labels_from" not in first
+    assert second["out"] == out and second["budget_min"] == 40 and second["seed"] == 3
+    assert second["init_from"] == stage1 and second["pseudo_labels_from"] == stage1
+    assert tuple(second["pseudo_labels"]) == ("sacrum", "canal") and second["folds"] == ("0", "1")
+    on_disk = json.loads((out / bm.MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert on_disk == result.manifest
+    assert on_disk["recipe"]["command"].endswith("--budget-min 48 --refine-min 40 --pseudo-labels sacrum,canal")
+    assert on_disk["recipe"]["stage_two_command"] == "spineseg bundle build-base --budget-min 40"
+    assert on_disk["seconds"]["stage_one"] == 60.0
+
+
+def test_the_refined_recipe_refuses_bad_options_before_any_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls = _fake_builds(monkeypatch)
+    out = tmp_path / "base"
+    with pytest.raises(ValueError, match="refine_min must be positive"):
+        bm.build_base_refined(out, None, refine_min=0)
+    with pytest.raises(UsageError, match="drop pseudo_labels_from"):
+        bm.build_base_refined(out, None, refine_min=5, pseudo_labels_from=tmp_path)
+    with pytest.raises(UsageError, match="folds 0 and 1"):
+        bm.build_base_refined(out, None, refine_min=5, folds=("all",))
+    with pytest.raises(UsageError, match="valid: sacrum, canal"):
+        bm.build_base_refined(out, None, refine_min=5, pseudo_labels=("discs",))
+    (tmp_path / "base.stage1").mkdir()
+    (tmp_path / "base.stage1" / "x").write_text("")
+    with pytest.raises(FileExistsError, match="base.stage1: exists and is not empty"):
+        bm.build_base_refined(out, None, refine_min=5)
+    assert calls == []
+
+
 def test_bundles_accept_the_structure_scheme_only_whole():
     from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
     from spine_seg.inference.bundle import BundleError, check_manifest
@@ -191,6 +244,12 @@ def test_cli_build_base_checks_its_options_before_work(tmp_path: Path):
         + ["--pseudo-labels-from", str(tmp_path), "--pseudo-labels", "sacrum,discs"],
     )
     assert res.exit_code == 2 and "unknown pseudo-label kind" in res.output and "valid: sacrum, canal" in res.output
+    res = runner.invoke(
+        app,
+        ["bundle", "build-base", "--out", str(tmp_path / "m"), "--no-real"]
+        + ["--refine-min", "5", "--pseudo-labels-from", str(tmp_path)],
+    )
+    assert res.exit_code == 2 and "drop --pseudo-labels-from" in res.output
     assert not (tmp_path / "m").exists()
 
 

@@ -377,3 +377,9 @@ def test_unsure_t2_names_are_cross_checked_on_the_t1(tiny_bundle, predictor: Pre
 def test_unknown_cross_check_lists_the_choices(tiny_bundle):
     with pytest.raises(ValueError, match="valid: auto, always, unsure, never"):
         Predictor(tiny_bundle.bundle, device="cpu", cross_check="sometimes")
+
+
+def test_unknown_mirroring_lists_the_choices_and_a_chosen_one_reaches_the_model(tiny_bundle):
+    with pytest.raises(ValueError, match="valid: superior_inferior, all, none"):
+        Predictor(tiny_bundle.bundle, device="cpu", mirroring="sideways")
+    assert Predictor(tiny_bundle.bundle, device="cpu", mirroring="none").seg_model.mirroring == "none"

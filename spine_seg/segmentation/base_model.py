@@ -292,6 +292,65 @@ def build_base(
     return BaseBuild(out=out, result_folder=model_dir, manifest=manifest)
 
 
+def stage_one_folder(out: str | Path) -> Path:
+    """Where :func:`build_base_refined` keeps its first stage: beside ``out``, so ``out`` holds one model."""
+    out = Path(out)
+    return out.with_name(out.name + ".stage1")
+
+
+def build_base_refined(
+    out: str | Path,
+    data_root: str | Path | None,
+    *,
+    refine_min: float,
+    budget_min: float = 45.0,
+    folds: Sequence[str] = ("0", "1"),
+    pseudo_labels: Sequence[str] = PSEUDO_LABEL_KINDS,
+    **options: Any,
+) -> BaseBuild:
+    """The shipped model's recipe in one call: :func:`build_base` for ``budget_min`` (stage one, kept in
+    :func:`stage_one_folder`), then ``refine_min`` more minutes warm-started from it, with stage one painting
+    ``pseudo_labels`` on the real volumes where their masks are silent (what made v7 from the first build:
+    docs/base-model.md). ``options`` go to both stages (``init_from`` to stage one only).
+
+    Two stages rather than one longer run because the second needs the first's segmentations of the real
+    volumes: the sacrum under their L5 and the canal behind their bodies are learnt from the phantoms first.
+    """
+    from spine_seg.segmentation.pseudo_labels import check_labelling_folds, check_pseudo_label_kinds
+
+    out, stage1 = Path(out), stage_one_folder(out)
+    if refine_min <= 0:
+        raise ValueError(f"refine_min must be positive, got {refine_min}")
+    if options.get("pseudo_labels_from") is not None:
+        raise UsageError("the refinement paints its own pseudo-labels from stage one: drop pseudo_labels_from")
+    check_pseudo_label_kinds(pseudo_labels)
+    check_labelling_folds(list(folds))  # the labeller must be the two cross-validation folds
+    for folder in (out, stage1):
+        if folder.exists() and any(folder.iterdir()):
+            raise FileExistsError(f"{folder}: exists and is not empty; choose a new --out")
+    first = build_base(stage1, data_root, budget_min=budget_min, folds=folds, **options)
+    options.pop("init_from", None)
+    second = build_base(
+        out,
+        data_root,
+        budget_min=refine_min,
+        folds=folds,
+        init_from=stage1,
+        pseudo_labels_from=stage1,
+        pseudo_labels=pseudo_labels,
+        **options,
+    )
+    manifest = second.manifest
+    recipe = manifest["recipe"]
+    recipe["stage_two_command"] = recipe["command"]
+    recipe["command"] = (
+        f"{first.manifest['recipe']['command']} --refine-min {refine_min:g} --pseudo-labels {','.join(pseudo_labels)}"
+    )
+    manifest["seconds"]["stage_one"] = first.manifest["seconds"]["total"]
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return BaseBuild(out=second.out, result_folder=second.result_folder, manifest=manifest)
+
+
 def _warm_starts(init_from: str | Path | None, folds: Sequence[str]) -> dict[str, Path]:
     """Fold → checkpoint of ``init_from`` to start it from; the error lists the folds the model has."""
     if init_from is None:

@@ -185,7 +185,7 @@ def test_the_refined_recipe_is_two_stages_in_one_call(tmp_path: Path, monkeypatc
     assert on_disk == result.manifest
     assert on_disk["recipe"]["command"].endswith("--budget-min 48 --refine-min 40 --pseudo-labels sacrum,canal")
     assert on_disk["recipe"]["stage_two_command"] == "spineseg bundle build-base --budget-min 40"
-    assert on_disk["seconds"]["stage_one"] == 60.0
+    assert on_disk["seconds"] == {"total": 180.0, "stage_one": 60.0, "stage_two": 120.0}
 
 
 def test_the_refined_recipe_refuses_bad_options_before_any_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -63,7 +63,8 @@ Run::
     source .venv/bin/activate
     OMP_NUM_THREADS=1 nnUNet_def_n_proc=1 python benchmarks/bench_real_landmarks.py --model RESULT_FOLDER \\
         [--folds-json folds.json] [--default-fold all] [--datasets rsna,myosegmentum,vb2,synthetic] \\
-        [--limit N] [--out runs/bench_real_landmarks] [--device auto] [--mirroring superior_inferior]
+        [--limit N] [--out runs/bench_real_landmarks] [--device auto] [--mirroring superior_inferior] \\
+        [--precision auto] [--tile-step 0.5] [--tile-step-si 0.75] [--slab-mm 4]
     python benchmarks/bench_real_landmarks.py --truth-masks --datasets myosegmentum,vb2
 
 Writes ``results.json`` (every level of every volume) and ``results.md`` (the tables it prints) to ``--out``.
@@ -137,10 +138,6 @@ __all__ = [
 #: Label names counted as vertebral body in a model's label map (spineseg's L1–L5, VB2-like T11/T12, or a
 #: generic "vertebra"/"vertebrae"/"vertebral_body").
 BODY_NAME = re.compile(r"^(L[1-5]|T1[12]|vertebra|vertebrae|vertebral_body)$", re.IGNORECASE)
-
-
-#: Slab thickness (mm) in which the 1 mm isotropic real volumes are predicted (``--slab-mm``).
-SLAB_MM = 4.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,11 +229,26 @@ class ModelPool:
         default_fold: str,
         device: str,
         mirroring: str | None = None,
+        precision: str | None = None,
+        tile_step: float | None = None,
+        slab_mm: float | None = None,
+        tile_step_si: float | None = None,
     ) -> None:
-        from spine_seg.segmentation.predict import mirroring_mode
+        from spine_seg.segmentation.predict import (
+            DEFAULT_SLAB_MM,
+            DEFAULT_TILE_STEP,
+            DEFAULT_TILE_STEP_SI,
+            mirroring_mode,
+            precision_mode,
+        )
+        from spine_seg.segmentation.train import resolve_device
 
         self.folder, self.folds, self.device = Path(folder), dict(folds), device
         self.mirroring = mirroring_mode(mirroring)
+        self.precision = precision_mode(precision, resolve_device(device).type)
+        self.tile_step = DEFAULT_TILE_STEP if tile_step is None else float(tile_step)
+        self.slab_mm = DEFAULT_SLAB_MM if slab_mm is None else float(slab_mm)
+        self.tile_step_si = DEFAULT_TILE_STEP_SI if tile_step_si is None else (float(tile_step_si) or None)
         if default_fold == "auto":
             self.default: int | str | None = "all" if (self.folder / "fold_all").is_dir() else None
         else:
@@ -259,7 +271,14 @@ class ModelPool:
         if key not in self._models:
             t0 = time.perf_counter()
             self._models[key] = SegmentationModel.from_folder(
-                self.folder, fold=fold, device=self.device, mirroring=self.mirroring
+                self.folder,
+                fold=fold,
+                device=self.device,
+                mirroring=self.mirroring,
+                precision=self.precision,
+                tile_step_size=self.tile_step,
+                tile_step_si=self.tile_step_si,
+                slab_mm=self.slab_mm,
             )
             log(f"loaded {self._models[key]!r} in {time.perf_counter() - t0:.1f} s")
         return self._models[key], key
@@ -273,7 +292,10 @@ PREDICTION_CACHE: Path | None = None
 def _cache_path(case: Case, pool: ModelPool) -> Path | None:
     if PREDICTION_CACHE is None:
         return None
-    key = f"{pool.folder.resolve()}|{pool.fold_of(case.case_id)}|{SLAB_MM}|{pool.mirroring}"
+    key = (
+        f"{pool.folder.resolve()}|{pool.fold_of(case.case_id)}|{pool.slab_mm}|{pool.mirroring}|{pool.precision}"
+        f"|{pool.tile_step}|{pool.tile_step_si}"
+    )
     import hashlib
 
     return PREDICTION_CACHE / f"{case.case_id}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
@@ -295,20 +317,10 @@ def predict(case: Case, pool: ModelPool | None) -> tuple[Any, str, float]:
     if case.stack is not None:
         lv = model.predict_stack(case.stack)
     else:
+        # the 1 mm volumes go in whole: predict_array averages them into slabs (--slab-mm) as it does any thin
+        # series, and gives each 1 mm slice its slab's labels (truth and Dice stay on the original grid)
         spacing = tuple(float(s) for s in np.linalg.norm(case.affine[:3, :3], axis=0))
-        t = max(1, int(round(SLAB_MM / spacing[2])))
-        if t > 1 and case.image.shape[0] >= t:
-            # a clinical sagittal series integrates 3-5 mm per slice: average slabs of the 1 mm volume, predict
-            # those, and give each 1 mm slice its slab's labels (truth and Dice stay on the original grid)
-            n = case.image.shape[0] // t
-            slabs = case.image[: n * t].astype(np.float32).reshape(n, t, *case.image.shape[1:]).mean(axis=1)
-            pred = model.predict_array(slabs, (spacing[0], spacing[1], spacing[2] * t), case.affine)
-            full = np.zeros(case.image.shape, dtype=pred.dtype)
-            full[: n * t] = np.repeat(pred, t, axis=0)
-            full[n * t :] = pred[-1]
-        else:
-            full = model.predict_array(case.image, spacing, case.affine)
-        lv = LabelVolume(full, case.affine, model.label_names)
+        lv = LabelVolume(model.predict_array(case.image, spacing, case.affine), case.affine, model.label_names)
     seconds = time.perf_counter() - t0
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -531,7 +543,15 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from spine_seg.segmentation.predict import DEFAULT_MIRRORING, MIRRORING_MODES
+    from spine_seg.segmentation.predict import (
+        DEFAULT_MIRRORING,
+        DEFAULT_PRECISION,
+        DEFAULT_SLAB_MM,
+        DEFAULT_TILE_STEP,
+        DEFAULT_TILE_STEP_SI,
+        MIRRORING_MODES,
+        PRECISIONS,
+    )
 
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -562,9 +582,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--slab-mm",
         type=float,
-        default=4.0,
-        help="MyoSegmenTUM/VB2 (1 mm isotropic) are predicted as slabs this thick, like a clinical sagittal "
-        "series; 1 keeps the thin slices (default: %(default)s)",
+        default=DEFAULT_SLAB_MM,
+        help="thin slices (MyoSegmenTUM/VB2 are 1 mm isotropic) are predicted as slabs this thick, as predict "
+        "does, like a clinical sagittal series; 0 keeps the thin slices (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="network arithmetic on a CPU (spine_seg.segmentation.predict; default: %(default)s)",
+    )
+    ap.add_argument(
+        "--tile-step",
+        type=float,
+        default=DEFAULT_TILE_STEP,
+        help="nnU-Net's sliding-window step, a fraction of the patch (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--tile-step-si",
+        type=float,
+        default=DEFAULT_TILE_STEP_SI,
+        help="the step along the patient's S-I axis in a 2d model; 0: --tile-step (default: %(default)s)",
     )
     ap.add_argument(
         "--mirroring",
@@ -591,9 +629,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         folds = json.loads(args.folds_json.read_text(encoding="utf-8"))
         if not isinstance(folds, dict):
             raise SystemExit(f"{args.folds_json}: expected a JSON object {{case_id: fold}}")
-    global SLAB_MM
-    SLAB_MM = float(args.slab_mm)
-    pool = None if args.truth_masks else ModelPool(args.model, folds, args.default_fold, args.device, args.mirroring)
+    pool = (
+        None
+        if args.truth_masks
+        else ModelPool(
+            args.model,
+            folds,
+            args.default_fold,
+            args.device,
+            args.mirroring,
+            args.precision,
+            args.tile_step,
+            args.slab_mm,
+            args.tile_step_si,
+        )
+    )
     t0 = time.perf_counter()
     doc = {
         "benchmark": "bench_real_landmarks",

@@ -259,7 +259,9 @@ def main() -> None:
         result, doc["training"] = train_budgeted(DATASET_ID, prepared, env, args.budget_min, args.epochs)
         result_folder = result.result_folder
 
-    model = SegmentationModel.from_folder(result_folder, fold="all", device="cpu", mirroring="none")
+    model = SegmentationModel.from_folder(
+        result_folder, fold="all", device="cpu", mirroring="none", precision="float32", slab_mm=None
+    )  # as the docs' tables were measured
     log(f"predicting the test volumes with {model!r}")
     doc["evaluation"] = evaluate(model, raw_folder)
     doc["wall_seconds"] = round(time.perf_counter() - t_start, 1)

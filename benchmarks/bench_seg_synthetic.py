@@ -382,7 +382,9 @@ def main() -> None:
         result_folder = result.result_folder
     doc["model_folder"] = str(result_folder)
 
-    model = SegmentationModel.from_folder(result_folder, fold="all", device="cpu", mirroring="none")
+    model = SegmentationModel.from_folder(
+        result_folder, fold="all", device="cpu", mirroring="none", precision="float32", slab_mm=None
+    )  # as the docs' tables were measured
     log(f"segmenting {len(heldout_ids)} held-out studies with {model!r}")
     doc["evaluation"] = evaluate(model, heldout)
     doc["wall_seconds"] = round(time.perf_counter() - t_start, 1)

@@ -578,3 +578,20 @@ def test_vertebra_only_landmarks_on_real_myosegmentum(shared_data: Path):
         # the canal lies behind the disc (+y in LPS is posterior), in the disc plane
         offset = lm.canal_xyz - lm.disc_xyz
         assert offset[1] > 15.0 and abs(float(np.dot(offset, lm.normal))) < 1e-6
+
+
+def test_component_labelling_in_the_bounding_box_equals_labelling_the_whole_volume():
+    from scipy import ndimage
+
+    from spine_seg.landmarks.components import label_components
+
+    rng = np.random.default_rng(7)
+    for shape, box in (((12, 40, 30), (slice(3, 9), slice(10, 31), slice(4, 20))), ((5, 6, 7), (slice(0, 5),) * 3)):
+        mask = np.zeros(shape, dtype=bool)
+        mask[box] = rng.random(mask[box].shape) < 0.06  # many components, some touching only by a corner
+        expected, n_expected = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+        cc, n = label_components(mask)
+        assert n == n_expected > 1 and cc.shape == shape
+        np.testing.assert_array_equal(cc, expected)  # same components, numbered the same way
+    cc, n = label_components(np.zeros((4, 5, 6), dtype=bool))
+    assert n == 0 and cc.shape == (4, 5, 6) and not cc.any()

@@ -228,6 +228,145 @@ def test_mirror_axes_follow_the_patient_not_the_array(transpose, patch, si_axis,
     assert fake.allowed_mirroring_axes == axes and fake.use_mirroring == bool(axes)
 
 
+def test_thin_slices_are_grouped_into_slabs_of_about_the_training_thickness():
+    from spine_seg.core.errors import UsageError
+    from spine_seg.segmentation.predict import average_slabs, slab_sizes
+
+    assert slab_sizes(76, 1.0, 4.0) == (4,) * 19  # a VB2 volume: 76 slices of 1 mm
+    assert slab_sizes(77, 1.0, 4.0) == (4,) * 18 + (5,)  # one slice left over: it joins the last slab
+    assert slab_sizes(7, 1.0, 4.0) == (4, 3)  # three left over: a slab of its own
+    assert slab_sizes(10, 1.5, 4.0) == (3, 3, 4)  # 1.5 mm slices: 3 a slab (4.5 mm)
+    assert slab_sizes(18, 3.5, 4.0) == (1,) * 18  # a clinical series: as it is
+    assert slab_sizes(18, 2.7, 4.0) == (1,) * 18  # round(4 / 2.7) = 1: thick enough
+    assert slab_sizes(3, 1.0, 4.0) == (1,) * 3  # fewer slices than one slab
+    assert slab_sizes(12, 1.0, None) == slab_sizes(12, 1.0, 0.0) == (1,) * 12
+    with pytest.raises(UsageError, match="slab_mm must be positive, 0 or None"):
+        slab_sizes(12, 1.0, -4.0)
+    with pytest.raises(UsageError, match="slice spacing must be positive"):
+        slab_sizes(12, 0.0, 4.0)
+
+    volume = np.arange(7, dtype=np.float32)[:, None, None] * np.ones((7, 2, 3), np.float32)
+    slabs = average_slabs(volume, (4, 3))
+    assert slabs.shape == (2, 2, 3) and np.allclose(slabs[:, 0, 0], [1.5, 5.0])
+    with pytest.raises(UsageError, match="do not add up to the 7 slices"):
+        average_slabs(volume, (4, 4))
+
+
+def test_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch):
+    from spine_seg.core.errors import UsageError
+    from spine_seg.segmentation import predict
+
+    monkeypatch.setattr(predict, "cpu_has_native_bfloat16", lambda: True)
+    assert predict.precision_mode(None, "cpu") == predict.precision_mode("auto", "cpu") == "bfloat16"
+    assert predict.precision_mode("float32", "cpu") == "float32"
+    monkeypatch.setattr(predict, "cpu_has_native_bfloat16", lambda: False)
+    assert predict.precision_mode("auto", "cpu") == "float32"
+    assert predict.precision_mode("bfloat16", "cpu") == "bfloat16"  # asked for: emulated, with a warning
+    assert predict.precision_mode("float32", "cuda") == "float16"  # nnU-Net's own autocast on CUDA
+    with pytest.raises(UsageError, match="unknown precision 'half'; valid: auto, float32, bfloat16"):
+        predict.precision_mode("half", "cpu")
+
+
+class _RecordingPredictor(_FakeNnunetPredictor):
+    """Answers ``predict_single_npy_array`` with each input slice's index as its label, and records the input
+    and the autocast state it ran under."""
+
+    def __init__(self) -> None:
+        super().__init__([0, 1, 2], [192, 192])
+        self.calls: list[dict] = []
+
+    def predict_single_npy_array(self, data, props, *_args):
+        import torch
+
+        self.calls.append(
+            {
+                "shape": data.shape,
+                "spacing": list(props["spacing"]),
+                "first": float(data[0, 0, 0, 0]),
+                "bf16": torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16,
+            }
+        )
+        return np.broadcast_to(np.arange(data.shape[1], dtype=np.uint8)[:, None, None], data.shape[1:]).copy()
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_predict_array_predicts_thin_slices_as_slabs_and_gives_each_slice_its_slab(precision: str):
+    from spine_seg.segmentation.predict import SegmentationModel
+
+    fake = _RecordingPredictor()
+    model = SegmentationModel(
+        fake, Path("."), (0,), "cpu", "none", {0: "background"}, 1, precision=precision, slab_mm=4.0
+    )
+    volume = np.arange(77, dtype=np.float32)[:, None, None] * np.ones((77, 5, 6), np.float32)
+    labels = model.predict_array(volume, (0.8, 0.8, 1.0))
+    call = fake.calls[-1]
+    assert call["shape"] == (1, 19, 5, 6) and call["first"] == 1.5  # slices 0–3 averaged
+    assert call["spacing"][1:] == [0.8, 0.8] and call["spacing"][0] == pytest.approx(77 / 19)
+    assert call["bf16"] == (precision == "bfloat16")
+    assert labels.shape == volume.shape  # back on the 77 slices: slice k carries its slab's labels
+    assert labels[:4, 0, 0].tolist() == [0, 0, 0, 0] and labels[72:, 0, 0].tolist() == [18] * 5
+
+    thick = np.zeros((18, 5, 6), np.float32)
+    assert model.predict_array(thick, (0.6, 0.6, 3.5)).shape == thick.shape
+    assert fake.calls[-1]["shape"] == (1, 18, 5, 6) and fake.calls[-1]["spacing"] == [3.5, 0.6, 0.6]
+
+
+def _spine_predictor(patch: list[int], step: float = 0.5):
+    import torch
+
+    from spine_seg.segmentation.predict import spine_predictor_class
+
+    predictor = spine_predictor_class()(
+        tile_step_size=step, perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False
+    )
+    predictor.configuration_manager = type("C", (), {"patch_size": patch})()
+    return predictor
+
+
+def test_tile_steps_per_axis_keep_nnunets_layout_and_coarsen_only_the_axis_asked():
+    predictor = _spine_predictor([192, 192])
+    image = (3, 305, 305)  # 3 slabs of a 381 mm field of view at 1.25 mm
+    grid = predictor._internal_get_sliding_window_slicers(image)
+    assert len(grid) == 3 * 3 * 3  # nnU-Net's 0.5: 3 × 3 patches a slice
+    predictor.axis_steps = {0: 0.75}  # coarser along the rows (S–I in a sagittal slice)
+    coarse = predictor._internal_get_sliding_window_slicers(image)
+    assert len(coarse) == 3 * 2 * 3
+    assert sorted({sl[2].start for sl in coarse}) == [0, 113] and sorted({sl[3].start for sl in coarse}) == [0, 56, 113]
+    assert {sl[1] for sl in coarse} == {0, 1, 2} and all(sl[2].stop - sl[2].start == 192 for sl in coarse)
+    assert all(sl in grid for sl in coarse)  # same slices, same patch starts: a subset of nnU-Net's own
+    predictor.axis_steps = {}
+    assert predictor._internal_get_sliding_window_slicers(image) == grid
+
+    volume = _spine_predictor([32, 64, 64])  # 3d: every axis is an input axis
+    volume.axis_steps = {1: 1.0}
+    slicers = volume._internal_get_sliding_window_slicers((40, 100, 100))
+    assert len(slicers) == 2 * 2 * 3 and all(len(sl) == 4 for sl in slicers)
+
+
+@pytest.mark.parametrize("axes", [(0,), (0, 1)])
+def test_mirrored_copies_in_one_batch_average_to_what_nnunet_computes(axes):
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    torch.manual_seed(0)
+    predictor = _spine_predictor([16, 20])
+    predictor.network = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.InstanceNorm2d(3), torch.nn.Conv2d(3, 2, 3, padding=1)
+    ).eval()
+    predictor.allowed_mirroring_axes, predictor.use_mirroring = axes, True
+    x = torch.randn(1, 1, 16, 20)
+    batches: list[int] = []
+    hook = predictor.network.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
+    batched = predictor._internal_maybe_mirror_and_predict(x)
+    hook.remove()
+    assert batches == [2 ** len(axes)]  # one call: the patch and its flipped copies together
+    one_by_one = nnUNetPredictor._internal_maybe_mirror_and_predict(predictor, x)
+    assert batched.shape == (1, 2, 16, 20)
+    torch.testing.assert_close(batched, one_by_one)
+    predictor.use_mirroring = False  # no flips: nnU-Net's own path
+    torch.testing.assert_close(predictor._internal_maybe_mirror_and_predict(x), predictor.network(x))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # CLI argument errors: one line, exit code 2
 
@@ -285,6 +424,7 @@ def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     """Synthetic cohort → Dataset599 (registry's synthetic converter) → CPU-budget plans at 3 mm → 2 × 2
     iterations of nnUNetTrainer_Smoke → SegmentationModel on a test study's Sagittal T2 stack."""
     from spine_seg.core.constants import SeriesKind
+    from spine_seg.core.errors import UsageError
     from spine_seg.core.labels import SEG_LABELS
     from spine_seg.dicom import load_study
     from spine_seg.segmentation.predict import SegmentationModel
@@ -315,11 +455,16 @@ def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
         SegmentationModel.from_folder(result.result_folder, fold=3, device="cpu")
     model = SegmentationModel.from_folder(result.result_folder, fold=0, device="cpu")
     assert model.mirroring == "superior_inferior" and model.label_names == {v: k for k, v in SEG_LABELS.items()}
+    assert model.slab_mm == 4.0 and model.precision in ("float32", "bfloat16")
+    assert model.predictor.tile_step_size == 0.5 and model.tile_step_si == 0.75
+    with pytest.raises(UsageError, match="tile_step_size must be in \\(0, 1\\], got 1.5"):
+        SegmentationModel.from_folder(result.result_folder, fold=0, device="cpu", tile_step_size=1.5)
     study = load_study(cohort.out / "test_images" / cohort.test_ids[0])
     stack = study.series_of_kind(SeriesKind.SAGITTAL_T2)[0].stacks[0]
     lv = model.predict_stack(stack)
     assert lv.shape == stack.shape and lv.labels.dtype == np.uint8
     assert model.predictor.allowed_mirroring_axes == (0,)  # the sagittal rows (head to feet), flipped
+    assert model.predictor.axis_steps == {0: 0.75}  # … and tiled with the coarser step
     assert np.allclose(lv.affine, stack.affine)
     assert set(np.unique(lv.labels).tolist()) <= set(SEG_LABELS.values())
     assert lv.present() and set(lv.present()) <= set(SEG_LABELS) - {"background"}

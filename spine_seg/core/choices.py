@@ -78,6 +78,17 @@ class Mirroring(StrEnum):
     NONE = "none"
 
 
+class Precision(StrEnum):
+    """Arithmetic of the segmentation network on a CPU: ``auto`` (the default) is ``bfloat16`` where the CPU
+    computes it natively (AVX512-BF16 or AMX: about half the time, the same levels named on the real volumes,
+    docs/base-model.md) and ``float32`` elsewhere, where bfloat16 would be emulated and slower. On CUDA nnU-Net
+    always predicts in float16 mixed precision and this choice does not apply."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+
+
 def values(choices: Iterable[StrEnum]) -> tuple[str, ...]:
     """The plain string values of an enum (or a subset of its members), in declaration order."""
     return tuple(str(c.value) for c in choices)

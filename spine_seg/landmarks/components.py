@@ -61,9 +61,31 @@ class _Component:
         return int(values[best]), float(counts[best] / counts.sum())
 
 
+#: 26-connectivity: voxels touching by a corner belong together (thick slices make thin bridges).
+_FULL_3D = np.ones((3, 3, 3), dtype=bool)
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label`` of a 3-D mask with 26-connectivity, scanning only the mask's bounding box.
+
+    The same labels, numbered the same way, as labelling the whole volume: a spine fills a small part of a
+    381 mm field of view, and labelling the empty rest was half the landmark time of a large volume."""
+    mask = np.asarray(mask, dtype=bool)
+    cc = np.zeros(mask.shape, dtype=np.int32)
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not len(hit):
+            return cc, 0
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    inner, n = ndimage.label(mask[tuple(box)], structure=_FULL_3D)
+    cc[tuple(box)] = inner
+    return cc, int(n)
+
+
 def _components(labels: np.ndarray, values: tuple[int, ...], affine: np.ndarray, lateral_axis: int) -> list[_Component]:
     mask = np.isin(labels, values)
-    cc, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    cc, _ = label_components(mask)
     out = []
     shape = labels.shape
     for index, box in enumerate(ndimage.find_objects(cc), start=1):

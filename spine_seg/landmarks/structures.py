@@ -25,7 +25,7 @@ from spine_seg.core.constants import LEVELS
 from spine_seg.core.geometry import voxel_to_world
 from spine_seg.core.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
 from spine_seg.landmarks import FRAGMENT_FRACTION, LandmarkSet, LevelLandmark, MissingLevel, landmarks_from_labels
-from spine_seg.landmarks.components import _typical_spacing
+from spine_seg.landmarks.components import _typical_spacing, label_components
 
 #: A component smaller than this many mm³ is noise.
 MIN_STRUCTURE_MM3 = 150.0
@@ -51,7 +51,7 @@ def _centroids(
     mask: np.ndarray, affine: np.ndarray, min_voxels: float
 ) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], np.ndarray]:
     """Component map, each kept component's voxel indices, and their LPS centroids."""
-    cc, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    cc, _ = label_components(mask)
     keep, centroids = [], []
     for index, box in enumerate(ndimage.find_objects(cc), start=1):
         if box is None:
@@ -92,7 +92,7 @@ def relabel_base(labels: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, list
         discs = [d for d, k in zip(discs, keep, strict=True) if k]
         disc_xyz = disc_xyz[keep]
     body = labels == BASE_LABELS["vertebra"]
-    cc, n = ndimage.label(body, structure=np.ones((3, 3, 3), dtype=bool))
+    cc, n = label_components(body)
     if n:  # specks smaller than a structure would each become a "small component" warning downstream
         sizes = np.bincount(cc.ravel(), minlength=n + 1)
         body = (sizes >= min_voxels)[cc] & body
@@ -169,7 +169,7 @@ def _usable_sacrum(
     mask = labels == BASE_LABELS["sacrum"]
     if not mask.any():
         return None
-    cc, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    cc, n = label_components(mask)
     sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
     best, best_size = 0, 0
     for index, box in enumerate(ndimage.find_objects(cc), start=1):

@@ -275,9 +275,10 @@ def add_pseudo_labels(
     for case_id in sorted(held_out):
         fold = labelling_fold(case_id, held_out, have)
         if fold not in models:
-            # no test-time mirroring: the shipped model's recipe (manifest) was labelled so, and must rebuild alike
+            # no test-time mirroring, float32, no slabs: the shipped model's recipe (manifest) was labelled so,
+            # and must rebuild alike
             models[fold] = SegmentationModel.from_folder(
-                nnunet_folder(model_dir), fold=fold, device=device, mirroring="none"
+                nnunet_folder(model_dir), fold=fold, device=device, mirroring="none", precision="float32", slab_mm=None
             )
         img_path = raw / "imagesTr" / f"{case_id}_0000.nii.gz"
         lab_path = raw / "labelsTr" / f"{case_id}.nii.gz"

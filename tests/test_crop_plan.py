@@ -8,7 +8,7 @@ import pytest
 from spine_seg.core.constants import LEVELS, SeriesKind
 from spine_seg.dicom import SliceHit
 from spine_seg.inference.crop_plan import AXIAL_MIN_CONFIDENCE, CropPlan, plan_crops, spinal_point
-from spine_seg.landmarks import LandmarkSet, LevelLandmark
+from spine_seg.landmarks import LandmarkSet, LevelLandmark, disc_frame
 from spine_seg.landmarks.project import ProjectedPoint, StudyProjection
 
 SPECS = {"spinal": object(), "foraminal": object(), "subarticular": object()}
@@ -88,3 +88,18 @@ def test_foramen_outside_the_sagittal_t1(distance: float, reached: bool):
             "l4_l5 left foramen outside the Sagittal T1 (30.0 mm from the nearest slice): "
             "left_neural_foraminal_narrowing from the training prior",
         )
+
+
+def test_the_spinal_crop_sits_on_the_canal_points_sagittal_plane():
+    # a disc centroid 4 mm to the patient's left of the canal point, which lies on the study's midline
+    disc, canal, tilted = np.array([4.0, 0.0, -10.0]), np.array([0.0, 20.0, -12.0]), np.array([0.0, 0.2, 1.0])
+    assert np.allclose(spinal_point(disc, canal), [2.0, 10.0, -11.0])  # without the normal: half-way
+    point = spinal_point(disc, canal, normal_lps=tilted)
+    _, post, left = disc_frame(tilted)
+    assert np.dot(point - canal, left) == pytest.approx(0.0, abs=1e-9)  # on the canal's sagittal plane
+    halfway = spinal_point(disc, canal)
+    assert np.dot(point - halfway, post) == pytest.approx(0.0, abs=1e-9)  # only moved left–right
+    level = LevelLandmark("l4_l5", tuple(disc), (0.0, 0.0, 1.0), tuple(canal), "canal_label")
+    plan = plan_crops(LandmarkSet((level,), (), (), False, "sacrum"), _projection(["l4_l5"]), SPECS, "t2")
+    spinal = next(c for c in plan.crops if c.condition == "spinal_canal_stenosis")
+    assert np.allclose(spinal.xyz_lps_mm, [0.0, 10.0, -11.0])

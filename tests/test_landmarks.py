@@ -595,3 +595,17 @@ def test_component_labelling_in_the_bounding_box_equals_labelling_the_whole_volu
         np.testing.assert_array_equal(cc, expected)  # same components, numbered the same way
     cc, n = label_components(np.zeros((4, 5, 6), dtype=bool))
     assert n == 0 and cc.shape == (4, 5, 6) and not cc.any()
+
+
+def test_canal_levels_that_share_no_plane_are_not_moved():
+    """Two canal levels 16 mm apart (a garbage segmentation): each is further than the largest shift from
+    their median, so there is no midline; the points stay where measured (they were NaN before)."""
+    labels, affine = _column_with_canal_shifts((0, 0, 0, -8, 8))
+    canal = SEG_LABELS["spinal_canal"]
+    upper = labels[:, : 40 + 36 * 3 - 18]
+    upper[upper == canal] = 0
+    ls = landmarks_from_labels(labels, affine)
+    by_level = {lm.level: lm for lm in ls.levels}
+    for lv, x in (("l4_l5", 12.0), ("l5_s1", 28.0)):
+        assert by_level[lv].canal_source == "canal_label" and by_level[lv].canal_midline_shift_mm == 0.0
+        assert np.isfinite(by_level[lv].canal_xyz).all() and abs(float(by_level[lv].canal_xyz[0]) - x) < 0.3

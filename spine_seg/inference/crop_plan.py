@@ -43,10 +43,23 @@ def subarticular_points(
 
 
 def spinal_point(
-    disc_xyz_lps_mm: np.ndarray, canal_xyz_lps_mm: np.ndarray, fraction: float = SPINAL_POINT_FRACTION
+    disc_xyz_lps_mm: np.ndarray,
+    canal_xyz_lps_mm: np.ndarray,
+    fraction: float = SPINAL_POINT_FRACTION,
+    normal_lps: np.ndarray | None = None,
 ) -> np.ndarray:
+    """``fraction`` of the way from the disc to the canal point; with the disc's ``normal_lps``, moved along
+    the patient's left–right axis (in the disc plane) onto the canal point's sagittal plane.
+
+    The canal point lies on the study's mid-sagittal plane, where readers mark all five spinal points on one
+    slice (docs/landmarks.md); a disc centroid a few mm to one side would otherwise pull the crop half that
+    way, onto the neighbouring slice (RSNA 100206310's L1/L2: slice 10, annotated 9)."""
     d, c = np.asarray(disc_xyz_lps_mm, dtype=float), np.asarray(canal_xyz_lps_mm, dtype=float)
-    return d + fraction * (c - d)
+    point = d + fraction * (c - d)
+    if normal_lps is not None:
+        _, _, left = disc_frame(normal_lps)
+        point = point + float(np.dot(c - point, left)) * left
+    return point
 
 
 @dataclass(frozen=True)
@@ -91,9 +104,10 @@ def plan_crops(
     """Which crops to cut for each found level, and which rows fall back (see :class:`CropPlan`).
 
     Per level: the spinal crop on the segmented series (``spinal_series_id``) half-way from the disc to the
-    canal; each foramen on the Sagittal T1 where the projection reached it (else that row from the prior);
-    the two subarticular crops on the Axial T2 slice of the level, unless :func:`_axial_refusal` sends the
-    level to the axial fallback. A condition group without a crop spec in ``specs`` gets no crop.
+    canal, on the canal point's sagittal plane; each foramen on the Sagittal T1 where the projection reached
+    it (else that row from the prior); the two subarticular crops on the Axial T2 slice of the level, unless
+    :func:`_axial_refusal` sends the level to the axial fallback. A condition group without a crop spec in
+    ``specs`` gets no crop.
     """
     crops: list[PlannedCrop] = []
     fallbacks: list[str] = []
@@ -105,7 +119,8 @@ def plan_crops(
 
     for lm in landmarks.levels:
         lv = lm.level
-        add("spinal_canal_stenosis", lv, spinal_series_id, spinal_point(lm.disc_xyz, lm.canal_xyz), False)
+        spinal = spinal_point(lm.disc_xyz, lm.canal_xyz, normal_lps=lm.normal)
+        add("spinal_canal_stenosis", lv, spinal_series_id, spinal, False)
         for side in SIDES:
             p = projection.foramen(lv, side)
             cond = f"{side}_neural_foraminal_narrowing"

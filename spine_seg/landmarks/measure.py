@@ -169,6 +169,8 @@ def _canal_points_on_midline(drafts: list[dict], affine: np.ndarray) -> None:
     # the plane nearest the study's canal points (their mean), robust to a level whose canal label strays:
     # points further than the largest shift from the median do not pull it
     near = np.abs(along - np.median(along)) <= CANAL_MIDLINE_MAX_SHIFT_MM
+    if not near.any():  # e.g. two levels more than twice the largest shift apart: no plane they share
+        return
     midline = float(np.mean(along[near]))
     for d, a in zip(measured, along, strict=True):
         left = disc_frame(d["normal_lps"])[2]

@@ -132,9 +132,13 @@ def test_export_keeps_float16_weights_and_drops_the_optimizer(tmp_path: Path):
         bm.export_weights(_fake_result_folder(tmp_path / "res2"), tmp_path / "model2", ["1"])
 
 
-def test_base_model_folder_and_its_errors(tmp_path: Path):
+def test_base_model_folder_and_its_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(FileNotFoundError, match="spineseg bundle build-base"):
         bm.require_base_model(tmp_path)
+    monkeypatch.setattr(bm, "shipped_base_model", lambda: None)  # a package without the shipped model
+    with pytest.raises(FileNotFoundError, match="build-base --out DIR --budget-min 25 --refine-min 25"):
+        bm.require_base_model()
+    monkeypatch.undo()
     folder = _fake_result_folder(tmp_path)
     (tmp_path / bm.MANIFEST_NAME).write_text(json.dumps({"folder": folder.name}))
     assert bm.require_base_model(tmp_path) == tmp_path

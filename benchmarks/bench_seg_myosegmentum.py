@@ -231,7 +231,7 @@ def main() -> None:
         refuse_repo_path(path, what)
 
     env = use_home(args.home)  # before anything imports nnunetv2
-    from spine_seg.segmentation.predict import SegmentationModel
+    from spine_seg.segmentation.predict import NNUNET_AS_IS, SegmentationModel
     from spine_seg.segmentation.train import DEFAULT_TRAINER, plan_and_preprocess
 
     t_start = time.perf_counter()
@@ -259,9 +259,7 @@ def main() -> None:
         result, doc["training"] = train_budgeted(DATASET_ID, prepared, env, args.budget_min, args.epochs)
         result_folder = result.result_folder
 
-    model = SegmentationModel.from_folder(
-        result_folder, fold="all", device="cpu", mirroring="none", precision="float32", slab_mm=None
-    )  # as the docs' tables were measured
+    model = SegmentationModel.from_folder(result_folder, fold="all", device="cpu", **NNUNET_AS_IS)  # as measured
     log(f"predicting the test volumes with {model!r}")
     doc["evaluation"] = evaluate(model, raw_folder)
     doc["wall_seconds"] = round(time.perf_counter() - t_start, 1)

@@ -82,12 +82,12 @@ def worker(args: argparse.Namespace) -> None:
     from spine_seg.core.constants import SeriesKind
     from spine_seg.dicom import load_study
     from spine_seg.landmarks import landmarks_from_labels
-    from spine_seg.segmentation.predict import SegmentationModel
+    from spine_seg.segmentation.predict import NNUNET_AS_IS, SegmentationModel
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model = SegmentationModel.from_folder(
-        args.model, fold=args.fold, device="cpu", threads=args.threads, mirroring="none", precision="float32"
+        args.model, fold=args.fold, device="cpu", threads=args.threads, **NNUNET_AS_IS
     )  # as the docs' tables were measured
     t1 = time.perf_counter()
     rss_model_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -340,7 +340,7 @@ def main() -> None:
         refuse_repo_path(path, what)
 
     env = use_home(args.workdir / "home")  # before anything imports nnunetv2
-    from spine_seg.segmentation.predict import SegmentationModel
+    from spine_seg.segmentation.predict import NNUNET_AS_IS, SegmentationModel
     from spine_seg.segmentation.train import DEFAULT_TRAINER, plan_and_preprocess
     from spine_seg.synthetic import CohortConfig
     from spine_seg_nnunet_tasks.registry import CONVERTERS
@@ -382,9 +382,7 @@ def main() -> None:
         result_folder = result.result_folder
     doc["model_folder"] = str(result_folder)
 
-    model = SegmentationModel.from_folder(
-        result_folder, fold="all", device="cpu", mirroring="none", precision="float32", slab_mm=None
-    )  # as the docs' tables were measured
+    model = SegmentationModel.from_folder(result_folder, fold="all", device="cpu", **NNUNET_AS_IS)  # as measured
     log(f"segmenting {len(heldout_ids)} held-out studies with {model!r}")
     doc["evaluation"] = evaluate(model, heldout)
     doc["wall_seconds"] = round(time.perf_counter() - t_start, 1)

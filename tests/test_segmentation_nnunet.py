@@ -465,6 +465,11 @@ def test_cpu_smoke_train_and_predict(seg_home: Path, tmp_path: Path):
     assert lv.shape == stack.shape and lv.labels.dtype == np.uint8
     assert model.predictor.allowed_mirroring_axes == (0,)  # the sagittal rows (head to feet), flipped
     assert model.predictor.axis_steps == {0: 0.75}  # … and tiled with the coarser step
+    from spine_seg.segmentation.predict import NNUNET_AS_IS
+
+    plain = SegmentationModel.from_folder(result.result_folder, fold=0, device="cpu", **NNUNET_AS_IS)
+    assert (plain.mirroring, plain.precision, plain.slab_mm, plain.tile_step_si) == ("none", "float32", None, None)
+    assert plain.predict_stack(stack).shape == stack.shape and plain.predictor.axis_steps == {}  # nnU-Net's layout
     assert np.allclose(lv.affine, stack.affine)
     assert set(np.unique(lv.labels).tolist()) <= set(SEG_LABELS.values())
     assert lv.present() and set(lv.present()) <= set(SEG_LABELS) - {"background"}

@@ -81,6 +81,14 @@ DEFAULT_TILE_STEP = 0.5
 DEFAULT_TILE_STEP_SI = 0.75
 
 
+#: ``SegmentationModel.from_folder`` keyword arguments for nnU-Net's own prediction, without spineseg's
+#: additions (no flip, float32, thin slices one by one, nnU-Net's square tile layout): what the pseudo-labelling
+#: of the shipped model's recipe and the older benchmarks' recorded numbers were made with, so they rebuild alike.
+NNUNET_AS_IS: Mapping[str, Any] = MappingProxyType(
+    {"mirroring": "none", "precision": "float32", "slab_mm": None, "tile_step_si": None}
+)
+
+
 def slab_sizes(n_slices: int, slice_spacing_mm: float, slab_mm: float | None) -> tuple[int, ...]:
     """How many consecutive slices go into each slab, in order: ``round(slab_mm / slice_spacing_mm)`` each,
     a remainder of less than half a slab added to the last one (it is a slab of its own otherwise). All ones
@@ -439,8 +447,8 @@ class SegmentationModel:
         return seg.astype(np.uint8, copy=False)
 
     def _arithmetic(self) -> contextlib.AbstractContextManager[Any]:
-        """bfloat16 autocast on a CPU when asked; CUDA's float16 is nnU-Net's own autocast."""
-        if self.precision != Precision.BFLOAT16 or not self.device.startswith("cpu"):
+        """bfloat16 autocast when asked (only ever on a CPU: :func:`precision_mode` gives CUDA nnU-Net's float16)."""
+        if self.precision != Precision.BFLOAT16:
             return contextlib.nullcontext()
         import torch
 

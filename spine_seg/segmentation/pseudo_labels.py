@@ -264,7 +264,7 @@ def add_pseudo_labels(
 
     from spine_seg.segmentation.base_model import model_folds as folds_of
     from spine_seg.segmentation.base_model import nnunet_folder
-    from spine_seg.segmentation.predict import SegmentationModel
+    from spine_seg.segmentation.predict import NNUNET_AS_IS, SegmentationModel
     from spine_seg_nnunet_tasks.Dataset510_SpineBase import REAL_FOLDS_NAME
 
     kinds = check_pseudo_label_kinds(kinds)
@@ -275,10 +275,9 @@ def add_pseudo_labels(
     for case_id in sorted(held_out):
         fold = labelling_fold(case_id, held_out, have)
         if fold not in models:
-            # no test-time mirroring, float32, no slabs: the shipped model's recipe (manifest) was labelled so,
-            # and must rebuild alike
+            # nnU-Net's own prediction: the shipped model's recipe (manifest) was labelled so, and must rebuild alike
             models[fold] = SegmentationModel.from_folder(
-                nnunet_folder(model_dir), fold=fold, device=device, mirroring="none", precision="float32", slab_mm=None
+                nnunet_folder(model_dir), fold=fold, device=device, **NNUNET_AS_IS
             )
         img_path = raw / "imagesTr" / f"{case_id}_0000.nii.gz"
         lab_path = raw / "labelsTr" / f"{case_id}.nii.gz"

@@ -244,6 +244,8 @@ def test_thin_slices_are_grouped_into_slabs_of_about_the_training_thickness():
         slab_sizes(12, 1.0, -4.0)
     with pytest.raises(UsageError, match="slice spacing must be positive"):
         slab_sizes(12, 0.0, 4.0)
+    with pytest.raises(UsageError, match="slice spacing must be positive, got nan"):
+        slab_sizes(12, float("nan"), 4.0)
 
     volume = np.arange(7, dtype=np.float32)[:, None, None] * np.ones((7, 2, 3), np.float32)
     slabs = average_slabs(volume, (4, 3))
@@ -306,6 +308,11 @@ def test_predict_array_predicts_thin_slices_as_slabs_and_gives_each_slice_its_sl
     assert labels.shape == volume.shape  # back on the 77 slices: slice k carries its slab's labels
     assert labels[:4, 0, 0].tolist() == [0, 0, 0, 0] and labels[72:, 0, 0].tolist() == [18] * 5
 
+    from spine_seg.core.errors import UsageError
+
+    for bad in ((0.8, float("nan"), 1.0), (0.8, 0.8, float("inf")), (0.8, 0.0, 1.0)):
+        with pytest.raises(UsageError, match="spacing_mm_ijk must be three positive numbers"):
+            model.predict_array(volume, bad)
     thick = np.zeros((18, 5, 6), np.float32)
     assert model.predict_array(thick, (0.6, 0.6, 3.5)).shape == thick.shape
     assert fake.calls[-1]["shape"] == (1, 18, 5, 6) and fake.calls[-1]["spacing"] == [3.5, 0.6, 0.6]

@@ -95,7 +95,7 @@ def slab_sizes(n_slices: int, slice_spacing_mm: float, slab_mm: float | None) ->
     (no averaging) when ``slab_mm`` is ``None`` or 0, or the slices are already at least ``2/3`` of it."""
     if n_slices < 1:
         raise UsageError(f"a volume needs at least one slice, got {n_slices}")
-    if slice_spacing_mm <= 0:
+    if not 0 < slice_spacing_mm < np.inf:  # NaN fails too
         raise UsageError(f"slice spacing must be positive, got {slice_spacing_mm}")
     if slab_mm is not None and slab_mm < 0:
         raise UsageError(f"slab_mm must be positive, 0 or None (no slabs), got {slab_mm}")
@@ -425,7 +425,7 @@ class SegmentationModel:
             raise UsageError(f"volume must be 3-D [k, j, i], got shape {volume.shape}")
         if self.num_channels != 1:
             raise UsageError(f"this model expects {self.num_channels} input channels; a stack gives 1")
-        if len(spacing_mm_ijk) != 3 or min(spacing_mm_ijk) <= 0:
+        if len(spacing_mm_ijk) != 3 or not all(0 < float(s) < np.inf for s in spacing_mm_ijk):  # NaN fails too
             raise UsageError(f"spacing_mm_ijk must be three positive numbers, got {spacing_mm_ijk}")
         si, sj, sk = (float(s) for s in spacing_mm_ijk)
         si_axis = 1 if affine is None else superior_inferior_axis(affine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -20,6 +21,53 @@ BUG_LINE = (
     "spineseg: this is a bug, not a problem with your input; please report it to the spineseg developers "
     "with the command and the traceback above."
 )
+
+
+#: Loggers of libraries that log a failure spineseg then reports itself, naming the file: pydicom's pixel
+#: decoders log each plugin's refusal with its traceback (``LOGGER.exception``) before the error reaches
+#: :mod:`spine_seg.dicom.pixels`, which turns it into one ``PixelDataError`` line.
+REPORTED_BY_SPINESEG = ("pydicom",)
+
+#: The format of every log line on stderr.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def _has_traceback(record: logging.LogRecord) -> bool:
+    return bool(record.exc_info or record.exc_text or record.stack_info)
+
+
+class DropReportedTracebacks(logging.Filter):
+    """Without ``-v``: drop a record of :data:`REPORTED_BY_SPINESEG` that carries a traceback. Its message does
+    not name the file (pydicom's is "Truncated File Read"), and spineseg's own line about the same failure does;
+    a traceback on stderr reads as a crash although the batch went on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        reported = any(record.name == n or record.name.startswith(n + ".") for n in REPORTED_BY_SPINESEG)
+        return not (reported and _has_traceback(record))
+
+
+class OneLineFormatter(logging.Formatter):
+    """Without ``-v``: every record as one line, its traceback left out and said to be there with ``-v``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        line = self.formatMessage(record)
+        return f"{line} (spineseg -v shows the traceback)" if _has_traceback(record) else line
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log to stderr: warnings and up, one line each; with ``verbose`` also INFO and every traceback.
+
+    Like :func:`logging.basicConfig` (which it calls), this does nothing when the root logger already has a
+    handler: whoever set that one up (an embedding program, pytest) decides.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    if verbose:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    else:
+        handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+        handler.addFilter(DropReportedTracebacks())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
 
 
 def report_bugs() -> None:

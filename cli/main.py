@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +9,7 @@ import typer
 
 from spine_seg import __version__, api
 from spine_seg.core import textio
-from spine_seg_cli.common import USER_ERRORS, fail, report_bugs
+from spine_seg_cli.common import USER_ERRORS, configure_logging, fail, report_bugs
 
 app = typer.Typer(
     name="spineseg",
@@ -30,17 +28,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every skipped file and decision.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Log every skipped file and decision, and the tracebacks of failures."),
+    ] = False,
     version: Annotated[
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = None,
 ) -> None:
     report_bugs()
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(verbose)
 
 
 SeriesCsv = Annotated[

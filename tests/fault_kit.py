@@ -4,19 +4,22 @@ fly, the ``stub`` fixture, and the ways a DICOM file is damaged."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pydicom
 from conftest import make_study
+from PIL import Image
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.encaps import encapsulate
 from pydicom.tag import Tag
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit
 from typer.testing import CliRunner
 
 from spine_seg.core.checksums import sha256_file
@@ -163,6 +166,23 @@ def undecodable(path: Path) -> Path:
     ds = pydicom.dcmread(path)
     ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.90")
     ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"garbage!" * 8])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def truncated_jpeg(path: Path) -> Path:
+    """The slice as a real JPEG Baseline image cut off half-way, as a transfer that broke off leaves it: the
+    encapsulation is well formed, so it passes the scan; Pillow, the decoder installed for the syntax, refuses
+    it, and pydicom logs that refusal with its traceback before spineseg reports the file."""
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array.astype(np.float64)
+    image = Image.fromarray((arr / max(float(arr.max()), 1.0) * 255).astype(np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = encapsulate([buf.getvalue()[: len(buf.getvalue()) // 2]])
     ds["PixelData"].VR = "OB"
     ds.save_as(path, enforce_file_format=True)
     return path

@@ -3,6 +3,8 @@ and keeps its traceback, followed by a line asking to report it."""
 
 from __future__ import annotations
 
+import io
+import logging
 import sys
 
 import pytest
@@ -47,3 +49,27 @@ def test_the_bug_line_follows_the_traceback(monkeypatch: pytest.MonkeyPatch, cap
 def test_a_user_error_is_one_line_exit_2(tmp_path):
     res = CliRunner().invoke(app, ["inspect", str(tmp_path / "missing")])
     assert res.exit_code == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.output
+
+
+def _record(name: str, with_traceback: bool) -> logging.LogRecord:
+    try:
+        raise OSError("Truncated File Read")
+    except OSError:
+        exc_info = sys.exc_info() if with_traceback else None
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, "%s: decoding failed", ("3.dcm",), exc_info)
+
+
+def test_log_tracebacks_only_with_verbose():
+    """Without -v a logged traceback is left out (pydicom's whole record, since spineseg names the file in a
+    line of its own; the library's own records keep their one line); with -v everything is logged as it is."""
+    quiet = logging.StreamHandler(io.StringIO())
+    quiet.setFormatter(common.OneLineFormatter(common.LOG_FORMAT))
+    quiet.addFilter(common.DropReportedTracebacks())
+    for name in ("pydicom", "pydicom.pixels.decoders.base"):
+        assert not quiet.filter(_record(name, True))
+        assert quiet.filter(_record(name, False))  # pydicom's warnings without a traceback stay
+    own = _record("spine_seg.dicom.pixels", True)
+    assert quiet.filter(own)
+    assert quiet.format(own) == "ERROR spine_seg.dicom.pixels: 3.dcm: decoding failed (spineseg -v shows the traceback)"
+    loud = logging.Formatter(common.LOG_FORMAT).format(_record("pydicom.pixels.decoders.base", True))
+    assert "Traceback (most recent call last)" in loud and "OSError: Truncated File Read" in loud

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import make_study
 from fault_kit import (
+    TESTS,
     _no_traceback,
     _strict_json,
     _two,
@@ -27,6 +30,7 @@ from fault_kit import (
     set_raw,
     t2_file,
     truncate,
+    truncated_jpeg,
 )
 
 from spine_seg.dicom import load_study
@@ -275,3 +279,64 @@ def test_discovery_matches_real_folders(tmp_path: Path, stub, case: LayoutCase):
         assert _strict_json((out / "101_copy" / "result.json").read_text())["study_id"] == "101_copy"
     if case.id == "symlinked-series-folders":
         assert _strict_json((out / "101" / "result.json").read_text())["warnings"] == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. a slice no decoder reads: the batch goes on, stderr names the file in one line, tracebacks only with -v
+
+#: The real ``spineseg`` entry point in a process of its own (its logging set up as a user's run has it, which
+#: pytest's own log handlers would hide in-process), with the stub predictor in place of the models.
+_CLI_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from fault_kit import StubPredictor
+from spine_seg.inference import predictor
+predictor.Predictor = StubPredictor
+from spine_seg_cli.main import app
+app(sys.argv[1:], prog_name="spineseg")
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["plain", "verbose"])
+def test_undecodable_jpeg_slice_is_one_line_on_stderr(tmp_path: Path, verbose: bool):
+    """pydicom logs the decoder's refusal with a traceback, which a user reads as a crash: without -v stderr
+    holds spineseg's line naming the file and no traceback; with -v pydicom's record and traceback are there."""
+    inp = _two(tmp_path / "input")
+    bad = truncated_jpeg(t2_file(inp / "102"))
+    bundle = make_bundle(tmp_path / "bundle")
+    args = ["predict", str(inp), "--model", str(bundle), "--out", str(tmp_path / "out"), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CLI_SCRIPT.format(tests=str(TESTS)),
+            *(["-v"] if verbose else []),
+            *args,
+            "--no-report",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr  # one study failed, the other was written
+    assert (tmp_path / "out" / "101" / "result.json").is_file()
+    lines = proc.stderr.splitlines()
+    naming = [line for line in lines if str(bad) in line]
+    summary = [line for line in naming if line.startswith("  failed 102 (segment): PixelDataError: ")]
+    assert len(summary) == 1, proc.stderr
+    assert f"{bad}: cannot decode pixel data (JPEG Baseline (Process 1)): pillow: Truncated File Read;" in summary[0]
+    # the only other line that names it: the batch's log of the failure as it happened
+    others = [line for line in naming if line not in summary]
+    assert len(others) <= 1 and all(
+        line.startswith("WARNING spine_seg.inference.batch: 102 failed in segment:") for line in others
+    ), proc.stderr
+    if verbose:
+        assert "Traceback (most recent call last)" in proc.stderr, proc.stderr
+        assert any(line.startswith("ERROR pydicom.") for line in lines), proc.stderr
+        assert "OSError: Truncated File Read" in proc.stderr
+    else:
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert not [line for line in lines if "pydicom" in line and "pydicom[pixeldata]" not in line], proc.stderr
+        assert not [line for line in lines if line.startswith(" ") and not line.startswith("  failed ")], proc.stderr

@@ -19,6 +19,16 @@ _DECODER_HINT = (
 )
 
 
+def _last_line(exc: BaseException, plugin: str) -> str:
+    """The reason in a decoder's error, for one line: pydicom's message lists each plugin's on a line of its
+    own (``"  pillow: Truncated File Read"``), so the last line, without the plugin's name said twice."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    last = text.splitlines()[-1].strip()
+    return last.removeprefix(f"{plugin}:").strip() or last
+
+
 def _decode(ds: pydicom.Dataset) -> np.ndarray:
     """``ds.pixel_array``, trying GDCM last: on a damaged JPEG 2000 or JPEG-LS codestream GDCM aborts the whole
     process (a C++ exception nothing in Python can catch), which would end a batch at one bad file. Where
@@ -41,7 +51,7 @@ def _decode(ds: pydicom.Dataset) -> np.ndarray:
         try:
             return ds.pixel_array_options(decoding_plugin=plugin) or ds.pixel_array  # type: ignore[func-returns-value]
         except (RuntimeError, ValueError, NotImplementedError) as exc:
-            errors.append(f"{plugin}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
+            errors.append(f"{plugin}: {_last_line(exc, plugin)}")
         finally:
             ds.pixel_array_options(decoding_plugin="")
     raise RuntimeError("; ".join(errors))

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pydicom
 import pytest
+from conftest import make_study
 from typer.testing import CliRunner
 
 from spine_seg_cli.main import app
@@ -63,6 +65,28 @@ def test_user_errors_are_one_line(synthetic_study: Path, args, message):
     res = runner.invoke(app, [a.format(study=synthetic_study) for a in args])
     assert res.exit_code == 2
     assert message in res.stderr and "Traceback" not in res.output
+
+
+def test_locate_refuses_an_instance_number_two_slices_share(tmp_path: Path):
+    """Axial instance 5 (the first slice of the second stack) renumbered 2, as the first stack's second slice
+    is: ``locate --instance 2`` cannot know which image is meant, so it says so (exit 2), naming the series,
+    the number and both files with their stacks, instead of picking one."""
+    study = make_study(tmp_path, shuffle_axial=False)
+    first, second = study / "13" / "2.dcm", study / "13" / "5.dcm"
+    ds = pydicom.dcmread(second)
+    ds.InstanceNumber = 2
+    ds.save_as(second)
+    res = runner.invoke(app, ["locate", str(study), "--series", "13", "--instance", "2", "--x", "10", "--y", "10"])
+    assert res.exit_code == 2, res.output
+    assert res.stdout == "" and "Traceback" not in res.output
+    (line,) = res.stderr.splitlines()
+    assert line == (
+        f"error: series 13: instance 2 is shared by 2 slices, {first} (stack 0, slice 2 of 4), {second} "
+        "(stack 1, slice 1 of 3); an instance number must name one image"
+    )
+    # the numbers that name one image still work
+    res = runner.invoke(app, ["locate", str(study), "--series", "13", "--instance", "3", "--x", "10", "--y", "10"])
+    assert res.exit_code == 0, res.output
 
 
 def test_real_study_cli(real_study_dir: Path):

@@ -63,6 +63,40 @@ def test_pixel_to_world_and_locate_round_trip(synthetic_study: Path):
         sag.find_instance(99)
 
 
+def test_an_instance_number_two_slices_share_is_refused(tmp_path: Path):
+    """Sagittal T2 instance 4 renumbered 3: the Python API refuses instance 3 with the project's usage error
+    (``locate``, ``pixel_to_world``, ``find_instance`` alike) naming both files; as a KeyError too, a keypoint
+    on it is dropped from a crop table with that message, as one on a missing instance is."""
+    import pandas as pd
+
+    from spine_seg import api
+    from spine_seg.core.errors import UsageError
+    from spine_seg.dicom import AmbiguousInstanceError
+    from spine_seg.grading.crops import keypoint_crops
+
+    study_dir = make_study(tmp_path)
+    renumbered = study_dir / "12" / "4.dcm"
+    ds = pydicom.dcmread(renumbered)
+    ds.InstanceNumber = 3
+    ds.save_as(renumbered)
+    study = load_study(study_dir)
+    sag = study.get_series("12")
+    message = f"series 12: instance 3 is shared by 2 slices, .*3.dcm .*, {renumbered} .*must name one image"
+    with pytest.raises(UsageError, match=message) as caught:
+        api.locate([study], "12", 3, 10.0, 20.0)
+    assert isinstance(caught.value, AmbiguousInstanceError) and isinstance(caught.value, KeyError)
+    assert str(caught.value) == caught.value.args[0] and "\n" not in str(caught.value)
+    for call in (lambda: sag.find_instance(3), lambda: sag.pixel_to_world(3, 10.0, 20.0)):
+        with pytest.raises(AmbiguousInstanceError, match=message):
+            call()
+    assert sag.find_instance(2)[0].slices[sag.find_instance(2)[1]].instance_number == 2
+    keypoints = pd.DataFrame(
+        [{"study_id": "777", "series_id": "12", "instance_number": 3, "x": 10.0, "y": 20.0}]
+    ).assign(condition="spinal_canal_stenosis", level="l3_l4")
+    crops, warnings = keypoint_crops(study, keypoints)
+    assert crops == {} and len(warnings) == 1 and "instance 3 is shared by 2 slices" in warnings[0]
+
+
 def test_series_csv_overrides_and_missing_description(tmp_path: Path):
     study_dir = make_study(tmp_path, omit=("SeriesDescription", "SliceThickness"))
     study = load_study(study_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from spine_seg.dicom.kinds import infer_kind, read_series_csv
 from spine_seg.dicom.model import (
+    AmbiguousInstanceError,
     DicomError,
     NoImageSeriesError,
     PixelDataError,
@@ -17,6 +18,7 @@ from spine_seg.dicom.model import (
 from spine_seg.dicom.scan import load_study, scan_folder, split_into_stacks
 
 __all__ = [
+    "AmbiguousInstanceError",
     "DicomError",
     "NoImageSeriesError",
     "PixelDataError",

@@ -29,6 +29,20 @@ class PixelDataError(DicomError):
     """Pixel data of a file could not be decoded."""
 
 
+class AmbiguousInstanceError(UsageError, KeyError):
+    """An InstanceNumber that several slices of a series share, so it names no one image.
+
+    Picking one of them would put a pixel in patient space without a word about the other; the message names
+    the series, the instance number and every file with its stack and slice. A :class:`UsageError` (the
+    number given cannot be used) and a ``KeyError`` too, like :class:`NotFoundError`: callers that skip a
+    keypoint whose instance cannot be resolved (crop tables, the nnU-Net keypoint converter) skip this one
+    with its message instead of failing the study.
+    """
+
+    def __str__(self) -> str:  # KeyError quotes its message; a user reads it as a sentence
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class SliceInfo:
     """Header facts of one image file: everything geometry needs, nothing pixel-sized."""
@@ -212,10 +226,22 @@ class Series:
         return sum(st.n_slices for st in self.stacks)
 
     def find_instance(self, instance_number: int) -> tuple[Stack, int]:
-        for st in self.stacks:
-            k = st.slice_of_instance(instance_number)
-            if k is not None:
-                return st, k
+        """The stack and slice index of the one image with this InstanceNumber.
+
+        Raises :class:`NotFoundError` when no slice has it and :class:`AmbiguousInstanceError` when several
+        do (a series re-numbered per stack, or a damaged header): which of them was meant cannot be known.
+        """
+        found = [(st, k) for st in self.stacks for k, s in enumerate(st.slices) if s.instance_number == instance_number]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            where = ", ".join(
+                f"{st.slices[k].path} (stack {st.index}, slice {k + 1} of {st.n_slices})" for st, k in found
+            )
+            raise AmbiguousInstanceError(
+                f"series {self.series_id}: instance {instance_number} is shared by {len(found)} slices, {where}; "
+                "an instance number must name one image"
+            )
         valid = sorted(i for st in self.stacks for i in st.instance_numbers)
         raise NotFoundError(
             f"series {self.series_id} has no instance {instance_number}; valid: {valid[0]}..{valid[-1]} ({len(valid)} "

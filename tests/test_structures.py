@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from spine_seg.core.constants import LEVELS
-from spine_seg.core.labels import BASE_LABELS, SEG_LABELS
+from spine_seg.core.geometry import world_to_voxel
+from spine_seg.core.labels import BASE_LABELS, DISC_BELOW, SEG_DISC_OF_LEVEL, spider_disc_label
 from spine_seg.landmarks import landmarks_from_labels, load_label_volume
-from spine_seg.landmarks.structures import landmarks_from_label_volume, seg_labels_from_base
+from spine_seg.landmarks.structures import _xyz, landmarks_from_label_volume, seg_labels_from_base
 from spine_seg.segmentation.predict import LabelVolume
 from spine_seg.synthetic import CohortConfig, generate_cohort
 from spine_seg.synthetic.randomise import base_labels_from_spider
@@ -61,14 +62,47 @@ def test_without_sacrum_names_are_unsure(cohort: Path):
     assert all(lm.confidence < 0.8 for lm in ls.levels)
 
 
-def test_extra_thoracic_disc_is_not_named_lumbar(cohort: Path):
-    """A disc above L1/L2 (T12/L1 in view) must not push the names up: counting starts at the sacrum."""
-    spider, affine, truth = next(_cases(cohort))
+def _with_full_t12_l1_disc(spider: np.ndarray, affine: np.ndarray, truth: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Base labels with a whole T12/L1 disc: the phantom's own (often cut by the field of view) removed, and the
+    L1/L2 disc copied, same size and shape, to halfway between the true T12 and L1 centres. Returns the labels
+    and the new disc's mask."""
     base = _base(spider)
-    relabelled = seg_labels_from_base(base, affine)
-    values = set(np.unique(relabelled).tolist())
-    assert values <= set(SEG_LABELS.values())
-    assert {SEG_LABELS[f"disc_{lv}"] for lv in LEVELS} <= values
+    base[spider == spider_disc_label("T12")] = BASE_LABELS["background"]
+    centres = truth["vertebra_centres_lps_mm"]
+    target = (np.asarray(centres["T12"], dtype=float) + np.asarray(centres["L1"], dtype=float)) / 2
+    l1_l2 = np.argwhere(spider == spider_disc_label("L1"))
+    shift_ijk = world_to_voxel(affine, target) - world_to_voxel(affine, _xyz(l1_l2, affine).mean(axis=0))
+    moved = l1_l2 + np.rint(shift_ijk[::-1]).astype(int)
+    inside = np.all((moved >= 0) & (moved < np.array(base.shape)), axis=1)
+    assert inside.mean() > 0.95, "the copied disc left the field of view"
+    added = np.zeros(base.shape, dtype=bool)
+    added[tuple(moved[inside].T)] = True
+    added &= base != BASE_LABELS["spinal_canal"]
+    base[added] = BASE_LABELS["disc"]
+    return base, added
+
+
+def test_extra_thoracic_disc_is_not_named_lumbar(cohort: Path):
+    """A whole T12/L1 disc above L1/L2 must not push the names up: counting starts at the sacrum. Each lumbar
+    disc name lands on exactly that disc's voxels, and the T12/L1 disc gets no name, so names shifted one level
+    (L1/L2 on the thoracic disc, … L4/L5 on L5/S1) fail here."""
+    n = 0
+    for spider, affine, truth in _cases(cohort):
+        base, added = _with_full_t12_l1_disc(spider, affine, truth)
+        assert added.sum() >= 0.9 * (spider == spider_disc_label("L1")).sum()  # a real disc, not a sliver
+        relabelled = seg_labels_from_base(base, affine)
+        for upper, level in DISC_BELOW.items():
+            if level not in LEVELS:
+                continue
+            named = relabelled == SEG_DISC_OF_LEVEL[level]
+            np.testing.assert_array_equal(named, spider == spider_disc_label(upper), err_msg=level)
+            centre = _xyz(np.argwhere(named), affine).mean(axis=0)
+            truths = truth["landmarks_lps_mm"]
+            nearest = min(LEVELS, key=lambda lv: float(np.linalg.norm(centre - truths[lv]["disc_centre"])))
+            assert nearest == level, (level, nearest)  # the generator's own centre of that disc is the nearest
+        assert not relabelled[added].any(), np.unique(relabelled[added])
+        n += 1
+    assert n == 3
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -44,11 +44,12 @@ def layer_of(module: str) -> int | None:
     return None if best is None else best[1]
 
 
-def _modules() -> dict[str, Path]:
+def _modules(root: Path = REPO) -> dict[str, Path]:
+    """Every module of :data:`SOURCES` under ``root`` (the repository, or a stand-in tree in a test)."""
     found = {}
     for package, folder in SOURCES.items():
-        for path in sorted((REPO / folder).rglob("*.py")):
-            rel = path.relative_to(REPO / folder).with_suffix("")
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root / folder).with_suffix("")
             parts = [p for p in rel.parts if p != "__init__"]
             found[".".join([package, *parts])] = path
     return found
@@ -71,9 +72,14 @@ def _imports(module: str, path: Path) -> list[tuple[int, str]]:
     return out
 
 
-def test_no_lower_layer_imports_a_higher_one():
-    modules = _modules()
-    violations = []
+def violations(root: Path = REPO) -> list[str]:
+    """Every import under ``root`` of a module in a higher layer than the importer's, as ``file:line: …``.
+
+    The one detector: the contract test runs it on the repository, and the test below on a planted upward
+    import, so a detector that stopped seeing imports would fail there rather than pass here in silence.
+    """
+    modules = _modules(root)
+    found = []
     for module, path in modules.items():
         own = layer_of(module)
         assert own is not None, f"{module} is in no layer: add it to LAYERS"
@@ -81,12 +87,51 @@ def test_no_lower_layer_imports_a_higher_one():
             if target in modules or target.rsplit(".", 1)[0] in modules or layer_of(target) is not None:
                 theirs = layer_of(target)
                 if theirs is not None and theirs > own:
-                    violations.append(
-                        f"{path.relative_to(REPO)}:{line}: {module} (layer {own}) imports {target} (layer {theirs})"
+                    found.append(
+                        f"{path.relative_to(root)}:{line}: {module} (layer {own}) imports {target} (layer {theirs})"
                     )
-    assert not violations, "imports against the layers of docs/architecture.md:\n" + "\n".join(violations)
+    return found
 
 
-def test_the_contract_catches_an_upward_import():
+def test_no_lower_layer_imports_a_higher_one():
+    found = violations()
+    assert not found, "imports against the layers of docs/architecture.md:\n" + "\n".join(found)
+
+
+def test_the_contract_catches_an_upward_import(tmp_path: Path):
+    """A stand-in tree with upward imports of each form (plain, from, relative, lazy inside a function) and
+    allowed ones: the detector the contract test uses reports exactly the upward ones, with file and line."""
     assert layer_of("spine_seg.core.geometry") < layer_of("spine_seg.inference.batch") < layer_of("spine_seg_cli.main")
     assert layer_of("numpy") is None
+    files = {
+        "spine_seg/__init__.py": "",
+        "spine_seg/core/__init__.py": "",
+        "spine_seg/core/geometry.py": (
+            "import numpy as np\n"  # third party: no layer
+            "from spine_seg.core import errors\n"  # own layer
+            "import spine_seg.inference.batch\n"  # up: plain import
+            "from spine_seg.report.figure import render_report\n"  # up: from-import
+            "from ..grading import metric\n"  # up: relative
+            "\n"
+            "def later():\n"
+            "    from spine_seg_cli.main import app\n"  # up: lazy, inside a function
+            "    return app\n"
+        ),
+        "spine_seg/core/errors.py": "",
+        "spine_seg/inference/__init__.py": "from spine_seg.core import geometry\n",  # down: allowed
+        "spine_seg/inference/batch.py": "from ..dicom import model\n",  # down, relative: allowed
+        "cli/main.py": "from spine_seg.inference import batch\n",  # down: allowed
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    geometry = "spine_seg/core/geometry.py:{}: spine_seg.core.geometry (layer 0) imports {}"
+    assert violations(tmp_path) == [
+        geometry.format(3, "spine_seg.inference.batch (layer 6)"),
+        geometry.format(4, "spine_seg.report.figure (layer 5)"),
+        geometry.format(4, "spine_seg.report.figure.render_report (layer 5)"),
+        geometry.format(5, "spine_seg.grading (layer 4)"),
+        geometry.format(5, "spine_seg.grading.metric (layer 4)"),
+        geometry.format(8, "spine_seg_cli.main (layer 8)"),
+        geometry.format(8, "spine_seg_cli.main.app (layer 8)"),
+    ]

@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from spine_seg.core import geometry
 from spine_seg.core.constants import SeriesKind
 from spine_seg.dicom import NoImageSeriesError, PixelDataError, load_study, scan_folder
-from spine_seg.dicom.write import write_stack
+from spine_seg.dicom.write import WRITABLE_SYNTAXES, write_stack
 
 
 def test_groups_study_series_and_oblique_blocks(synthetic_study: Path):
@@ -236,9 +236,20 @@ def test_rescale_slope_intercept_applied(tmp_path: Path):
 
 @pytest.mark.parametrize("syntax", ["rle", "jpeg-ls", "jpeg2000"])
 def test_compressed_syntaxes_written_and_decoded(tmp_path: Path, syntax: str):
+    """Each file is written in the syntax asked for (read back from its file meta, and encapsulated), and
+    decodes to the same pixels as the uncompressed study: a writer that ignored ``syntax`` would fail here."""
     study_dir = make_study(tmp_path, syntax=syntax)
     plain = load_study(make_study(tmp_path / "plain"))
     study = load_study(study_dir)
+    files = sorted(study_dir.rglob("*.dcm"))
+    assert len(files) == 19
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.file_meta.TransferSyntaxUID == WRITABLE_SYNTAXES[syntax], path
+        assert ds.file_meta.TransferSyntaxUID.is_compressed and ds.file_meta.TransferSyntaxUID.is_encapsulated
+    assert {s.transfer_syntax for series in study.series for st in series.stacks for s in st.slices} == {
+        str(WRITABLE_SYNTAXES[syntax])
+    }
     for sid in ("11", "13"):
         for a, b in zip(study.get_series(sid).stacks, plain.get_series(sid).stacks, strict=True):
             np.testing.assert_array_equal(a.load(), b.load())

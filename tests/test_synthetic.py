@@ -283,7 +283,20 @@ def test_synth_cli(tmp_path: Path):
 
 
 def test_all_severities_reachable():
-    assert set(SEVERITIES) == {"normal_mild", "moderate", "severe"}
+    """Every severity occurs for every condition × level in what the generator samples with its bundled priors
+    (the rarest, a severe L1/L2 subarticular stenosis, has p ≈ 0.001: 20 000 studies expect 20), both as the
+    truth and through label noise: a sampler that could never give one of them fails here."""
+    cfg = CohortConfig()
+    p = sev.probabilities(sev.load_counts(cfg.priors_csv))
+    assert p[..., 2].min() > 5 / 20_000  # else the sample below would be too small to show it
+    rng = np.random.default_rng(0)
+    truth = np.stack([sev.sample_severities(p, rng, cfg.correlation) for _ in range(20_000)])
+    noisy = sev.add_label_noise(truth, 0.1, rng)
+    for draws in (truth, noisy):
+        for ci, condition in enumerate(CONDITIONS):
+            for li, level in enumerate(LEVELS):
+                seen = {SEVERITIES[v] for v in np.unique(draws[:, ci, li])}
+                assert seen == {"normal_mild", "moderate", "severe"}, (condition, level, seen)
 
 
 def test_every_keypoint_lies_inside_its_image(cohort: Path):

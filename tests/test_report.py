@@ -11,15 +11,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from spine_seg.core.constants import (
     CONDITIONS,
     LEVELS,
     SEVERITIES,
+    SEVERITY_LABELS,
     SeriesKind,
     normalize_condition,
     normalize_level,
@@ -31,8 +34,10 @@ from spine_seg.core.labels import SEG_LABELS
 from spine_seg.dicom import Stack, Study, load_study
 from spine_seg.landmarks import LandmarkSet, landmarks_from_labels, landmarks_from_points, load_label_volume
 from spine_seg.landmarks.project import project_landmarks
-from spine_seg.report.figure import labels_on_slice, write_report
+from spine_seg.report import figure
+from spine_seg.report.figure import labels_on_slice, level_name, write_report
 from spine_seg.report.result import SOURCE_FALLBACK, SOURCE_MODEL, SOURCE_PRIOR, CropSource, StudyResult
+from spine_seg.report.style import CONDITION_SHORT, SOURCE_MARKS
 from spine_seg.segmentation.predict import LabelVolume
 from spine_seg.synthetic import CohortConfig, generate_cohort
 
@@ -204,6 +209,80 @@ def without(study: Study, *kinds: SeriesKind) -> Study:
     return dataclasses.replace(study, series=tuple(s for s in study.series if s.kind not in kinds))
 
 
+# --- what the panels say: read from the very figure write_report saved ------------------------------------
+
+
+def written(path: Path, study: Study, result: StudyResult) -> Figure:
+    """``write_report`` (the picture checked by :func:`assert_picture`), returning the figure it saved."""
+    figures: list[Figure] = []
+    render = figure.render_report
+
+    def keep(*args: Any) -> Figure:
+        figures.append(render(*args))
+        return figures[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figure, "render_report", keep)
+        assert_picture(write_report(path, study, result))
+    (fig,) = figures
+    return fig
+
+
+def _flat(text: str) -> str:
+    """A drawn text on one line (panels wrap long reasons)."""
+    return " ".join(text.split())
+
+
+def panel(fig: Figure, title: str) -> tuple[str, list[str]]:
+    """The one panel whose title starts with ``title``: its full title and the texts drawn in it."""
+    (ax,) = [ax for ax in fig.axes if ax.get_title(loc="left").startswith(title)]
+    return ax.get_title(loc="left"), [_flat(t.get_text()) for t in ax.texts]
+
+
+def header(fig: Any) -> list[str]:
+    """The header's lines (study, bundle, series, landmarks, grades, fallbacks, warnings): the texts drawn on
+    the figure itself, not in a panel, also where a part of it is a subfigure."""
+    lines = [line for t in fig.texts for line in t.get_text().splitlines()]
+    return lines + [line for sub in getattr(fig, "subfigs", ()) for line in header(sub)]
+
+
+def missing_panel(fig: Figure, title: str) -> str:
+    """The reason a "missing" panel gives (asserting it is one, titled exactly ``title``)."""
+    full, texts = panel(fig, title)
+    assert full == title and texts[0] == "missing" and len(texts) == 2, (full, texts)
+    return texts[1]
+
+
+def table_cells(fig: Figure) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """The grades table as drawn: (condition, level) → (grade shown, source mark or None), each text placed in
+    the cell whose column header and row label are nearest to where it is drawn."""
+    (ax,) = [ax for ax in fig.axes if ax.get_title(loc="left").startswith("Most probable grade")]
+    placed = [(t.get_text(), *(float(v) for v in t.get_position())) for t in ax.texts]
+    columns = {lv: x for lv in LEVELS for text, x, _ in placed if text == level_name(lv)}
+    rows = {c: y for c in CONDITIONS for text, _, y in placed if text == CONDITION_SHORT[c]}
+    assert len(columns) == len(LEVELS) and len(rows) == len(CONDITIONS)
+    grades, marks = set(SEVERITY_LABELS.values()), set(SOURCE_MARKS.values())
+    cells: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for text, x, y in placed:
+        if text not in grades | marks:
+            continue
+        cell = (min(rows, key=lambda c: abs(rows[c] - y)), min(columns, key=lambda lv: abs(columns[lv] - x)))
+        grade, mark = cells.get(cell, ("", None))
+        cells[cell] = (text, mark) if text in grades else (grade, text)
+    return cells
+
+
+def expected_cells(result: StudyResult) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """Each cell's most probable grade and, where the main model did not grade it, its source's mark."""
+    out = {}
+    for c in CONDITIONS:
+        for lv in LEVELS:
+            probs = result.probabilities(c, lv)
+            source = result.sources.get(row_id(result.study_id, c, lv), SOURCE_PRIOR)
+            out[(c, lv)] = (SEVERITY_LABELS[SEVERITIES[int(np.argmax(probs))]], SOURCE_MARKS.get(source))
+    return out
+
+
 # --- tests -------------------------------------------------------------------------------------------------
 
 
@@ -234,6 +313,8 @@ def test_report_of_a_synthetic_study(synthetic: Synthetic, tmp_path: Path):
     ids=["no-sagittal-t2", "no-t1-no-axial"],
 )
 def test_report_of_an_incomplete_study(synthetic: Synthetic, tmp_path: Path, drop: tuple[SeriesKind, ...]):
+    """Each panel of a missing part says "missing" and why, in words that name the part; what is there is
+    drawn (the Sagittal T2 slice with every level marked); the grades table still holds every grade and mark."""
     study = without(synthetic.study, *drop)
     if SeriesKind.SAGITTAL_T2 in drop:  # nothing to segment: no landmarks, projection or segmentation
         result = make_result(
@@ -250,7 +331,34 @@ def test_report_of_an_incomplete_study(synthetic: Synthetic, tmp_path: Path, dro
         result = make_result(
             study, landmarks=r.landmarks, segmentation=r.segmentation, seg_stack=synthetic.seg_stack, crops={}
         )
-    assert_picture(write_report(tmp_path / "report.png", study, result))
+    fig = written(tmp_path / "report.png", study, result)
+    sid = study.study_id
+    assert table_cells(fig) == expected_cells(result)  # the grades stand whatever is missing
+    lines = header(fig)
+    if SeriesKind.SAGITTAL_T2 in drop:
+        assert any(line.startswith("landmarks: none ") for line in lines), lines
+        assert f"fallback: {result.fallbacks[0]}" in lines
+        assert (
+            missing_panel(fig, "Sagittal T2/STIR")
+            == f"no Sagittal T2/STIR series in study {sid}: nothing was segmented"
+        )
+        for side in ("right", "left"):
+            why = missing_panel(fig, f"Sagittal T1 · {side} foramina")
+            assert why == "no landmarks to project (no Sagittal T2/STIR segmentation)"
+        for lv in LEVELS:
+            assert (
+                missing_panel(fig, f"{level_name(lv)} · Axial T2") == "no landmarks (no Sagittal T2/STIR segmentation)"
+            )
+    else:
+        assert any(line.startswith("landmarks: 5/5 levels · anchor sacrum") for line in lines), lines
+        assert "no fallbacks" in lines
+        title, texts = panel(fig, "Sagittal T2/STIR")
+        assert title.startswith(f"Sagittal T2/STIR · series {synthetic.seg_stack.series_id} · inst ")
+        assert texts[: len(LEVELS)] == [level_name(lv) for lv in LEVELS]  # every level marked, by name
+        for side in ("right", "left"):
+            assert missing_panel(fig, f"Sagittal T1 · {side} foramina") == f"no Sagittal T1 series in study {sid}"
+        for lv in LEVELS:
+            assert missing_panel(fig, f"{level_name(lv)} · Axial T2") == "no Axial T2 series in the study"
 
 
 def test_unreadable_pixels_get_a_panel(synthetic: Synthetic, tmp_path: Path):
@@ -269,7 +377,18 @@ def test_unreadable_pixels_get_a_panel(synthetic: Synthetic, tmp_path: Path):
     study = dataclasses.replace(synthetic.study, series=tuple(broken(s) for s in synthetic.study.series))
     result = dataclasses.replace(synthetic.result, projection=project_landmarks(synthetic.result.landmarks, study))
     out = tmp_path / "out"
-    assert_picture(write_report(out / "report.png", study, result))
+    fig = written(out / "report.png", study, result)
+    for lv in LEVELS:  # each level's axial panel names the file that could not be read
+        why = missing_panel(fig, f"{level_name(lv)} · Axial T2")
+        assert "".join(why.split()).startswith(f"pixelsunreadable:{gone}:unreadablefile:"), why
+    # the sagittal panels are drawn: the slices they show, with every level marked
+    title, texts = panel(fig, "Sagittal T2/STIR")
+    assert title.startswith(f"Sagittal T2/STIR · series {synthetic.seg_stack.series_id} · inst ")
+    assert texts[: len(LEVELS)] == [level_name(lv) for lv in LEVELS]
+    for side in ("right", "left"):
+        title, texts = panel(fig, f"Sagittal T1 · {side} foramina")
+        assert " · inst " in title and texts[: len(LEVELS)] == [level_name(lv) for lv in LEVELS], (title, texts)
+    assert table_cells(fig) == expected_cells(result)
 
 
 def test_failed_render_leaves_no_file(synthetic: Synthetic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -368,16 +487,49 @@ def real_result(study: Study, rsna: Path) -> StudyResult:
 
 @pytest.mark.real_data
 def test_report_of_the_real_study(real_study_dir: Path, shared_data: Path, tmp_path: Path):
+    """The real study's report against its annotations: the slices shown are the ones the annotators used (the
+    axial ones within one slice), every level is marked, and the table holds train.csv's grades."""
     rsna = shared_data / "rsna2024"
     study = load_study(real_study_dir, rsna / "train_series_descriptions.csv")
     result = real_result(study, rsna)
-    assert_picture(write_report(tmp_path / "report.png", study, result))
+    fig = written(tmp_path / "report.png", study, result)
+    kp = pd.read_csv(rsna / "train_label_coordinates.fix01b.csv", dtype={"study_id": str, "series_id": str})
+    kp = kp[kp.study_id == study.study_id]
+    # the Sagittal T2 panel is the slice the annotators marked the canal on, with every level named
+    (spinal,) = set(kp[kp.condition == "spinal_canal_stenosis"].instance_number)
+    title, texts = panel(fig, "Sagittal T2/STIR")
+    assert title.startswith(f"Sagittal T2/STIR · series 1792451510 · inst {spinal} ("), title
+    assert texts[: len(LEVELS)] == [level_name(lv) for lv in LEVELS]
+    # each Sagittal T1 panel: a slice the annotators used for that side's foramina, every level marked
+    for side in ("right", "left"):
+        used = set(kp[kp.condition == f"{side}_neural_foraminal_narrowing"].instance_number)
+        title, texts = panel(fig, f"Sagittal T1 · {side} foramina · inst ")
+        assert int(title.split(" · inst ")[1].split()[0]) in used, (title, used)
+        assert [t.split(" (")[0] for t in texts[: len(LEVELS)]] == [level_name(lv) for lv in LEVELS]
+    # each axial panel: its level's slice, within one of the annotators' subarticular one; the crop marks say
+    # when the crop's slice is another
+    shown = {}
+    for lv in LEVELS:
+        (annotated,) = set(kp[(kp.level == lv) & kp.condition.str.contains("subarticular")].instance_number)
+        title, texts = panel(fig, f"{level_name(lv)} · Axial T2 · inst ")
+        shown[lv] = int(title.split(" · inst ")[1].split()[0])
+        assert abs(shown[lv] - annotated) <= 1, (lv, title, annotated)
+        tags = ["L", "R"] if shown[lv] == annotated else [f"L (inst {annotated})", f"R (inst {annotated})"]
+        assert texts[:2] == tags, (lv, texts)
+    assert shown["l4_l5"] == 46  # the README's example: the annotators' L4/L5 subarticular slice
+    # the grades table holds train.csv's grades, all from the model
+    labels = pd.read_csv(rsna / "train.csv", dtype={"study_id": str}).set_index("study_id").loc[study.study_id]
+    graded = {(c, lv): labels[f"{c}_{lv}"] for c in CONDITIONS for lv in LEVELS}
+    blank = SEVERITY_LABELS["normal_mild"]  # a blank grade is drawn as the uniform row's first grade
+    assert table_cells(fig) == {cell: (g if isinstance(g, str) else blank, None) for cell, g in graded.items()}
+    assert "landmarks: 5/5 levels · anchor keypoints · source keypoints     grades: 25 model" in header(fig)
+    assert "no fallbacks" in header(fig)
 
 
 def test_report_content_right_slice_and_labels(synthetic: Synthetic):
     """What the report shows, not only that it is a picture: the Sagittal T2 panel is the slice through the
     canal points, with the five level names and the labels that slice holds; each axial panel its level."""
-    from spine_seg.report.figure import level_name, render_report
+    from spine_seg.report.figure import render_report
 
     fig = render_report(synthetic.study, synthetic.result)
     titles = {ax.get_title(loc="left"): ax for ax in fig.axes}

@@ -50,7 +50,11 @@ def predict(
     ],
     model: Annotated[
         Optional[str],
-        typer.Option("--model", help="Model bundle: a folder, a .zip, or the name of an imported bundle."),
+        typer.Option(
+            "--model",
+            help="Model bundle: a folder, a .zip, or the name of an imported bundle. Without it: the shipped base "
+            "model's levels, measurements and measured grades, no competition rows (no submission.csv).",
+        ),
     ] = None,
     series_csv: Annotated[
         Optional[Path],
@@ -114,7 +118,7 @@ def predict(
     # text, so the reason is here); the body only checks, calls and prints.
     from spine_seg.dicom import read_series_csv
     from spine_seg.inference.batch import ENGINE_START_ERRORS, discover_studies, predict_batch
-    from spine_seg.inference.bundle import BundleError, load_bundle
+    from spine_seg.inference.bundle import BundleError, base_model_bundle, load_bundle
     from spine_seg.inference.engines import make_engine
     from spine_seg.inference.outputs import OutputWriteError, check_output_folder, prepare_output_folder
     from spine_seg.inference.predictor import Predictor
@@ -140,9 +144,8 @@ def predict(
 
             _require_highdicom()
             extra_outputs = write_dicom_outputs
-        if model is None:
-            raise UsageError(NO_MODEL_MESSAGE)
-        bundle = load_bundle(model)
+        # no --model: the shipped base model alone (levels, measurements, measured grades; no competition rows)
+        bundle = load_bundle(model) if model is not None else base_model_bundle()
         prepare_output_folder(out)
         # the local engine loads the models here (exit 2 if they cannot load); Ray workers load their own
         predictor = (
@@ -198,7 +201,7 @@ def predict(
             f"{d['studies']} studies: {d['done']} predicted, {d['resumed']} already done, {d['failed']} failed "
             f"in {d['seconds']:.1f} s (models loaded in {d['model_load_seconds']:.1f} s)"
         )
-        typer.echo(f"submission: {result.submission}")
+        typer.echo(f"submission: {result.submission}" if result.submission is not None else NO_ROWS_LINE)
         for o in result.failed:
             typer.echo(f"  failed {o.study} ({o.stage}): {o.error}", err=True)
         if result.errors:
@@ -210,12 +213,11 @@ def predict(
         raise typer.Exit(code=1)
 
 
-#: What ``predict`` says without ``--model``: the package ships the base segmentation model, not grading models.
-NO_MODEL_MESSAGE = (
-    "--model is required: a bundle holds the segmentation and the grading models. spineseg ships its base "
-    "segmentation model (spine_seg/models/base_seg) but no grading models; `spineseg demo --out runs/demo` builds "
-    "a bundle from it and grading models trained on synthetic data (runs/demo/bundle, a few minutes on a CPU), "
-    "and `spineseg bundle build-base --out DIR` rebuilds the segmentation model itself"
+#: What ``predict`` says without ``--model``: no submission.csv, and where the grading models come from.
+NO_ROWS_LINE = (
+    "competition rows: not produced (no grading bundle; --model BUNDLE adds the 25 rows per study: "
+    "`spineseg demo --out runs/demo` builds one in runs/demo/bundle); levels, measurements and measured grades "
+    "are in each study's result.json and report.png"
 )
 
 

@@ -124,3 +124,42 @@ def test_ambiguous_crop_images_are_not_cited(tmp_path):
     assert t1.SOPInstanceUID == t2.SOPInstanceUID
     cited = _unambiguous([t2], {"row_t1": t1, "row_t2": t2, "row_axial": axial})
     assert set(cited) == {"row_t2"} | ({"row_axial"} if axial.SOPInstanceUID != t2.SOPInstanceUID else set())
+
+
+def test_measurements_are_numeric_items_with_ucum_units(predicted):
+    from spine_seg.dicom_out.sr import measurement_id, measurements_from_sr
+
+    result, _, _, path = predicted
+    found = measurements_from_sr(hd.sr.srread(path))
+    ms = result.measurements
+    assert ms is not None and ms.levels
+    for site in ms.levels:
+        items = found[measurement_id(site.site)]
+        valid = {k: m for k, m in site.values.items() if m.valid}
+        assert valid, site.site
+        for name, m in valid.items():
+            value, unit = items[codes.MEASUREMENT_CODES[name].meaning]
+            assert value == pytest.approx(m.value, abs=1e-6) and unit == codes.UNIT_CODES[m.unit].value
+        for name, m in site.values.items():  # an invalid measurement carries no number
+            if not m.valid:
+                assert codes.MEASUREMENT_CODES[name].meaning not in items
+        for g in result.measured_grades:
+            if g.site == site.site and g.grade is not None:
+                assert items[codes.MEASURED_GRADE_CODES[g.finding].meaning][1] == (
+                    codes.MEASURED_CLASS_CODES[g.grade].meaning
+                )
+
+
+def test_an_sr_without_competition_rows_holds_no_findings_but_the_measurements(predicted, tmp_path):
+    import dataclasses
+
+    from spine_seg.dicom_out.sr import measurements_from_sr
+
+    result, sources, seg, _ = predicted
+    bare = dataclasses.replace(result, submission=None, sources={}, crops={})
+    build_sr(bare, sources, seg, version=__version__, bundle_name="spineseg-base-model").save_as(
+        tmp_path / "sr.dcm", enforce_file_format=True
+    )
+    sr = hd.sr.srread(tmp_path / "sr.dcm")
+    assert findings_from_sr(sr) == {}
+    assert set(measurements_from_sr(sr)) >= {f"measurements {lv}" for lv in LEVELS}

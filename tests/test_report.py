@@ -42,7 +42,7 @@ from spine_seg.segmentation.predict import LabelVolume
 from spine_seg.synthetic import CohortConfig, generate_cohort
 
 SEG_NAMES = {v: k for k, v in SEG_LABELS.items()}
-SIZE_PX = (1000, 1600)  # rows, columns of a 16 × 10 in figure at 100 dpi
+SIZE_PX = (1340, 1600)  # rows, columns of a 16 × (10 + 3.4) in figure at 100 dpi: the report and its measurement band
 SUBARTICULAR = ("left_subarticular_stenosis", "right_subarticular_stenosis")
 
 

@@ -125,6 +125,58 @@ LANDMARK_CONFIDENCE = private("LM-CONFIDENCE", "Landmark confidence")
 DISC_POINT = "disc centroid"
 CANAL_POINT = "canal point"
 NO_UNITS = codes.UCUM.NoUnits
+#: UCUM unit of each measurement unit spineseg writes (``spine_seg.measurements.types.UCUM``'s keys).
+UNIT_CODES = {
+    "mm": codes.UCUM.Millimeter,
+    "mm2": codes.UCUM.SquareMillimeter,
+    "deg": codes.UCUM.Degree,
+    "%": codes.UCUM.Percent,
+    "1": codes.UCUM.NoUnits,
+}
+#: Each measurement's concept (private: DICOM's tables hold no "CSF-filled fraction of the canal" and the like).
+MEASUREMENT_CODES = {
+    "canal_ap_mm": private("M-CANAL-AP", "Spinal canal antero-posterior diameter"),
+    "csf_ap_mm": private("M-CSF-AP", "Dural sac CSF antero-posterior diameter"),
+    "canal_csa_mm2": private("M-CANAL-CSA", "Spinal canal cross-sectional area"),
+    "canal_ap_ratio": private("M-CANAL-RATIO", "Canal diameter over mid-vertebral diameter"),
+    "csf_ap_ratio": private("M-CSF-RATIO", "CSF diameter over mid-vertebral CSF diameter"),
+    "csf_fraction": private("M-CSF-FRACTION", "CSF-filled fraction of the canal diameter"),
+    "disc_height_anterior_mm": private("M-DISC-H-ANT", "Anterior disc height"),
+    "disc_height_middle_mm": private("M-DISC-H-MID", "Middle disc height"),
+    "disc_height_posterior_mm": private("M-DISC-H-POST", "Posterior disc height"),
+    "disc_height_index": private("M-DHI", "Disc height index"),
+    "disc_csf_signal_ratio": private("M-DISC-SIGNAL", "Disc signal relative to CSF"),
+    "listhesis_mm": private("M-LISTHESIS-MM", "Vertebral translation"),
+    "listhesis_percent": private("M-LISTHESIS-PCT", "Vertebral translation, percent of endplate"),
+    "body_height_anterior_mm": private("M-BODY-H-ANT", "Anterior vertebral body height"),
+    "body_height_middle_mm": private("M-BODY-H-MID", "Middle vertebral body height"),
+    "body_height_posterior_mm": private("M-BODY-H-POST", "Posterior vertebral body height"),
+    "lordosis_l1_s1_deg": private("M-LORDOSIS", "Lumbar lordosis L1-S1"),
+    "disc_angle_l1_l2_to_l5_s1_deg": private("M-DISC-ANGLE", "Angle L1/L2 to L5/S1 disc planes"),
+}
+#: The measured grades (qualitative evaluations of the measurement groups): finding → concept, class → value.
+MEASURED_GRADE_CODES = {
+    "spinal_canal_stenosis": private("G-CANAL", "Measured spinal canal stenosis"),
+    "disc_narrowing": private("G-NARROWING", "Measured disc narrowing"),
+    "listhesis": private("G-LISTHESIS", "Measured listhesis (Meyerding)"),
+}
+MEASURED_CLASS_CODES = {
+    **SEVERITY_CODES,
+    "absent": codes.SCT.Absent,
+    "present": codes.SCT.Present,
+    "none": private("MEYERDING-0", "No listhesis"),
+    "grade_1": private("MEYERDING-1", "Meyerding grade I"),
+    "grade_2": private("MEYERDING-2", "Meyerding grade II"),
+    "grade_3_or_more": private("MEYERDING-3+", "Meyerding grade III or more"),
+}
+VERTEBRA_SITE = {
+    "L1": codes.SCT.L1Vertebra,
+    "L2": codes.SCT.L2Vertebra,
+    "L3": codes.SCT.L3Vertebra,
+    "L4": codes.SCT.L4Vertebra,
+    "L5": codes.SCT.L5Vertebra,
+}
+LUMBAR_SPINE = codes.SCT.LumbarSpine
 CUBIC_MM = codes.UCUM.CubicMillimeter
 VOLUME = codes.SCT.Volume
 PROCEDURE = codes.SCT.ImagingProcedure

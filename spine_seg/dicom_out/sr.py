@@ -12,7 +12,11 @@ Content (all in one Imaging Measurement Report; every group names spineseg and t
   finding site and the landmark's confidence as a measurement;
 * **segments**: per non-empty segment of the SEG, a Volumetric ROI group (TID 1411) referencing that segment,
   with its volume in mm³;
-* **findings**: per condition and level (25), a Measurements group (TID 1501) tracked as
+* **measurements**: per measured level a Measurements group (TID 1501) tracked as ``measurements <level>``
+  (finding type: that level's disc, site: the level) with every valid measurement as a numeric item in its
+  UCUM unit (mm, mm2, deg, %, 1) and the measured grades as qualitative evaluations; per vertebra
+  (``measurements L4``: body heights, mid-vertebral canal) and for the lumbar spine (lordosis);
+* **findings** (only with a grading bundle): per condition and level (25), a Measurements group (TID 1501) tracked as
   ``<condition> <level>`` (the competition's names): finding type Stenosis, finding sites the structure (with
   laterality for the sided conditions) and the level, the severity (argmax of the probabilities, as
   ``StudyResult.grade``) as a qualitative evaluation, where the row came from (model, axial fallback,
@@ -54,6 +58,7 @@ from pydicom.sr.codedict import codes as pcodes
 from spine_seg.core.constants import CONDITIONS, LEVELS, SEVERITIES
 from spine_seg.core.errors import UsageError
 from spine_seg.dicom_out import codes
+from spine_seg.measurements import Measurement as MeasuredValue
 from spine_seg.report.result import SOURCE_PRIOR, StudyResult
 
 SR_SERIES_NUMBER = 9902
@@ -136,9 +141,9 @@ def build_sr(
                 )
             )
 
-    # findings
+    # findings (only with competition rows: a result without a grading bundle has none to report)
     cited = _unambiguous(sources, crop_images or {})
-    for condition in CONDITIONS:
+    for condition in CONDITIONS if result.has_rows else ():
         cc = codes.CONDITION_CODES[condition]
         for level in LEVELS:
             rid = f"{result.study_id}_{condition}_{level}"
@@ -171,6 +176,8 @@ def build_sr(
                 )
             )
 
+    groups += _measurement_groups(result, algo)  # after the findings: a reader of the 25 finds them first
+
     observer = ObserverContext(
         observer_type=pcodes.DCM.Device,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
@@ -202,6 +209,88 @@ def build_sr(
     )
 
 
+def measurement_id(site: str) -> str:
+    """Tracking identifier of a measurement group: ``measurements l4_l5`` (a level), ``measurements L4`` (a
+    vertebra) or ``measurements lumbar spine``."""
+    return f"measurements {site}"
+
+
+def _numbers(values: Mapping[str, MeasuredValue], algo: AlgorithmIdentification) -> list[Measurement]:
+    """The valid measurements as numeric content items (UCUM units); invalid ones are left out: the SR
+    carries numbers, result.json says why a number is missing."""
+    out = []
+    for name, m in values.items():
+        if m.valid and m.value is not None and np.isfinite(m.value) and name in codes.MEASUREMENT_CODES:
+            out.append(
+                Measurement(codes.MEASUREMENT_CODES[name], float(m.value), codes.UNIT_CODES[m.unit], algorithm_id=algo)
+            )
+    return out
+
+
+def _measurement_groups(result: StudyResult, algo: AlgorithmIdentification) -> list:
+    """One group per measured level (its numbers and its measured grades), per vertebra and for the spine."""
+    ms = result.measurements
+    if ms is None:
+        return []
+    groups: list = []
+    grades: dict[str, list[QualitativeEvaluation]] = {}
+    for g in result.measured_grades:
+        if g.grade is not None:
+            grades.setdefault(g.site, []).append(
+                QualitativeEvaluation(codes.MEASURED_GRADE_CODES[g.finding], codes.MEASURED_CLASS_CODES[g.grade])
+            )
+    for site in ms.levels:
+        numbers = _numbers(site.values, algo)
+        if not numbers and site.site not in grades:
+            continue
+        groups.append(
+            MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=measurement_id(site.site)),
+                finding_type=codes.LEVEL_DISC[site.site],
+                finding_sites=[FindingSite(codes.LEVEL_SITE[site.site])],
+                algorithm_id=algo,
+                measurements=numbers or None,
+                qualitative_evaluations=grades.get(site.site) or None,
+            )
+        )
+    for site in ms.vertebrae:
+        numbers = _numbers(site.values, algo)
+        if numbers and site.site in codes.VERTEBRA_SITE:
+            groups.append(
+                MeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=measurement_id(site.site)),
+                    finding_type=codes.VERTEBRA_SITE[site.site],
+                    algorithm_id=algo,
+                    measurements=numbers,
+                )
+            )
+    spine = _numbers(ms.spine, algo)
+    if spine:
+        groups.append(
+            MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=measurement_id("lumbar spine")),
+                finding_type=codes.LUMBAR_SPINE,
+                algorithm_id=algo,
+                measurements=spine,
+            )
+        )
+    return groups
+
+
+def measurements_from_sr(sr: Dataset) -> dict[str, dict[str, tuple[float, str]]]:
+    """``measurement_id`` → {concept meaning: (value, UCUM unit)} read back from an SR by :func:`build_sr`."""
+    content = sr.content if hasattr(sr, "content") else hd.sr.srread(sr).content  # pragma: no cover
+    out: dict[str, dict[str, tuple[float, str]]] = {}
+    for group in content.get_image_measurement_groups():
+        key = str(group.tracking_identifier)
+        if not key.startswith("measurements "):
+            continue
+        out[key] = {str(m.name.meaning): (float(m.value), str(m.unit.value)) for m in group.get_measurements()}
+        for qe in group.get_qualitative_evaluations():
+            out[key][str(qe.name.meaning)] = (float("nan"), str(qe.value.meaning))
+    return out
+
+
 def _unambiguous(sources: Sequence[Dataset], crop_images: Mapping[str, Dataset]) -> dict[str, Dataset]:
     """The crop images that can be cited: those of the source series (cited anyway), and those of other
     series whose SOP Instance UID no image of another series among the sources and crop images shares (the
@@ -226,6 +315,8 @@ def findings_from_sr(sr: Dataset) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for group in content.get_image_measurement_groups():
         key = str(group.tracking_identifier)
+        if key.startswith("measurements "):
+            continue  # measurements_from_sr reads those
         entry: dict = {"probabilities": {}}
         for qe in group.get_qualitative_evaluations():
             if qe.name == codes.SEVERITY:
@@ -239,4 +330,12 @@ def findings_from_sr(sr: Dataset) -> dict[str, dict]:
     return out
 
 
-__all__ = ["SR_SERIES_DESCRIPTION", "SR_SERIES_NUMBER", "build_sr", "finding_id", "findings_from_sr"]
+__all__ = [
+    "SR_SERIES_DESCRIPTION",
+    "SR_SERIES_NUMBER",
+    "build_sr",
+    "finding_id",
+    "findings_from_sr",
+    "measurement_id",
+    "measurements_from_sr",
+]

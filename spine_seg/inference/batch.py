@@ -98,7 +98,7 @@ class StudyOutcome:
 class BatchResult:
     out: Path
     outcomes: tuple[StudyOutcome, ...]
-    submission: Path
+    submission: Path | None  # None: no grading bundle, so no submission.csv
     errors: Path | None
     seconds: float
     load_seconds: float = 0.0
@@ -111,7 +111,8 @@ class BatchResult:
     def to_dict(self) -> dict:
         return {
             "out": str(self.out),
-            "submission": str(self.submission),
+            "submission": str(self.submission) if self.submission is not None else None,
+            "competition_rows": self.submission is not None,
             "errors": str(self.errors) if self.errors else None,
             "studies": len(self.outcomes),
             "done": sum(o.status == "done" for o in self.outcomes),
@@ -155,13 +156,22 @@ def _finished(study_dir: Path, key: Mapping[str, Any] | None = None) -> tuple[di
     return doc, None
 
 
-def fallback_rows(pred: Any, name: str) -> tuple[pd.DataFrame, str]:
+#: What errors.csv says of a failed study's rows when the batch has no grading bundle.
+NO_ROWS = "none (no grading bundle)"
+
+
+def fallback_rows(pred: Any, name: str, grading: bool = True) -> tuple[pd.DataFrame | None, str]:
     """A failed study's rows and where they came from: the training prior of ``pred`` (anything with
     ``prior_rows``: a :class:`Predictor`, a Ray worker's proxy), or uniform thirds if even that fails or
-    there is none."""
+    there is none; no rows at all for a batch without a grading bundle (nothing is made up)."""
+    if not grading:
+        return None, NO_ROWS
     if pred is not None:
         try:
-            return pred.prior_rows(name), "training prior"
+            rows = pred.prior_rows(name)
+            if rows is None:
+                return None, NO_ROWS
+            return rows, "training prior"
         except Exception as exc:  # noqa: BLE001 - the batch must still write a complete submission
             log.warning("%s: training prior unavailable (%s): uniform rows", name, exc)
     from spine_seg.grading.metric import uniform_submission
@@ -188,17 +198,19 @@ class StudyRun:
     when it failed, its ``errors.csv`` row. Plain data, so that a Ray worker can send it to the driver."""
 
     outcome: StudyOutcome
-    rows: pd.DataFrame
+    rows: pd.DataFrame | None  # None: predicted without a grading bundle (no competition rows)
     error: Mapping[str, str] | None = None
 
 
 def failed_run(
-    task: StudyTask, stage: str, error: str, rows: pd.DataFrame, source: str, seconds: float = 0.0
+    task: StudyTask, stage: str, error: str, rows: pd.DataFrame | None, source: str, seconds: float = 0.0
 ) -> StudyRun:
     """A failed study's run: its ``errors.csv`` row (stage, reason, where its rows came from) and those rows.
     The one place every engine (and the batch itself) turns a failure into its outcome."""
     name = task.folder.name
-    log.warning("%s failed in %s: %s", name, stage, error)
+    # INFO, not WARNING: the command's summary names the failure once (a second line reads as a second fault);
+    # errors.csv keeps it, and -v shows this line as it happens
+    log.info("%s failed in %s: %s", name, stage, error)
     outcome = StudyOutcome(task.folder, name, "failed", stage, error, seconds, note=task.note)
     return StudyRun(
         outcome,
@@ -253,7 +265,8 @@ def run_study(
         msg = str(exc) if isinstance(exc, StageError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (StageError, DicomError, OSError, ValueError)):
             log.debug("%s: unexpected failure", name, exc_info=True)
-        if st == "write" and result is not None:
+        rows: pd.DataFrame | None
+        if st == "write" and result is not None and result.submission is not None:
             rows, source = result.submission, "predicted (outputs not written)"
         else:
             rows, source = fallback_rows(pred, name)
@@ -375,6 +388,7 @@ def predict_batch(
             getattr(pred, "cross_check", cross_check),
             getattr(pred, "mirroring", mirroring),
         )
+        grading = bool(getattr(the_bundle, "has_grading", True))
         duplicated = {f for fs in found.duplicates.values() for f in fs}
         outcomes: list[StudyOutcome] = []
         rows: dict[str, pd.DataFrame] = {}
@@ -388,7 +402,8 @@ def predict_batch(
 
         def record(run: StudyRun) -> None:
             i = order[run.outcome.folder]
-            rows[run.outcome.study] = run.rows
+            if run.rows is not None:
+                rows[run.outcome.study] = run.rows
             outcomes.append(run.outcome)
             if run.error is not None:
                 errors.append(dict(run.error))
@@ -453,16 +468,20 @@ def predict_batch(
                         if lost is not None
                         else "the engine returned no result for it"
                     )
-                    record(failed_run(task, ENGINE_STAGE, why, *fallback_rows(None, task.folder.name)))
+                    record(failed_run(task, ENGINE_STAGE, why, *fallback_rows(None, task.folder.name, grading)))
     finally:
         if reserve is not None:
             reserve.unlink(missing_ok=True)
     outcomes.sort(key=lambda o: order[o.folder])  # input order, whichever order an engine finished them in
 
-    submission = pd.concat([rows[o.study] for o in outcomes if o.study in rows], ignore_index=True)
-    submission = submission.drop_duplicates("row_id", keep="last")
+    sub_path: Path | None = None
     try:
-        sub_path = atomic_write(out / SUBMISSION_CSV, lambda p: submission.to_csv(p, index=False, float_format="%.6f"))
+        if grading:
+            submission = pd.concat([rows[o.study] for o in outcomes if o.study in rows], ignore_index=True)
+            submission = submission.drop_duplicates("row_id", keep="last")
+            sub_path = atomic_write(
+                out / SUBMISSION_CSV, lambda p: submission.to_csv(p, index=False, float_format="%.6f")
+            )
         err_path = _write_errors(out, sorted(errors, key=lambda e: order.get(Path(e["folder"]), n)))
     except OSError as exc:
         raise OutputWriteError(

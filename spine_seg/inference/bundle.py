@@ -82,6 +82,12 @@ class ModelBundle:
         return tuple(self.manifest["segmentation"]["folds"])
 
     @property
+    def has_grading(self) -> bool:
+        """Whether the bundle grades the 25 competition rows (a segmentation-only bundle, such as the shipped
+        base model's, gives landmarks, measurements and measured grades only)."""
+        return bool(self.manifest.get("grading"))
+
+    @property
     def ensemble_file(self) -> Path:
         return self.root / self.manifest["grading"]["ensemble"]
 
@@ -101,7 +107,11 @@ class ModelBundle:
             "segmentation": {
                 k: m["segmentation"].get(k) for k in ("folder", "folds", "configuration", "trainer", "plans")
             },
-            "grading": {"backbones": m["grading"].get("backbones"), "members": m["grading"].get("members")},
+            "grading": (
+                {"backbones": m["grading"].get("backbones"), "members": m["grading"].get("members")}
+                if self.has_grading
+                else None
+            ),
             "fallback": bool(m.get("fallback")),
             "training_data": m.get("training_data"),
         }
@@ -114,6 +124,8 @@ class ModelBundle:
         )
 
     def ensemble(self, device: str = "auto"):
+        if not self.has_grading:
+            return None
         from spine_seg.grading.ensemble import Ensemble
 
         return Ensemble.from_json(self.ensemble_file, device=device)
@@ -124,6 +136,43 @@ class ModelBundle:
         from spine_seg.grading.fallback import AxialFallback
 
         return AxialFallback(self.fallback_file, device=device)
+
+
+#: The name a segmentation-only bundle of the shipped base model carries (results, resume key).
+BASE_BUNDLE_NAME = "spineseg-base-model"
+
+
+def base_model_bundle(base_dir: str | Path | None = None) -> ModelBundle:
+    """The shipped base segmentation model (or the base model folder ``base_dir``) as a bundle without
+    grading: what ``spineseg predict`` runs when no ``--model`` is given. Its file list (for resume) is the
+    base model's own manifest and checkpoints."""
+    from spine_seg.core.checksums import sha256_file
+    from spine_seg.segmentation.base_model import model_folds, nnunet_folder, read_manifest, require_base_model
+
+    root = require_base_model(base_dir)
+    base = read_manifest(root)
+    folder = nnunet_folder(root)
+    files = {
+        str(p.relative_to(root)): sha256_file(p)
+        for p in sorted([root / "base_model.json", *folder.glob("fold_*/checkpoint_final.pth")])
+    }
+    recipe = base.get("recipe", {})
+    manifest = {
+        "name": BASE_BUNDLE_NAME,
+        "segmentation": {
+            "folder": str(folder.relative_to(root)),
+            "folds": [int(f) if f.isdigit() else f for f in model_folds(root)],
+            "configuration": recipe.get("configuration", "2d"),
+            "trainer": recipe.get("trainer"),
+            "plans": recipe.get("plans"),
+            "label_scheme": base.get("label_scheme"),
+        },
+        "grading": None,
+        "versions": base.get("versions", {}),
+        "files": files,
+        "training_data": base.get("data"),
+    }
+    return ModelBundle(root, manifest)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -38,10 +38,11 @@ from spine_seg.core import geometry
 from spine_seg.core.choices import CrossCheck, Mirroring, check_choice, values
 from spine_seg.core.constants import GROUP_OF_CONDITION, SeriesKind, row_id
 from spine_seg.dicom import DicomError, Series, Study, load_study
-from spine_seg.inference.bundle import ModelBundle, load_bundle, package_versions
+from spine_seg.inference.bundle import ModelBundle, base_model_bundle, load_bundle, package_versions
 from spine_seg.inference.crop_plan import CropPlan, plan_crops
 from spine_seg.landmarks import LandmarkSet
 from spine_seg.landmarks.project import StudyProjection, project_landmarks
+from spine_seg.measurements import MeasuredGrade, SpineMeasurements
 from spine_seg.report.result import (
     SOURCE_MODEL,
     CropSource,
@@ -50,8 +51,14 @@ from spine_seg.report.result import (
 
 log = logging.getLogger(__name__)
 
+#: What a study's result says when the bundle has no grading (the shipped base model alone).
+NO_GRADING_NOTE = (
+    "no grading bundle (--model): the 25 competition rows were not produced; levels, measurements and "
+    "measured grades only"
+)
 
-STAGES: tuple[str, ...] = ("ingest", "segment", "landmarks", "project", "crop", "grade")
+
+STAGES: tuple[str, ...] = ("ingest", "segment", "landmarks", "measure", "project", "crop", "grade")
 
 
 ProgressCallback = Callable[[str, str], None]  # (study, stage)
@@ -131,27 +138,32 @@ def check_segmentation_budget(seg_model: Any, stack: Any) -> None:
 class Predictor:
     """A bundle's models loaded once, applied to many studies (``predict_study`` wraps one call).
 
-    ``cross_check``: :class:`~spine_seg.core.choices.CrossCheck`; ``mirroring``: the segmentation's test-time
-    mirroring, :class:`~spine_seg.core.choices.Mirroring`.
+    ``bundle`` None: the shipped base segmentation model alone (:func:`~.bundle.base_model_bundle`): levels,
+    measurements and measured grades, no competition rows. ``cross_check``:
+    :class:`~spine_seg.core.choices.CrossCheck`; ``mirroring``: the segmentation's test-time mirroring,
+    :class:`~spine_seg.core.choices.Mirroring`.
     """
 
     def __init__(
         self,
-        bundle: ModelBundle | str | Path,
+        bundle: ModelBundle | str | Path | None = None,
         device: str = "auto",
         cross_check: str = CrossCheck.AUTO,
         mirroring: str = Mirroring.SUPERIOR_INFERIOR,
     ):
         check_choice("cross_check", cross_check, values(CrossCheck))
         check_choice("mirroring", mirroring, values(Mirroring))
-        self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
+        if bundle is None:
+            self.bundle = base_model_bundle()
+        else:
+            self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
         self.device = device
         self.cross_check = cross_check
         self.mirroring = str(mirroring)
         t0 = time.perf_counter()
         self.seg_model = self.bundle.segmentation_model(device, mirroring)
         self.ensemble = self.bundle.ensemble(device)
-        fb = self.bundle.fallback(device)
+        fb = self.bundle.fallback(device) if self.bundle.has_grading else None
         self.fallback = fb if fb is not None and fb.beats_prior else None
         self.fallback_note = (
             None
@@ -183,10 +195,13 @@ class Predictor:
         other = landmarks_from_label_volume(self.seg_model.predict_stack(stack))
         return reconcile_sagittal(landmarks, other, "Sagittal T1")
 
-    def prior_rows(self, study_id: str) -> pd.DataFrame:
-        """The bundle's training prior as 25 rows: the documented answer where nothing better exists."""
+    def prior_rows(self, study_id: str) -> pd.DataFrame | None:
+        """The bundle's training prior as 25 rows: the documented answer where nothing better exists (None
+        for a bundle without grading: it has no competition rows to give)."""
         from spine_seg.grading.ensemble import submission_from_rows
 
+        if self.ensemble is None:
+            return None
         sub, _ = submission_from_rows([study_id], None, self.ensemble.prior)
         return sub
 
@@ -225,21 +240,27 @@ class Predictor:
         crops: dict[tuple[str, str], np.ndarray] = {}
         sources: dict[str, CropSource] = {}
         needs_fallback: dict[str, np.ndarray] = {}
-        if run.landmarks is not None and run.landmarks.levels and run.projection is not None:
-            with run.stage("crop"):
-                spinal_series = t2_series.series_id if t2_series is not None else None
-                plan = plan_crops(run.landmarks, run.projection, self.ensemble.specs, spinal_series)
-                run.fallbacks += plan.fallbacks
-                needs_fallback = dict(plan.axial_fallback)
-                self._cut(study, plan, crops, sources)
-        with run.stage("grade"):
-            fb_probs = self._axial_fallback(run, study, needs_fallback)
-            pred = self.ensemble.predict_study(study.study_id, crops, fb_probs)
-        row_sources = dict(pred.sources)
+        submission: pd.DataFrame | None = None
+        row_sources: dict[str, str] = {}
+        if self.ensemble is None:
+            run.fallbacks.append(NO_GRADING_NOTE)
+        else:
+            if run.landmarks is not None and run.landmarks.levels and run.projection is not None:
+                with run.stage("crop"):
+                    spinal_series = t2_series.series_id if t2_series is not None else None
+                    plan = plan_crops(run.landmarks, run.projection, self.ensemble.specs, spinal_series)
+                    run.fallbacks += plan.fallbacks
+                    needs_fallback = dict(plan.axial_fallback)
+                    self._cut(study, plan, crops, sources)
+            with run.stage("grade"):
+                fb_probs = self._axial_fallback(run, study, needs_fallback)
+                pred = self.ensemble.predict_study(study.study_id, crops, fb_probs)
+            row_sources = dict(pred.sources)
+            submission = pred.submission.reset_index(drop=True)
         result = StudyResult(
             study_id=study.study_id,
             folder=run.folder,
-            submission=pred.submission.reset_index(drop=True),
+            submission=submission,
             sources=row_sources,
             landmarks=run.landmarks,
             projection=run.projection,
@@ -252,6 +273,8 @@ class Predictor:
             timings_s=run.timings,
             versions=self.versions,
             bundle=self.bundle.summary(),
+            measurements=run.measurements,
+            measured_grades=run.measured_grades,
         )
         return result, study
 
@@ -286,6 +309,20 @@ class Predictor:
                     "level names unsure (no sacrum anchor or inconsistent evidence): grades may be "
                     "shifted by a level; subarticular rows from the axial fallback"
                 )
+        if landmarks.levels:
+            with run.stage("measure"):
+                from spine_seg.measurements import measure_spine
+                from spine_seg.measurements.grades import measured_grades
+
+                try:
+                    run.measurements = measure_spine(label_volume, landmarks, t2_stack.load())
+                except (ValueError, IndexError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                    # the levels and any grades stand without them: say so, do not fail the study
+                    log.warning("%s: measurements failed: %s: %s", run.folder.name, type(exc).__name__, exc)
+                    run.warnings.append(f"measurements failed: {type(exc).__name__}: {exc}")
+                else:
+                    run.measured_grades = measured_grades(run.measurements)
+                    run.warnings += list(run.measurements.warnings)
         with run.stage("project"):
             run.projection = project_landmarks(landmarks, study)
             run.warnings += list(run.projection.warnings)
@@ -352,13 +389,20 @@ class _StudyRun:
     projection: StudyProjection | None = None
     label_volume: Any = None
     seg_info: dict[str, Any] | None = None
+    measurements: SpineMeasurements | None = None
+    measured_grades: tuple[MeasuredGrade, ...] = ()
 
     def stage(self, name: str) -> contextlib.AbstractContextManager[None]:
         return _stage(name, self.timings, self.progress, self.folder.name)
 
 
 def predict_study(
-    path: str | Path, bundle: ModelBundle | str | Path, *, series_csv: str | Path | None = None, device: str = "auto"
+    path: str | Path,
+    bundle: ModelBundle | str | Path | None = None,
+    *,
+    series_csv: str | Path | None = None,
+    device: str = "auto",
 ) -> StudyResult:
-    """One study folder → :class:`StudyResult` (loads the bundle's models; use :class:`Predictor` for many)."""
+    """One study folder → :class:`StudyResult` (loads the bundle's models; use :class:`Predictor` for many).
+    Without ``bundle``: the shipped base model's levels, measurements and measured grades, no competition rows."""
     return Predictor(bundle, device).predict(path, series_csv)

@@ -200,7 +200,15 @@ def _label(
 
 
 def _grade_fill(ctx: _Context, condition: str, level: str) -> np.ndarray | None:
-    """The table's colour of one (condition, level), or None without a row for it."""
+    """The table's colour of one (condition, level), or None without a row for it; without competition rows,
+    the measured grade's colour where one exists (spinal canal stenosis)."""
+    if not ctx.result.has_rows:
+        g = ctx.result.measured_grade(condition, level)
+        if g is None or g.probabilities is None:
+            return None
+        probs = np.asarray(g.probabilities, float)
+        best = int(np.argmax(probs))
+        return _cell_colour(SEVERITIES[best], float(probs[best])) if len(probs) == len(SEVERITIES) else None
     try:
         probs = ctx.result.probabilities(condition, level)
     except KeyError:

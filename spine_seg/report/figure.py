@@ -12,6 +12,10 @@ A radiologist (or whoever checks a run) should see in a few seconds whether the 
 * **Grades** – conditions × levels, the most probable grade and its probability, coloured by severity;
   cells not graded by the main model (axial fallback, prior) are marked, since they carry less evidence.
 * **Header** – study, bundle, landmark anchor and flags, the fallbacks and warnings of the run.
+* **Measurements** (the band below) – the canal's antero-posterior diameter along the spine with the levels
+  marked and each level's narrowest point circled (the narrowest of all in red), and the table of
+  measurements per level (``spine_seg.measurements``). Without a grading bundle the grade table shows the
+  measured grades instead, and says that the competition rows were not produced.
 
 Whatever is missing (a series, the landmarks, the segmentation, unreadable pixels) gets a panel that says
 so and why; the report never fails because the study is incomplete, which is exactly when it is needed.
@@ -39,7 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from spine_seg.report.canvas import _Context, _Slices
 from spine_seg.report.images import _draw_axial, _draw_sagittal_t1, _draw_sagittal_t2, labels_on_slice
-from spine_seg.report.style import DPI, FIG_BG, FIGSIZE_IN, level_name
+from spine_seg.report.measures import draw_measured_grades, draw_measurement_table, draw_profile
+from spine_seg.report.style import DPI, FIG_BG, FIGSIZE_IN, MEASURE_BAND_IN, level_name
 from spine_seg.report.summary import _draw_header, _draw_legend_and_landmarks, _draw_table
 
 
@@ -59,20 +64,31 @@ def write_report(path: str | Path, study: Study, result: StudyResult) -> Path:
 
 
 def render_report(study: Study, result: StudyResult) -> Figure:
-    """The report as a matplotlib Figure (not saved): for notebooks, and for :func:`write_report`."""
+    """The report as a matplotlib Figure (not saved): for notebooks, and for :func:`write_report`.
+
+    Two bands: the images, grades and landmarks above (with the measured grades in the grade table's place
+    when there are no competition rows); the measurements below (the canal's diameter along the spine and
+    the table of numbers per level)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, facecolor=FIG_BG)
+    fig = Figure(figsize=(FIGSIZE_IN[0], FIGSIZE_IN[1] + MEASURE_BAND_IN), dpi=DPI, facecolor=FIG_BG)
+    main, band = fig.subfigures(2, 1, height_ratios=(FIGSIZE_IN[1], MEASURE_BAND_IN), facecolor=FIG_BG)  # type: ignore[misc]
     ctx = _Context(study, result, _Slices(study))
-    _draw_header(fig, ctx)
+    _draw_header(main, ctx)
     top, height = 0.355, 0.51
-    _draw_sagittal_t2(fig.add_axes((0.004, top, 0.25, height)), ctx)
+    _draw_sagittal_t2(main.add_axes((0.004, top, 0.25, height)), ctx)
     for n, side in enumerate(("right", "left")):  # radiological order: patient's right first
-        _draw_sagittal_t1(fig.add_axes((0.258 + n * 0.19, top, 0.186, height)), ctx, side)
-    _draw_table(fig.add_axes((0.645, 0.555, 0.35, 0.31)), ctx)
-    _draw_legend_and_landmarks(fig.add_axes((0.645, top - 0.005, 0.35, 0.19)), ctx)
+        _draw_sagittal_t1(main.add_axes((0.258 + n * 0.19, top, 0.186, height)), ctx, side)
+    table_ax = main.add_axes((0.645, 0.555, 0.35, 0.31))
+    if result.has_rows:
+        _draw_table(table_ax, ctx)
+    else:
+        draw_measured_grades(table_ax, ctx)
+    _draw_legend_and_landmarks(main.add_axes((0.645, top - 0.005, 0.35, 0.19)), ctx)
     for n, level in enumerate(LEVELS):
-        _draw_axial(fig.add_axes((0.004 + n * 0.1995, 0.008, 0.1955, 0.315)), ctx, level)
+        _draw_axial(main.add_axes((0.004 + n * 0.1995, 0.008, 0.1955, 0.315)), ctx, level)
+    draw_profile(band.add_axes((0.04, 0.17, 0.42, 0.72)), ctx)
+    draw_measurement_table(band.add_axes((0.5, 0.02, 0.495, 0.95)), ctx)
     return fig
 
 

@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: 16 × 10 inches at 100 dpi: 1600 × 1000 px, readable on a laptop screen and well under 1.5 MB.
 FIGSIZE_IN = (16.0, 10.0)
+#: Height (inches) of the measurement band under the main report.
+MEASURE_BAND_IN = 3.4
 
 
 DPI = 100

@@ -232,8 +232,11 @@ def _draw_header(fig: Figure, ctx: _Context) -> None:
         if lms.unsure:
             lm_text += " · LEVEL NAMES UNSURE"
             lm_colour = "#ff5252"
-    n_sources = Counter(res.sources.get(r, SOURCE_PRIOR) for r in _row_ids(res))
-    grades = "grades: " + ", ".join(f"{n} {s}" for s, n in n_sources.most_common())
+    if res.has_rows:
+        n_sources = Counter(res.sources.get(r, SOURCE_PRIOR) for r in _row_ids(res))
+        grades = "grades: " + ", ".join(f"{n} {s}" for s, n in n_sources.most_common())
+    else:
+        grades = "grades: measured only (no grading bundle)"
     fig.text(0.2, 0.985, "   ".join(facts), color=DIM, fontsize=9.5, va="top")
     fig.text(0.2, 0.962, lm_text + "     " + grades, color=lm_colour, fontsize=9.5, va="top")
     for x, (what, items, colour) in (

@@ -254,6 +254,7 @@ def run_demo(
 
     t = stage("6/6 evaluate", "official metric on the held-out studies, landmark error against the truth")
     labels = metric.read_labels(cohort.out / "truth" / "test_labels.csv")
+    assert batch.submission is not None, "the demo's bundle grades: its batch writes a submission"
     result = metric.score(labels, metric.read_csv(batch.submission), source=batch.submission)
     # the reference: the smoothed prior of all training studies (what the bundle's folds fall back to), every row
     prior_sub, _ = submission_from_rows(

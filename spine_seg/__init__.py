@@ -1,6 +1,7 @@
 """spineseg: lumbar spine MRI study → graded degenerative findings (RSNA 2024 format).
 
-``spine_seg.predict_study(path, bundle)`` is the one-call API; the heavy modules (torch, nnU-Net) load only
+``spine_seg.predict_study(path)`` is the one-call API (levels, measurements and measured grades from the
+shipped base model; with ``bundle=`` also the 25 competition rows); the heavy modules (torch, nnU-Net) load only
 when it is first used, so ``import spine_seg`` stays fast.
 """
 

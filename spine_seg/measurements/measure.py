@@ -55,9 +55,11 @@ SEARCH_MM = 10.0
 HEIGHT_FRACTIONS: dict[str, float] = {"anterior": 0.15, "middle": 0.5, "posterior": 0.85}
 #: Rows (mm from the endplate) where a body's posterior wall is fitted for listhesis: clear of the rounded
 #: corner, short of the mid-body where the basivertebral vein notches the wall.
-WALL_BAND_MM = (2.0, 10.0)
+WALL_BAND_MM = (2.0, 8.0)
 #: A posterior wall scattering more than this (RMS, mm) about its line is a ragged label, not a wall.
 WALL_MAX_RMS_MM = 1.0
+#: Rows whose posterior end lies further than this (mm) from the wall's line are left out of its fit.
+WALL_OUTLIER_MM = 2.0
 #: A canal interrupted at a disc over at most this length (mm), with canal above and below it, is read as
 #: CSF obliterated by the narrowing (diameter 0), not as a missing label.
 MAX_OBLITERATION_MM = 12.0
@@ -417,9 +419,16 @@ def _wall(pl: Plane, mask: np.ndarray, rows: range, col: int) -> _Wall | str:
     if len(backs) < 0.6 * len(rows):
         return "not found next to the disc"
     v, u = np.asarray(vs), np.asarray(backs)
-    slope, offset = np.polyfit(v, u, 1)
-    rms = float(np.sqrt(np.mean((u - (slope * v + offset)) ** 2)))
-    return _Wall(float(slope), float(offset), float(np.median(lengths)), rms)
+    keep = np.abs(u - np.median(u)) <= WALL_OUTLIER_MM  # a row whose run reaches into a pedicle or a speck
+    for _ in range(2):
+        if keep.sum() < 0.6 * len(rows):
+            return "ragged in the label"
+        slope, offset = np.polyfit(v[keep], u[keep], 1)
+        keep = np.abs(u - (slope * v + offset)) <= WALL_OUTLIER_MM
+    if keep.sum() < 0.6 * len(rows):
+        return "ragged in the label"
+    rms = float(np.sqrt(np.mean((u[keep] - (slope * v[keep] + offset)) ** 2)))
+    return _Wall(float(slope), float(offset), float(np.median(np.asarray(lengths)[keep])), rms)
 
 
 def _listhesis(site: _Site, disc: np.ndarray | None) -> dict[str, Measurement]:

@@ -36,7 +36,6 @@ Prints the tables; ``--json`` writes every figure and every case.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -51,12 +50,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_real_cases import DEFAULT_DATA, REPO, load_myosegmentum, load_rsna, load_vb2  # noqa: E402
+from bench_real_cases import (  # noqa: E402
+    DEFAULT_DATA,
+    REPO,
+    SPIDER_PNG_LABELS,
+    load_myosegmentum,
+    load_rsna,
+    load_vb2,
+    read_png,
+    slice_affine,
+    spider_geometry,
+)
 from bench_seg_common import fmt, log, machine, md_table, write_json  # noqa: E402
 
 DATASETS = ("spider_t2space", "spider_midsag", "rsna", "healthy", "synthetic")
-#: SPIDER's PNG mask values (spider_t2space/README) → the base scheme's structure names.
-SPIDER_PNG_LABELS = {29: "disc", 76: "vertebra", 150: "spinal_canal"}
 BASE_NAMES = {0: "background", 1: "vertebra", 2: "sacrum", 3: "disc", 4: "spinal_canal"}
 #: A predicted and a mask disc point closer than this are the same level.
 MATCH_MM = 10.0
@@ -73,32 +80,6 @@ class Slice2D:
     image: np.ndarray
     affine: np.ndarray
     mask: np.ndarray | None = None
-
-
-def slice_affine(row_mm: float, col_mm: float, thickness_mm: float) -> np.ndarray:
-    """A sagittal PNG (superior at row 0, anterior at column 0) in LPS: i (columns) → posterior, j (rows) →
-    inferior, k (the one slice) → left."""
-    aff = np.eye(4)
-    aff[:3, 0] = [0.0, col_mm, 0.0]
-    aff[:3, 1] = [0.0, 0.0, -row_mm]
-    aff[:3, 2] = [thickness_mm, 0.0, 0.0]
-    return aff
-
-
-def read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    a = np.asarray(Image.open(path))
-    return a[..., 0] if a.ndim == 3 else a
-
-
-def spider_geometry(overview: Any, series: str) -> tuple[float, float, float] | None:
-    if series not in overview.index:
-        return None
-    row = overview.loc[series]
-    sp = ast.literal_eval(str(row["PixelSpacing"]))
-    thick = float(row["SliceThickness"]) if str(row["SliceThickness"]) not in ("", "nan") else 1.0
-    return float(sp[0]), float(sp[1]), thick
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -461,17 +442,16 @@ def run_synthetic(model: Model, n: int, workdir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def error_table(title: str, errors: Mapping[str, Mapping[str, Any]]) -> str:
+    rows = [[k, v["n"], v["median_abs_mm"], v["p90_abs_mm"], v["bias_mm"]] for k, v in errors.items()]
+    return title + "\n" + md_table(["measurement", "n", "median |error| mm", "p90 |error| mm", "bias mm"], rows)
+
+
 def tables(doc: Mapping[str, Any]) -> str:
     out = []
     if "spider_t2space" in doc:
-        e = doc["spider_t2space"]["errors"]
-        out.append("SPIDER T2-SPACE slices: predicted segmentation vs the mask (same code, each its own landmarks)")
-        out.append(
-            md_table(
-                ["measurement", "n", "median |error| mm", "p90 |error| mm", "bias mm"],
-                [[k, v["n"], v["median_abs_mm"], v["p90_abs_mm"], v["bias_mm"]] for k, v in e.items()],
-            )
-        )
+        title = "SPIDER T2-SPACE slices: predicted segmentation vs the mask (same code, each its own landmarks)"
+        out.append(error_table(title, doc["spider_t2space"]["errors"]))
     if "spider_midsag" in doc:
         s = doc["spider_midsag"]["summary"]
         out.append("\nSPIDER mid-sagittal slices against the radiologists' grades (AUC)")
@@ -541,14 +521,7 @@ def tables(doc: Mapping[str, Any]) -> str:
             )
         )
     if "synthetic" in doc:
-        e = doc["synthetic"]["errors"]
-        out.append("\nSynthetic: prediction vs the generator's true masks")
-        out.append(
-            md_table(
-                ["measurement", "n", "median |error| mm", "p90 |error| mm", "bias mm"],
-                [[k, v["n"], v["median_abs_mm"], v["p90_abs_mm"], v["bias_mm"]] for k, v in e.items()],
-            )
-        )
+        out.append(error_table("\nSynthetic: prediction vs the generator's true masks", doc["synthetic"]["errors"]))
     if "measure_seconds" in doc:
         out.append(
             f"\nMeasurement time per volume: median {doc['measure_seconds']['median']} s, "

@@ -16,7 +16,7 @@ from bench_seg_common import log
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SPINESEG_DATA", REPO.parent / "shared" / "data"))
-DATASETS: tuple[str, ...] = ("rsna", "myosegmentum", "vb2", "synthetic")
+DATASETS: tuple[str, ...] = ("rsna", "myosegmentum", "vb2", "synthetic", "spider_t2space", "spider_midsag")
 RSNA_STUDY = "100206310"
 #: VB2's voxel size. The files store none; /work/shared/data/README.md: isotropic resampling, "about 1 mm:
 #: the field of view is about 38 cm" over 381 voxels. The bodies agree: consecutive body centroids lie
@@ -173,6 +173,123 @@ def load_rsna(root: Path, study_id: str = RSNA_STUDY) -> Case:
         study=study,
         extra={"foramina": foramina},
     )
+
+
+#: SPIDER's PNG mask values (spider_t2space/README) → the base scheme's structure names.
+SPIDER_PNG_LABELS: dict[int, str] = {29: "disc", 76: "vertebra", 150: "spinal_canal"}
+#: Disc names counted up from the lowest (SPIDER labels every disc down to L5/S1 and never the sacrum).
+DISCS_FROM_BELOW: tuple[str, ...] = ("l5_s1", "l4_l5", "l3_l4", "l2_l3", "l1_l2", "t12_l1", "t11_t12", "t10_t11")
+
+
+def slice_affine(row_mm: float, col_mm: float, thickness_mm: float) -> np.ndarray:
+    """A sagittal PNG (superior at row 0, anterior at column 0) as a one-slice volume in LPS: i (columns) →
+    posterior, j (rows) → inferior, k (the one slice) → left."""
+    aff = np.eye(4)
+    aff[:3, 0] = [0.0, col_mm, 0.0]
+    aff[:3, 1] = [0.0, 0.0, -row_mm]
+    aff[:3, 2] = [thickness_mm, 0.0, 0.0]
+    return aff
+
+
+def read_png(path: Path) -> np.ndarray:
+    """One 8-bit channel of a PNG (a few SPIDER files are RGBA)."""
+    from PIL import Image
+
+    a = np.asarray(Image.open(path))
+    return a[..., 0] if a.ndim == 3 else a
+
+
+def spider_overview(data: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_csv(data / "spider" / "overview.csv", dtype=str).set_index("new_file_name")
+
+
+def spider_geometry(overview: Any, series: str) -> tuple[float, float, float] | None:
+    """(row mm, column mm, slice thickness mm) of a SPIDER series from overview.csv, None without a row."""
+    import ast
+
+    if series not in overview.index:
+        return None
+    row = overview.loc[series]
+    sp = ast.literal_eval(str(row["PixelSpacing"]))
+    thick = float(row["SliceThickness"]) if str(row["SliceThickness"]) not in ("", "nan") else 1.0
+    return float(sp[0]), float(sp[1]), thick
+
+
+def mask_disc_truth(mask_kji: np.ndarray, affine: np.ndarray) -> dict[str, np.ndarray]:
+    """The mask's disc components (≥ 20 % of the median of the five largest), named by their order from the
+    lowest up (:data:`DISCS_FROM_BELOW`): name → centroid (LPS mm)."""
+    from scipy import ndimage
+
+    from spine_seg.core.geometry import voxel_to_world
+
+    disc_value = next(v for v, n in SPIDER_PNG_LABELS.items() if n == "disc")
+    cc, n = ndimage.label(mask_kji == disc_value, structure=np.ones((3, 3, 3), bool))
+    if not n:
+        return {}
+    sizes = np.bincount(cc.ravel())[1:]
+    big = float(np.median(np.sort(sizes)[::-1][:5]))
+    cents = [
+        voxel_to_world(affine, np.argwhere(cc == i + 1).mean(axis=0)[::-1]) for i in range(n) if sizes[i] >= 0.2 * big
+    ]
+    cents.sort(key=lambda c: float(c[2]))  # LPS z: inferior first
+    return dict(zip(DISCS_FROM_BELOW, cents, strict=False))
+
+
+def load_spider_t2space(data: Path, limit: int | None = None) -> Iterator[Case]:
+    """SPIDER T2-SPACE slices of patients with back pain (spider_t2space/): each PNG a one-slice volume, its
+    mask the truth (discs named from the lowest up), every lumbar level in the mask scored."""
+    overview = spider_overview(data)
+    root = data / "spider_t2space"
+    patients = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: int(p.name))
+    for n, patient in enumerate(patients):
+        if limit is not None and n >= limit:
+            return
+        geo = spider_geometry(overview, f"{patient.name}_t2_SPACE")
+        if geo is None:
+            log(f"spider_t2space {patient.name}: no overview row (no pixel spacing): skipped")
+            continue
+        aff = slice_affine(*geo)
+        for img_path in sorted((patient / "image").glob("*.png")):
+            mask_path = patient / "mask" / img_path.name
+            if not mask_path.is_file():
+                log(f"spider_t2space {img_path.name}: no mask: skipped")
+                continue
+            mask = read_png(mask_path)[None]
+            truth = mask_disc_truth(mask, aff)
+            yield Case(
+                f"spider_{img_path.stem}",
+                "spider_t2space",
+                aff,
+                read_png(img_path)[None].astype(np.float32),
+                mask,
+                truth=truth,
+                scored=tuple(lv for lv in DISCS_FROM_BELOW[:5] if lv in truth),
+            )
+
+
+def load_spider_midsag(data: Path, limit: int | None = None) -> Iterator[Case]:
+    """One sagittal slice per SPIDER series (spider_midsag/): no masks, so no points; the truth is the series'
+    disc count in overview.csv (``extra["num_discs"]``)."""
+    overview = spider_overview(data)
+    paths = sorted((data / "spider_midsag").glob("*.png"))
+    patients = sorted({p.stem.split("_", 1)[0] for p in paths}, key=int)[:limit]
+    for path in paths:
+        if path.stem.split("_", 1)[0] not in patients:
+            continue
+        geo = spider_geometry(overview, path.stem)
+        if geo is None:
+            log(f"spider_midsag {path.stem}: no overview row: skipped")
+            continue
+        yield Case(
+            f"spider_{path.stem}",
+            "spider_midsag",
+            slice_affine(*geo),
+            read_png(path)[None].astype(np.float32),
+            scored=(),
+            extra={"num_discs": int(overview.loc[path.stem, "num_discs"])},
+        )
 
 
 def synthetic_cohort(workdir: Path, n: int, seed: int) -> Path:

@@ -94,6 +94,7 @@ from bench_real_cases import (  # noqa: E402
     REPO,
     RSNA_STUDY,
     SCORED_LEVELS,
+    SPIDER_PNG_LABELS,
     SYNTHETIC_SEED,
     VB2_SPACING_MM,
     Case,
@@ -101,6 +102,8 @@ from bench_real_cases import (  # noqa: E402
     disc_truth,
     load_myosegmentum,
     load_rsna,
+    load_spider_midsag,
+    load_spider_t2space,
     load_synthetic,
     load_vb2,
     load_vb2_mat,
@@ -440,7 +443,13 @@ def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict
         rec["canal"] = score_points(canal, case.extra["canal"], case.scored)["levels"]
     if case.dataset == "rsna" and ls is not None:
         rec["foramina"] = score_foramina(ls, case)
-    rec["body_dice"] = None if lv is None or case.gt is None else _round(case_dice(case, lv))
+    if case.dataset == "spider_t2space" and lv is not None:
+        rec["dice"] = spider_dice(case, lv)
+        rec["body_dice"] = rec["dice"]["vertebra"]
+    else:
+        rec["body_dice"] = None if lv is None or case.gt is None else _round(case_dice(case, lv))
+    if case.dataset == "spider_midsag" and lv is not None:
+        rec["disc_count"] = {"predicted": predicted_disc_count(lv), "overview": case.extra["num_discs"]}
     errs = [v["error_mm"] for v in rec["levels"].values() if v["error_mm"] is not None]
     rec["summary"] = {
         "total": len(rec["levels"]),
@@ -449,6 +458,40 @@ def score_prediction(case: Case, lv: Any, fold: str, seg_s: float = 0.0) -> dict
         **{f"error_{k}_mm": v for k, v in _stats(errs).items()},
     }
     return rec
+
+
+def spider_dice(case: Case, lv: Any) -> dict[str, float | None]:
+    """Dice of vertebra, disc and canal on a SPIDER slice against its mask, over the rows from the mask's
+    highest labelled voxel down to its lowest disc's bottom: the unlabelled sacrum below does not count. The
+    mask's "vertebra" is the whole vertebra (posterior elements too), the base model's the body."""
+    from bench_seg_common import dice
+
+    from spine_seg.core.labels import BASE_LABELS
+
+    names = {str(n): int(v) for v, n in lv.label_names.items()}
+    disc_value = next(v for v, n in SPIDER_PNG_LABELS.items() if n == "disc")
+    rows = np.nonzero((case.gt > 0).any(axis=(0, 2)))[0]
+    disc_rows = np.nonzero((case.gt == disc_value).any(axis=(0, 2)))[0]
+    if not len(rows) or not len(disc_rows):
+        return {n: None for n in ("vertebra", "disc", "spinal_canal")}
+    band = slice(int(rows[0]), int(disc_rows[-1]) + 1)
+    out: dict[str, float | None] = {}
+    for value, name in SPIDER_PNG_LABELS.items():
+        pred = lv.labels == names.get(name, BASE_LABELS[name])
+        out[name] = _round(dice(pred[:, band], case.gt[:, band] == value))
+    return out
+
+
+def predicted_disc_count(lv: Any) -> int:
+    """Disc components of a one-slice prediction at least a fifth the size of the median of the five largest."""
+    from scipy import ndimage
+
+    names = {str(n): int(v) for v, n in lv.label_names.items()}
+    cc, n = ndimage.label(lv.labels == names.get("disc", -1), structure=np.ones((3, 3, 3), bool))
+    if not n:
+        return 0
+    sizes = np.bincount(cc.ravel())[1:]
+    return int((sizes >= 0.2 * float(np.median(np.sort(sizes)[::-1][:5]))).sum())
 
 
 def case_dice(case: Case, lv: Any) -> float | None:
@@ -511,6 +554,10 @@ def cases(
         elif name == "synthetic":
             n = synth_n if limit is None else min(synth_n, limit)
             yield from load_synthetic(synthetic_cohort(workdir, n, synth_seed))
+        elif name == "spider_t2space":
+            yield from load_spider_t2space(data, limit)
+        elif name == "spider_midsag":
+            yield from load_spider_midsag(data, limit)
 
 
 def run(

@@ -43,6 +43,25 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "confident_levels": len(conf),
         "confident_named_right": sum(p["right"] for p in conf),
     }
+    l5 = [r["levels"]["l5_s1"] for r in records if "l5_s1" in r["levels"]]
+    if l5:
+        out["l5_s1"] = {
+            "levels": len(l5),
+            "found": sum(v["found"] for v in l5),
+            "named_right": sum(v["named_right"] for v in l5),
+        }
+    dice_parts = [r["dice"] for r in records if r.get("dice")]
+    if dice_parts:
+        out["dice_mean"] = {
+            k: round(float(np.mean([d[k] for d in dice_parts if d[k] is not None])), 4) for k in dice_parts[0]
+        }
+    counts = [r["disc_count"] for r in records if r.get("disc_count")]
+    if counts:
+        out["disc_count"] = {
+            "series": len(counts),
+            "exact": sum(c["predicted"] == c["overview"] for c in counts),
+            "mean_abs_difference": round(float(np.mean([abs(c["predicted"] - c["overview"]) for c in counts])), 3),
+        }
     canal = [v["error_mm"] for r in records for v in r.get("canal", {}).values() if v["error_mm"] is not None]
     if canal:
         out["canal_error"] = _stats(canal)
@@ -196,6 +215,28 @@ def tables(doc: dict[str, Any]) -> str:
             f"{fe['max']}; on the annotated T1 slice {fs['foramen_same_slice']}/{fs['foramina']}, within one "
             f"slice {fs['foramen_within_one_slice']}/{fs['foramina']}"
         )
+    rows = [
+        [name, _frac(s["l5_s1"]["found"], s["l5_s1"]["levels"]), _frac(s["l5_s1"]["named_right"], s["l5_s1"]["levels"])]
+        for name, s in doc["datasets"].items()
+        if "l5_s1" in s
+    ]
+    if rows:
+        parts.append(
+            "L5/S1 on its own (datasets whose truth has it):\n\n" + md_table(["dataset", "found", "named right"], rows)
+        )
+    for name, s in doc["datasets"].items():
+        if "dice_mean" in s:
+            d = s["dice_mean"]
+            parts.append(
+                f"{name}: Dice vertebra {fmt(d['vertebra'])} (the mask's whole vertebra against the model's body), "
+                f"disc {fmt(d['disc'])}, canal {fmt(d['spinal_canal'])} (mean over {s['volumes']} slices)"
+            )
+        if "disc_count" in s:
+            c = s["disc_count"]
+            parts.append(
+                f"{name}: disc count on the slice equal to overview.csv's num_discs in {_frac(c['exact'], c['series'])}"
+                f" series (mean |difference| {c['mean_abs_difference']})"
+            )
     syn = doc["datasets"].get("synthetic", {}).get("canal_error")
     if syn:
         parts.append(

@@ -355,3 +355,62 @@ def test_a_scoliosis_keeps_every_disc():
     out, _ = relabel_base(labels, affine)
     for n, level in enumerate(LEVELS):
         assert out[45 + 8 * n, 5 + 35 * n + 30, 37] == SEG_DISC_OF_LEVEL[level]
+
+
+def _column_without_l5_s1(gap_mm: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_column``'s spine with no L5/S1 disc label: L5 and the sacrum ``gap_mm`` apart (0: touching)."""
+    labels = np.zeros((20, 240, 70), dtype=np.uint8)
+    j = 5
+    for n in range(5):
+        labels[:, j : j + 25, 20:55] = BASE_LABELS["vertebra"]
+        if n < 4:
+            labels[:, j + 25 : j + 35, 20:55] = BASE_LABELS["disc"]
+        j += 35 if n < 4 else 25 + gap_mm
+    labels[:, j : j + 40, 20:55] = BASE_LABELS["sacrum"]
+    labels[8:12, 5:230, 58:70] = BASE_LABELS["spinal_canal"]
+    affine = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    return labels, affine
+
+
+@pytest.mark.parametrize("gap_mm", [10, 3, 0])
+def test_a_collapsed_or_unsegmented_l5_s1_is_placed_between_the_endplates(gap_mm: int):
+    from spine_seg.landmarks.structures import GAP_DISC_CONFIDENCE, landmarks_from_label_volume
+    from spine_seg.segmentation.predict import LabelVolume
+
+    labels, affine = _column_without_l5_s1(gap_mm)
+    ls = landmarks_from_label_volume(LabelVolume(labels, affine, {v: k for k, v in BASE_LABELS.items()}))
+    assert ls.found_levels == LEVELS and not ls.missing and ls.anchor == "sacrum"
+    lm = ls["l5_s1"]
+    l5_bottom, sacrum_top = 5 + 4 * 35 + 25, 5 + 4 * 35 + 25 + gap_mm  # rows (mm, feet-wards)
+    assert lm.disc_xyz[2] == pytest.approx(-(l5_bottom + sacrum_top - 1) / 2, abs=1.0)
+    assert lm.disc_xyz[1] == pytest.approx(37.0, abs=1.0)  # in the column, not behind it
+    assert lm.confidence <= GAP_DISC_CONFIDENCE and "facing endplates" in lm.reasons[0]
+    assert lm.canal_source == "canal_label" and lm.canal_xyz[1] == pytest.approx(63.5, abs=1.0)
+    assert ls["l4_l5"].disc_xyz[2] == pytest.approx(-(5 + 3 * 35 + 30 - 0.5), abs=1.0)  # the others unmoved
+
+
+def test_a_sacrum_far_below_l5_gets_no_placed_disc():
+    from spine_seg.landmarks.structures import landmarks_from_label_volume
+    from spine_seg.segmentation.predict import LabelVolume
+
+    labels, affine = _column_without_l5_s1(30)  # more than one disc space: not a disc's gap
+    ls = landmarks_from_label_volume(LabelVolume(labels, affine, {v: k for k, v in BASE_LABELS.items()}))
+    assert not any("facing endplates" in r for lm in ls.levels for r in lm.reasons)
+
+
+def test_a_single_2d_slice_is_counted_from_its_sacrum():
+    """A sagittal image (SPIDER's slices) is a one-slice volume: a disc one slice thick must not take the
+    slice's normal for its own, and a sacrum one slice thick is still an anchor."""
+    from spine_seg.landmarks.structures import landmarks_from_label_volume
+    from spine_seg.segmentation.predict import LabelVolume
+
+    labels, affine = _column()
+    one = labels[10:11]
+    ls = landmarks_from_label_volume(LabelVolume(one, affine, {v: k for k, v in BASE_LABELS.items()}))
+    assert ls.anchor == "sacrum" and not ls.unsure and ls.found_levels == LEVELS
+    for n, level in enumerate(LEVELS):
+        assert ls[level].disc_xyz[2] == pytest.approx(-(5 + 35 * n + 29.5), abs=1.0)
+        assert abs(ls[level].normal[2]) > 0.99  # the disc's normal runs along the spine, not across the slice
+    one_without = _column_without_l5_s1(10)[0][10:11]
+    ls = landmarks_from_label_volume(LabelVolume(one_without, affine, {v: k for k, v in BASE_LABELS.items()}))
+    assert ls.found_levels == LEVELS and "facing endplates" in ls["l5_s1"].reasons[0]

@@ -56,6 +56,8 @@ def _disc_normal(xyz: np.ndarray, fallback: np.ndarray) -> tuple[np.ndarray, boo
     """Smallest principal axis of the disc's voxels (a disc is a flat slab); the axis when it is not flat."""
     if len(xyz) >= 30:
         w, v = np.linalg.eigh(np.cov((xyz - xyz.mean(axis=0)).T))
+        if w[0] <= 1e-9 * w[2]:  # all in one slice (a 2-D image): the disc's flat direction lies in that plane
+            w, v = w[1:], v[:, 1:]
         if w[0] < 0.5 * w[1]:
             n = v[:, 0]
             return (n if np.dot(n, fallback) >= 0 else -n), True

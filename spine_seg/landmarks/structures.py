@@ -26,12 +26,17 @@ from spine_seg.core.geometry import voxel_to_world
 from spine_seg.core.labels import BASE_LABELS, SEG_DISC_OF_LEVEL, SEG_LABELS, label_scheme_of
 from spine_seg.landmarks import FRAGMENT_FRACTION, LandmarkSet, LevelLandmark, MissingLevel, landmarks_from_labels
 from spine_seg.landmarks.components import _typical_spacing, label_components
+from spine_seg.landmarks.frame import disc_frame
 
 #: A component smaller than this many mm³ is noise.
 MIN_STRUCTURE_MM3 = 150.0
 #: The smallest sacrum that anchors the count: the upper sacrum in a sagittal field of view is several cm³
 #: even in a thin slab of slices; less is specks inside L5 or noise.
 MIN_SACRUM_MM3 = 1500.0
+#: The same for a single sagittal slice or a slab thinner than a few mm (SPIDER's 2-D slices): the sacrum's
+#: section must cover this many mm² per mm of the slab's thickness (an upper sacrum's mid-sagittal section is
+#: 8–12 cm²); thicker stacks keep MIN_SACRUM_MM3.
+MIN_SACRUM_MM2 = 300.0
 #: Discs smaller than this fraction of the typical (median of the five largest) are slivers, not levels.
 SMALL_DISC_FRACTION = 0.25
 #: A disc inside the sacrum smaller than this fraction of a lumbar disc is an S1/S2 remnant, not a level.
@@ -179,8 +184,10 @@ def _usable_sacrum(
         t = float(np.mean(_xyz(kji, affine) @ axis))
         if disc_mid_t is None or t < disc_mid_t:
             best, best_size = index, int(sizes[index - 1])
-    if best == 0 or best_size * voxel_mm3 < MIN_SACRUM_MM3:
-        doubts.append(f"no sacrum of at least {MIN_SACRUM_MM3 / 1000:.1f} cm³ under the discs: not used as the anchor")
+    extents = np.asarray(labels.shape[::-1], float) * np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+    least = min(MIN_SACRUM_MM3, MIN_SACRUM_MM2 * float(extents.min()))  # a thin slab holds a thin sacrum
+    if best == 0 or best_size * voxel_mm3 < least:
+        doubts.append(f"no sacrum of at least {least / 1000:.2f} cm³ under the discs: not used as the anchor")
         return None
     part = cc == best
     out[part] = SEG_LABELS["sacrum"]
@@ -293,10 +300,100 @@ def _over_sacral_remnant(landmarks: LandmarkSet, labels: np.ndarray, affine: np.
     return replace(landmarks, levels=levels)
 
 
+#: Confidence of an L5/S1 placed between the facing endplates of L5 and the sacrum (no disc label there).
+GAP_DISC_CONFIDENCE = 0.6
+#: The gap (mm) between L5's lower and the sacrum's upper endplate that a disc, collapsed or whole, can fill:
+#: under the lower bound the two overlap (a mislabelled body), over the upper one it is more than one disc.
+GAP_DISC_MM = (-2.0, 18.0)
+#: Slab (mm) of an endplate's voxels whose centre is taken as the endplate's centre.
+ENDPLATE_SLAB_MM = 3.0
+#: How far (mm) from the L4/L5 disc's centre, across the spine, voxels count as L5's or the sacrum's.
+COLUMN_RADIUS_MM = 25.0
+
+
+def _lumbosacral_from_endplates(
+    landmarks: LandmarkSet,
+    labels: np.ndarray,
+    affine: np.ndarray,
+    body_values: list[int],
+    sacrum_value: int,
+    canal_value: int,
+) -> LandmarkSet:
+    """An L5/S1 the segmentation shows no disc for, placed midway between L5's lower endplate and the sacrum's
+    upper one, where a sacrum anchors the names and L4/L5 was found: a collapsed (or dark, unsegmented) disc is
+    still a level. Its confidence and reason say it was placed, not seen; anything else is left as it was."""
+    if landmarks.anchor != "sacrum" or landmarks.unsure or LEVELS[-1] in landmarks.found_levels:
+        return landmarks
+    l45 = landmarks.get(LEVELS[-2])
+    if l45 is None:
+        return landmarks
+    axis = l45.normal
+    spacing = landmarks.disc_spacing_mm or 36.0
+
+    def near(values: list[int], lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        kji = np.argwhere(np.isin(labels, values))
+        xyz = voxel_to_world(affine, kji[:, ::-1]) if len(kji) else np.zeros((0, 3))
+        rel = xyz - l45.disc_xyz
+        t = rel @ axis
+        radial = np.linalg.norm(rel - np.outer(t, axis), axis=1)
+        keep = (t > lo) & (t < hi) & (radial <= COLUMN_RADIUS_MM)
+        return xyz[keep], t[keep]
+
+    body_xyz, body_t = near(body_values, -1.6 * spacing, 0.0)
+    if len(body_t) < 20:
+        return landmarks
+    bottom = float(np.percentile(body_t, 2))
+    sacrum_xyz, sacrum_t = near([sacrum_value], bottom - spacing, bottom + 5.0)
+    if len(sacrum_t) < 20:
+        return landmarks
+    top = float(np.percentile(sacrum_t, 98))
+    gap = bottom - top
+    if not GAP_DISC_MM[0] <= gap <= GAP_DISC_MM[1]:
+        return landmarks
+    lower_plate = body_xyz[body_t <= bottom + ENDPLATE_SLAB_MM].mean(axis=0)
+    upper_plate = sacrum_xyz[sacrum_t >= top - ENDPLATE_SLAB_MM].mean(axis=0)
+    disc = (lower_plate + upper_plate) / 2
+    canal = l45.canal_xyz + float((disc - l45.disc_xyz) @ axis) * axis  # L4/L5's canal point, moved down
+    canal_source = l45.canal_source
+    kji = np.argwhere(labels == canal_value)
+    if len(kji):
+        xyz = voxel_to_world(affine, kji[:, ::-1])
+        on = (np.abs((xyz - disc) @ axis) <= 2.0) & (np.linalg.norm(xyz - canal, axis=1) <= 15.0)
+        if on.sum() >= 10:  # the canal label on the new disc plane: its antero-posterior place, on the midline
+            post = disc_frame(axis)[1]
+            canal = canal + float((xyz[on].mean(axis=0) - canal) @ post) * post
+            canal_source = "canal_label"
+    reason = (
+        f"no disc label between L5 and the sacrum: placed midway between their facing endplates ({gap:.1f} mm "
+        "apart; a collapsed or unsegmented disc)"
+    )
+    lm = LevelLandmark(
+        level=LEVELS[-1],
+        xyz_lps_mm=tuple(float(v) for v in disc),  # type: ignore[arg-type]
+        normal_lps=l45.normal_lps,
+        canal_xyz_lps_mm=tuple(float(v) for v in canal),  # type: ignore[arg-type]
+        canal_source=canal_source,
+        upper_vertebra_xyz_lps_mm=l45.lower_vertebra_xyz_lps_mm,
+        lower_vertebra_xyz_lps_mm=tuple(float(v) for v in sacrum_xyz.mean(axis=0)),  # type: ignore[arg-type]
+        confidence=min(GAP_DISC_CONFIDENCE, l45.confidence),
+        reasons=(reason,),
+        foramen_offset_mm=l45.foramen_offset_mm,
+        foramen_offset_source=l45.foramen_offset_source,
+        canal_midline_shift_mm=l45.canal_midline_shift_mm,
+    )
+    return replace(
+        landmarks,
+        levels=(*landmarks.levels, lm),
+        missing=tuple(m for m in landmarks.missing if m.level != LEVELS[-1]),
+        warnings=(*landmarks.warnings, f"l5_s1: {reason}"),
+    )
+
+
 def landmarks_from_label_volume(label_volume: Any, **options: Any) -> LandmarkSet:
     """Landmarks of a :class:`~spine_seg.segmentation.predict.LabelVolume` (anything with ``labels``,
     ``affine`` and ``label_names``: this layer does not import the segmentation one) in any label scheme."""
     labels, affine = label_volume.labels, label_volume.affine
+    raw = np.asarray(labels)
     names: Mapping[int, str] = getattr(label_volume, "label_names", {}) or {}
     doubts: list[str] = []
     base = bool(names) and label_scheme_of({str(v): int(k) for k, v in names.items()}) == "base"
@@ -308,6 +405,12 @@ def landmarks_from_label_volume(label_volume: Any, **options: Any) -> LandmarkSe
         if turn:
             landmarks = _over_sacral_remnant(landmarks, labels, affine, **options)
         doubts += turn
+    if not doubts:  # on the source's own labels: the relabelling drops a body it finds no disc under
+        scheme = BASE_LABELS if base else SEG_LABELS
+        bodies = [BASE_LABELS["vertebra"]] if base else [SEG_LABELS[b] for b in _BODIES]
+        landmarks = _lumbosacral_from_endplates(
+            landmarks, raw, np.asarray(affine, dtype=float), bodies, scheme["sacrum"], scheme["spinal_canal"]
+        )
     if doubts and landmarks.levels:
         levels = tuple(
             replace(

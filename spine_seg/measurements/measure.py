@@ -67,6 +67,8 @@ MAX_OBLITERATION_MM = 12.0
 #: against the neighbouring disc's plane, is a label fragment: the angle it gives is not reported.
 ENDPLATE_MAX_RMS_MM = 1.5
 ENDPLATE_MAX_TILT_DEG = 25.0
+#: Half the antero-posterior reach (mm) of the profile's cuts around each canal point: a canal is under 25 mm deep.
+PROFILE_HALF_MM = 25.0
 #: Profile step along the canal (mm).
 PROFILE_STEP_MM = 2.0
 
@@ -150,9 +152,9 @@ class _Volume:
         axis in that plane (its principal direction), where the landmarks' normal is only approximate."""
         n, p, l = disc_frame(self.in_plane(normal, fallback))  # noqa: E741
         centre = centre + float((canal_xyz - centre) @ l) * l  # onto the midline plane through the canal point
-        plane = cut_plane(self.classes, self.affine, centre, p, n, (-45.0, 45.0), (-30.0, 30.0), self.image)
-        if align_to_disc:
-            disc = component_near(plane.classes == DISC, plane.row(0.0), plane.col(0.0), SEARCH_MM / STEP_MM)
+        if align_to_disc:  # on a small labels-only cut first: the full one is cut once, in the final frame
+            near = cut_plane(self.classes, self.affine, centre, p, n, (-30.0, 30.0), (-12.0, 12.0))
+            disc = component_near(near.classes == DISC, near.row(0.0), near.col(0.0), SEARCH_MM / STEP_MM)
             if disc is not None and disc.sum() > 50:
                 rows, cols = np.nonzero(disc)
                 uv = np.stack([cols - cols.mean(), rows - rows.mean()])
@@ -161,13 +163,10 @@ class _Volume:
                     major = vecs[:, 1] if vecs[0, 1] >= 0 else -vecs[:, 1]
                     tilt = float(np.arctan2(major[1], major[0]))
                     if abs(np.degrees(tilt)) < 30.0:
-                        n2 = _unit(np.cos(tilt) * n - np.sin(tilt) * p)
-                        return self.site(name, centre, n2, canal_xyz)
+                        n = _unit(np.cos(tilt) * n - np.sin(tilt) * p)
+                        n, p, l = disc_frame(n)  # noqa: E741
+        plane = cut_plane(self.classes, self.affine, centre, p, n, (-45.0, 45.0), (-30.0, 30.0), self.image)
         return _Site(name, centre, n, p, l, float((canal_xyz - centre) @ p), plane)
-
-
-def _median_band(values: list[float]) -> float | None:
-    return float(np.median(values)) if values else None
 
 
 def _canal_ap(site: _Site, v_mm: float = 0.0, csf_threshold: float | None = None) -> dict[str, Measurement]:
@@ -521,13 +520,6 @@ class _Sites:
         b = down.disc_xyz if down is not None else here.disc_xyz
         return _unit(a - b) if np.linalg.norm(a - b) > 1.0 else None
 
-    def canal_point(self, level_a: str | None, level_b: str | None) -> np.ndarray | None:
-        a = self.levels.get(level_a) if level_a else None
-        b = self.levels.get(level_b) if level_b else None
-        if a is not None and b is not None:
-            return (a.canal_xyz + b.canal_xyz) / 2
-        return None
-
     def vertebra_site(self, name: str) -> _Site | None:
         """The site of vertebra ``name`` (L1…L5): its centroid, the mean normal of its two discs."""
         i = VERTEBRA_NAMES.index(name)
@@ -575,6 +567,8 @@ def measure_spine(label_volume: Any, landmarks: LandmarkSet, image_kji: np.ndarr
     axis = None if landmarks.axis_superior_lps is None else np.asarray(landmarks.axis_superior_lps, float)
     vol = _Volume(classes, np.asarray(label_volume.affine, float), image_kji, axis)
     warnings: list[str] = []
+    if image_kji is not None and vol.csf_threshold is None:
+        warnings.append(f"CSF diameters not measured: {vol.csf_reason}; canal grades from the canal label alone")
     if not landmarks.levels:
         return SpineMeasurements((), (), {}, None, ("no level found: nothing to measure",), time.perf_counter() - t0)
     sites = _Sites(vol, landmarks)
@@ -607,9 +601,9 @@ def _xyz(v: np.ndarray) -> tuple[float, float, float]:
     return x, y, z
 
 
-def _mean_valid(*ms: Measurement | None) -> tuple[float | None, list[str]]:
+def _mean_valid(*ms: Measurement | None) -> float | None:
     vals = [m.value for m in ms if m is not None and m.valid and m.value is not None]
-    return (float(np.mean(vals)) if vals else None), []
+    return float(np.mean(vals)) if vals else None
 
 
 def _ratios(
@@ -622,7 +616,7 @@ def _ratios(
         name, here = f"{what}_ratio", values.get(f"{what}_mm")
         if here is None:
             continue
-        ref, _ = _mean_valid(*(v.values.get(f"{what}_mm") for v in (up, lo) if v is not None))
+        ref = _mean_valid(*(v.values.get(f"{what}_mm") for v in (up, lo) if v is not None))
         if not here.valid or here.value is None:
             out[name] = invalid(name, "1", f"diameter at the disc: {here.reason}")
         elif ref is None or ref <= 0:
@@ -637,8 +631,8 @@ def _ratios(
         else:
             frac = 0.0 if canal.value <= 0 else min(csf.value / canal.value, 1.0)
             out["csf_fraction"] = Measurement("csf_fraction", frac, "1", slice_k=csf.slice_k)
-    disc, _ = _mean_valid(*(values[f"disc_height_{w}_mm"] for w in HEIGHT_FRACTIONS))
-    body, _ = _mean_valid(*(v.values.get("body_height_middle_mm") for v in (up, lo) if v is not None))
+    disc = _mean_valid(*(values[f"disc_height_{w}_mm"] for w in HEIGHT_FRACTIONS))
+    body = _mean_valid(*(v.values.get("body_height_middle_mm") for v in (up, lo) if v is not None))
     if disc is None:
         out["disc_height_index"] = invalid(
             "disc_height_index", "1", values["disc_height_middle_mm"].reason or "no disc"
@@ -707,7 +701,9 @@ def _profile(vol: _Volume, sites: _Sites) -> CanalProfile | None:
             n = _unit((1 - f) * normals[i] + f * normals[i + 1])
             nn, p, left = disc_frame(n)
             half = MAX_OBLITERATION_MM / 2 + 1.0
-            pl = cut_plane(vol.classes, vol.affine, c, p, nn, (-30.0, 30.0), (-half, half), vol.image)
+            pl = cut_plane(
+                vol.classes, vol.affine, c, p, nn, (-PROFILE_HALF_MM, PROFILE_HALF_MM), (-half, half), vol.image
+            )
             site = _Site("profile", c, nn, p, left, 0.0, pl)
             m = vol.canal(site)
             s_mm.append(s0 + t)

@@ -205,10 +205,12 @@ def predict(
         for o in result.failed:
             typer.echo(f"  failed {o.study} ({o.stage}): {o.error}", err=True)
         if result.errors:
-            typer.echo(
-                f"errors: {result.errors} (where their rows in submission.csv came from: its submission_rows column)",
-                err=True,
+            where = (
+                "where their rows in submission.csv came from: its submission_rows column"
+                if result.submission is not None
+                else "the stage and reason of each"
             )
+            typer.echo(f"errors: {result.errors} ({where})", err=True)
     if result.failed:
         raise typer.Exit(code=1)
 

@@ -11,7 +11,7 @@ import pytest
 
 from spine_seg.core.constants import LEVELS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +96,10 @@ def test_the_report_marks_l4_l5_narrowest_and_shows_measured_grades(base_result)
     texts = measured_grade_texts(_Context(study, result, _Slices(study)))
     assert texts[("spinal_canal_stenosis", "l4_l5")] == "Severe"
     assert texts[("spinal_canal_stenosis", "l3_l4")] == "Moderate"  # the readers' grade of this level too
-    rows = measurement_rows(result.measurements)
+    rows = measurement_rows(result.measurements, result.measured_grades)
     assert [r[0] for r in rows] == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
     assert rows[3][2] == "0.0"  # the CSF diameter at L4/L5
+    assert rows[3][-1].startswith("Sev · ") and rows[2][-1].startswith("Mod · ")  # measured grades beside
     grade_panel = [t.get_text() for ax in fig.get_axes() for t in ax.texts if "Measured grades" in t.get_text()]
     assert grade_panel and "competition rows were not produced" in grade_panel[0]
 
@@ -114,5 +115,5 @@ def _validate_with_dciodvfy(path: Path) -> None:
     out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     lines = (out.stdout + out.stderr).splitlines()
     errors = [line for line in lines if line.startswith("Error")]
-    ours = [e for e in errors if not (e.startswith("Error - Illegal root for UID - \"100206310"))]
+    ours = [e for e in errors if not (e.startswith('Error - Illegal root for UID - "100206310'))]
     assert not ours, ours

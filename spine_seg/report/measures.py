@@ -5,6 +5,7 @@ table's place when the study was predicted without a grading bundle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from spine_seg.report.canvas import _cell_colour, _Context, _text_colour
 from spine_seg.report.style import DIM, FIG_BG, PANEL_BG, SEVERITY_COLOURS, TEXT, level_name
+from spine_seg.report.summary import level_headings
 
 #: Half the stretch (mm along the canal) around a disc level where its narrowest point is looked for.
 LEVEL_WINDOW_MM = 8.0
@@ -148,8 +150,24 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def measurement_rows(ms: SpineMeasurements | None) -> list[list[str]]:
-    """The measurement table as text, one row per level (— for a measurement flagged invalid)."""
+#: Short forms of the measured grades in the measurement table's last column.
+_SHORT: dict[str, str] = {
+    "normal_mild": "N/M",
+    "moderate": "Mod",
+    "severe": "Sev",
+    "absent": "no",
+    "present": "yes",
+    "none": "0",
+    "grade_1": "I",
+    "grade_2": "II",
+    "grade_3_or_more": "III+",
+}
+
+
+def measurement_rows(ms: SpineMeasurements | None, grades: Sequence[MeasuredGrade] = ()) -> list[list[str]]:
+    """The measurement table as text, one row per level (— for a measurement flagged invalid), the last column
+    the measured grades (canal · narrowing · Meyerding), beside a bundle's model grades, never instead of them."""
+    by = {(g.finding, g.site): g.grade for g in grades}
     rows = []
     for level in LEVELS:
         site = ms.level(level) if ms is not None else None
@@ -166,6 +184,8 @@ def measurement_rows(ms: SpineMeasurements | None) -> list[list[str]]:
             else:
                 v = site.value(key)
                 row.append("—" if v is None else fmt.format(v))
+        marks = [by.get((f, level)) for f, _ in MEASURED_ROWS]
+        row.append(" · ".join("—" if m is None else _SHORT.get(m, m) for m in marks))
         rows.append(row)
     return rows
 
@@ -176,8 +196,8 @@ def draw_measurement_table(ax: Axes, ctx: _Context) -> None:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
-    headings = ["level", *(h for h, _, _ in TABLE_COLUMNS)]
-    widths = [0.08, 0.09, 0.09, 0.09, 0.09, 0.17, 0.08, 0.08, 0.22]
+    headings = ["level", *(h for h, _, _ in TABLE_COLUMNS), "measured"]
+    widths = [0.075, 0.08, 0.075, 0.08, 0.08, 0.15, 0.06, 0.07, 0.155, 0.17]
     xs = np.concatenate([[0.0], np.cumsum(widths)[:-1]])
     ax.text(
         0.0,
@@ -190,7 +210,7 @@ def draw_measurement_table(ax: Axes, ctx: _Context) -> None:
     y = 0.8
     for x, h in zip(xs, headings, strict=True):
         ax.text(x, y, h, color=DIM, fontsize=8, va="center", fontweight="bold")
-    for row in measurement_rows(ms):
+    for row in measurement_rows(ms, ctx.result.measured_grades):
         y -= 0.12
         for x, cell in zip(xs, row, strict=True):
             ax.text(x, y, cell, color=TEXT, fontsize=8, va="center", family="monospace")
@@ -202,6 +222,7 @@ def draw_measurement_table(ax: Axes, ctx: _Context) -> None:
         if lordosis is not None
         else "—"
     )
+    text += "   ·   measured: canal stenosis · disc narrowing · Meyerding (docs/measurements.md)"
     ax.text(0.0, 0.02, text, color=DIM, fontsize=8, va="bottom")
 
 
@@ -225,17 +246,7 @@ def draw_measured_grades(ax: Axes, ctx: _Context) -> None:
         fontsize=8.5,
         va="center",
     )
-    for n, level in enumerate(LEVELS):
-        ax.text(
-            label_w + (n + 0.5) * cell_w,
-            1 - head_h / 2,
-            level_name(level),
-            color=TEXT,
-            fontsize=10.5,
-            fontweight="bold",
-            ha="center",
-            va="center",
-        )
+    level_headings(ax, label_w, cell_w, head_h)
     for r, (finding, short) in enumerate(MEASURED_ROWS):
         y0 = 1 - head_h - (r + 1) * cell_h
         ax.text(label_w - 0.01, y0 + cell_h / 2, short, color=TEXT, fontsize=10, ha="right", va="center")

@@ -32,6 +32,21 @@ from spine_seg.report.style import (
 )
 
 
+def level_headings(ax: Axes, label_w: float, cell_w: float, head_h: float) -> None:
+    """The level names over a grade table's columns (the competition's and the measured grades' alike)."""
+    for n, level in enumerate(LEVELS):
+        ax.text(
+            label_w + (n + 0.5) * cell_w,
+            1 - head_h / 2,
+            level_name(level),
+            color=TEXT,
+            fontsize=10.5,
+            fontweight="bold",
+            ha="center",
+            va="center",
+        )
+
+
 def _draw_table(ax: Axes, ctx: _Context) -> None:
     """Long on purpose: one matplotlib table, cell by cell; splitting it would pass the axes around."""
     from matplotlib.patches import Rectangle
@@ -45,17 +60,7 @@ def _draw_table(ax: Axes, ctx: _Context) -> None:
     cell_w = (1 - label_w) / len(LEVELS)
     head_h = 0.09
     cell_h = (1 - head_h) / len(CONDITIONS)
-    for n, level in enumerate(LEVELS):
-        ax.text(
-            label_w + (n + 0.5) * cell_w,
-            1 - head_h / 2,
-            level_name(level),
-            color=TEXT,
-            fontsize=10.5,
-            fontweight="bold",
-            ha="center",
-            va="center",
-        )
+    level_headings(ax, label_w, cell_w, head_h)
     for r, condition in enumerate(CONDITIONS):
         y0 = 1 - head_h - (r + 1) * cell_h
         ax.text(

@@ -257,15 +257,29 @@ def test_cli_build_base_checks_its_options_before_work(tmp_path: Path):
     assert not (tmp_path / "m").exists()
 
 
-def test_predict_without_model_names_the_commands_that_build_one(tmp_path: Path, synthetic_study: Path):
+def test_predict_without_model_runs_the_base_model_alone_and_says_where_rows_come_from(
+    tmp_path: Path, synthetic_study: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """No --model: the shipped base model's levels and measurements, no submission.csv, and the line that says
+    the competition rows were not produced names the command that builds a grading bundle. A package without
+    the base model refuses before writing anything, naming the command that builds one."""
     from typer.testing import CliRunner
 
     from spine_seg_cli.main import app
 
-    res = CliRunner().invoke(app, ["predict", str(synthetic_study), "--out", str(tmp_path / "out")])
-    assert res.exit_code == 2
-    assert "spineseg demo" in res.output and "spineseg bundle build-base" in res.output
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    args = ["predict", str(synthetic_study), "--out", str(out), "--no-progress", "--no-report", "--no-dicom-out"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "competition rows: not produced" in res.output and "spineseg demo" in res.output
+    assert not (out / "submission.csv").exists()
+    doc = json.loads((out / synthetic_study.name / "result.json").read_text())
+    assert doc["competition_rows"] is False and doc["rows"] == [] and "measurements" in doc
+    assert any("competition rows were not produced" in f for f in doc["fallbacks"])
+    monkeypatch.setattr(bm, "shipped_base_model", lambda: None)  # a package without the shipped model
+    res = CliRunner().invoke(app, [*args[:3], str(tmp_path / "out2"), *args[4:]])
+    assert res.exit_code == 2 and "spineseg bundle build-base" in res.output
+    assert not (tmp_path / "out2").exists()
 
 
 def test_shipped_base_model_is_complete_and_small():

@@ -241,3 +241,14 @@ def test_structure_classes_read_both_label_maps():
     seg = np.array([[[SEG_LABELS["L3"], SEG_LABELS["disc_l4_l5"], SEG_LABELS["spinal_canal"], SEG_LABELS["sacrum"]]]])
     out = structure_classes(seg, {v: k for k, v in SEG_LABELS.items()})
     assert out.tolist() == [[[V, D, C, S]]]
+
+
+def test_a_canal_label_that_ends_at_a_level_is_not_a_narrowing_there():
+    labels, image = column()
+    l1_l2 = TOP + BODY + DISC / 2  # mm down to the L1/L2 disc's middle
+    top = labels[:, : _mm(l1_l2 - 3.0)]
+    top[top == C] = 0  # the canal label starts 3 mm above the disc's middle: present there, ending near it
+    ms = measure(labels, image)
+    m = ms.level("l1_l2").values["canal_ap_mm"]
+    assert not m.valid and "ends within" in (m.reason or "")
+    assert ms.level("l2_l3").value("canal_ap_mm") == pytest.approx(CANAL_AP, abs=0.5)

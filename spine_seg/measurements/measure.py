@@ -69,6 +69,8 @@ ENDPLATE_MAX_RMS_MM = 1.5
 ENDPLATE_MAX_TILT_DEG = 25.0
 #: Half the antero-posterior reach (mm) of the profile's cuts around each canal point: a canal is under 25 mm deep.
 PROFILE_HALF_MM = 25.0
+#: A diameter counts only where the canal label runs on this far (mm) above and below it.
+CANAL_THROUGH_MM = 8.0
 #: Profile step along the canal (mm).
 PROFILE_STEP_MM = 2.0
 
@@ -116,9 +118,10 @@ class _Volume:
         self.axis = axis  # the spine's superior direction, where the landmarks fitted one
         self.csf_threshold, self.csf_reason = csf_threshold(classes, image)
 
-    def canal(self, site: _Site) -> dict[str, Measurement]:
-        """The canal's diameters at a site (label; CSF where the image allows, else why not)."""
-        out = _canal_ap(site, 0.0, self.csf_threshold)
+    def canal(self, site: _Site, through: bool = True) -> dict[str, Measurement]:
+        """The canal's diameters at a site (label; CSF where the image allows, else why not); ``through``: only
+        where the label runs on above and below (the profile's short cuts skip that check)."""
+        out = _canal_ap(site, 0.0, self.csf_threshold, through)
         if "csf_ap_mm" not in out and self.image is not None:
             out["csf_ap_mm"] = invalid("csf_ap_mm", "mm", self.csf_reason or "no CSF threshold")
         return out
@@ -169,7 +172,9 @@ class _Volume:
         return _Site(name, centre, n, p, l, float((canal_xyz - centre) @ p), plane)
 
 
-def _canal_ap(site: _Site, v_mm: float = 0.0, csf_threshold: float | None = None) -> dict[str, Measurement]:
+def _canal_ap(
+    site: _Site, v_mm: float = 0.0, csf_threshold: float | None = None, through: bool = True
+) -> dict[str, Measurement]:
     """The canal's antero-posterior diameter on the site's row ``v_mm`` (median over ±BAND_MM): of its label
     (``canal_ap_mm``) and, on a T2-weighted image with ``csf_threshold``, of the bright CSF inside it
     (``csf_ap_mm``: first to last sample above the threshold; the dural sac as a reader sees it)."""
@@ -207,6 +212,10 @@ def _canal_ap(site: _Site, v_mm: float = 0.0, csf_threshold: float | None = None
         return _both_invalid(use_csf, "no canal label at this level (label incomplete)")
     if len(lengths) <= int(BAND_MM / STEP_MM):
         return _both_invalid(use_csf, "canal label frayed at this level (label incomplete)")
+    if through and not _passes_through(site, v_mm):
+        return _both_invalid(
+            use_csf, f"the canal label ends within {CANAL_THROUGH_MM:.0f} mm of here (label incomplete)"
+        )
     i = int(np.argsort(lengths)[len(lengths) // 2])
     out = {
         "canal_ap_mm": Measurement(
@@ -245,6 +254,16 @@ def csf_threshold(classes: np.ndarray, image: np.ndarray | None) -> tuple[float 
     if not bright > 1.5 * marrow:
         return None, "CSF not brighter than the bone marrow: not a T2-weighted image"
     return (bright + marrow) / 2, None
+
+
+def _passes_through(site: _Site, v_mm: float) -> bool:
+    """Canal label CANAL_THROUGH_MM above and below the row: the canal passes the level, it does not end there
+    (the tip of a label cut short is thin, and is not a narrowing)."""
+    pl = site.plane
+    canal = pl.classes == CANAL
+    col, reach = pl.col(site.canal_u), SEARCH_MM / STEP_MM
+    rows = (pl.row(v_mm + CANAL_THROUGH_MM), pl.row(v_mm - CANAL_THROUGH_MM))
+    return all(0 <= r < canal.shape[0] and run_near(canal[r], col, reach) is not None for r in rows)
 
 
 def _obliterated(site: _Site, v_mm: float) -> bool:
@@ -705,7 +724,7 @@ def _profile(vol: _Volume, sites: _Sites) -> CanalProfile | None:
                 vol.classes, vol.affine, c, p, nn, (-PROFILE_HALF_MM, PROFILE_HALF_MM), (-half, half), vol.image
             )
             site = _Site("profile", c, nn, p, left, 0.0, pl)
-            m = vol.canal(site)
+            m = vol.canal(site, through=False)
             s_mm.append(s0 + t)
             ap_mm.append(m["canal_ap_mm"].value if m["canal_ap_mm"].valid else None)
             csf_mm.append(m["csf_ap_mm"].value if "csf_ap_mm" in m and m["csf_ap_mm"].valid else None)

@@ -414,3 +414,25 @@ def test_a_single_2d_slice_is_counted_from_its_sacrum():
     one_without = _column_without_l5_s1(10)[0][10:11]
     ls = landmarks_from_label_volume(LabelVolume(one_without, affine, {v: k for k, v in BASE_LABELS.items()}))
     assert ls.found_levels == LEVELS and "facing endplates" in ls["l5_s1"].reasons[0]
+
+
+def test_a_tilted_lumbosacral_junction_is_read_strip_by_strip():
+    """L5's lower and the sacrum's upper endplates sloping 20° together, 6 mm apart: across the whole column
+    the sacrum's front stands above L5's back (no gap by percentiles), yet every front-to-back strip has one."""
+    from spine_seg.landmarks.structures import landmarks_from_label_volume
+    from spine_seg.segmentation.predict import LabelVolume
+
+    labels, affine = _column_without_l5_s1(0)
+    l5_bottom = 5 + 4 * 35 + 25
+    labels[:, l5_bottom - 10 :, 20:55][labels[:, l5_bottom - 10 :, 20:55] != 0] = 0  # redraw the junction
+    slope = np.tan(np.radians(20.0))
+    for i in range(20, 55):
+        rise = int(round((55 - i) * slope))  # higher towards the front (small i)
+        labels[:, l5_bottom - 10 : l5_bottom - rise, i] = BASE_LABELS["vertebra"]
+        labels[:, l5_bottom - rise + 6 : l5_bottom + 40, i] = BASE_LABELS["sacrum"]
+    ls = landmarks_from_label_volume(LabelVolume(labels, affine, {v: k for k, v in BASE_LABELS.items()}))
+    assert ls.found_levels == LEVELS and "facing endplates" in ls["l5_s1"].reasons[0]
+    lm = ls["l5_s1"]
+    i_mid = lm.disc_xyz[1]  # LPS y = column i (1 mm voxels)
+    rise = (55 - i_mid) * slope
+    assert lm.disc_xyz[2] == pytest.approx(-(l5_bottom - rise + 2.5), abs=1.5)  # in the 6 mm gap at that column

@@ -307,6 +307,10 @@ GAP_DISC_CONFIDENCE = 0.6
 GAP_DISC_MM = (-2.0, 18.0)
 #: Slab (mm) of an endplate's voxels whose centre is taken as the endplate's centre.
 ENDPLATE_SLAB_MM = 3.0
+#: Width (mm) of the front-to-back strips in which L5's and the sacrum's facing endplates are compared, and how
+#: many strips both must cover (6 mm of endplate) for a gap to be read.
+ENDPLATE_STRIP_MM = 2.0
+MIN_ENDPLATE_STRIPS = 3
 #: How far (mm) from the L4/L5 disc's centre, across the spine, voxels count as L5's or the sacrum's.
 COLUMN_RADIUS_MM = 25.0
 
@@ -343,16 +347,30 @@ def _lumbosacral_from_endplates(
     if len(body_t) < 20:
         return landmarks
     bottom = float(np.percentile(body_t, 2))
-    sacrum_xyz, sacrum_t = near([sacrum_value], bottom - spacing, bottom + 5.0)
+    sacrum_xyz, sacrum_t = near([sacrum_value], bottom - spacing, bottom + 15.0)
     if len(sacrum_t) < 20:
         return landmarks
-    top = float(np.percentile(sacrum_t, 98))
-    gap = bottom - top
+    # the facing endplates column by column (2 mm strips front to back): the lumbosacral junction is wedged and
+    # tilted, so the sacrum's promontory may stand above L5's back corner while every column still has a gap
+    post = disc_frame(axis)[1]
+    body_u = np.floor(((body_xyz - l45.disc_xyz) @ post) / ENDPLATE_STRIP_MM).astype(int)
+    sacrum_u = np.floor(((sacrum_xyz - l45.disc_xyz) @ post) / ENDPLATE_STRIP_MM).astype(int)
+    lows, highs, strips = [], [], []
+    for u in np.intersect1d(body_u, sacrum_u):
+        lows.append(float(np.percentile(body_t[body_u == u], 3)))
+        highs.append(float(np.percentile(sacrum_t[sacrum_u == u], 97)))
+        strips.append(u)
+    if len(strips) < MIN_ENDPLATE_STRIPS:
+        return landmarks
+    gaps = np.asarray(lows) - np.asarray(highs)
+    gap = float(np.median(gaps))
     if not GAP_DISC_MM[0] <= gap <= GAP_DISC_MM[1]:
         return landmarks
-    lower_plate = body_xyz[body_t <= bottom + ENDPLATE_SLAB_MM].mean(axis=0)
-    upper_plate = sacrum_xyz[sacrum_t >= top - ENDPLATE_SLAB_MM].mean(axis=0)
-    disc = (lower_plate + upper_plate) / 2
+    mid_t = float(np.median((np.asarray(lows) + np.asarray(highs)) / 2))
+    mid_u = (float(np.median(strips)) + 0.5) * ENDPLATE_STRIP_MM
+    left = disc_frame(axis)[2]
+    centre_left = float((body_xyz[body_t <= bottom + ENDPLATE_SLAB_MM] - l45.disc_xyz).mean(axis=0) @ left)
+    disc = l45.disc_xyz + mid_t * axis + mid_u * post + centre_left * left
     canal = l45.canal_xyz + float((disc - l45.disc_xyz) @ axis) * axis  # L4/L5's canal point, moved down
     canal_source = l45.canal_source
     kji = np.argwhere(labels == canal_value)
@@ -365,7 +383,7 @@ def _lumbosacral_from_endplates(
             canal_source = "canal_label"
     reason = (
         f"no disc label between L5 and the sacrum: placed midway between their facing endplates ({gap:.1f} mm "
-        "apart; a collapsed or unsegmented disc)"
+        "apart, median over the columns; a collapsed or unsegmented disc)"
     )
     lm = LevelLandmark(
         level=LEVELS[-1],

@@ -40,6 +40,8 @@ def test_the_real_study_is_measured_and_its_severe_level_is_the_narrowest(base_r
         site = result.measurements.level(level)
         assert site.value("canal_ap_mm") is not None and 5.0 < site.value("canal_ap_mm") < 25.0
         assert 2.0 < site.value("disc_height_middle_mm") < 16.0
+    axial = result.measurements.level("l4_l5").values["dural_sac_csa_axial_mm2"]  # says why, never a number
+    assert not axial.valid and "no segmentation of the Axial T2" in (axial.reason or "")
     with pytest.raises(Exception, match="no competition rows"):
         result.probabilities("spinal_canal_stenosis", "l4_l5")
 

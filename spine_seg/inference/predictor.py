@@ -313,9 +313,16 @@ class Predictor:
             with run.stage("measure"):
                 from spine_seg.measurements import measure_spine
                 from spine_seg.measurements.grades import measured_grades
+                from spine_seg.measurements.measure import NO_AXIAL_SEGMENTATION, NO_AXIAL_SERIES
 
                 try:
-                    run.measurements = measure_spine(label_volume, landmarks, t2_stack.load())
+                    axial = study.series_of_kind(SeriesKind.AXIAL_T2)
+                    run.measurements = measure_spine(
+                        label_volume,
+                        landmarks,
+                        t2_stack.load(),
+                        axial_reason=NO_AXIAL_SEGMENTATION if axial else NO_AXIAL_SERIES,
+                    )
                 except (ValueError, IndexError, ArithmeticError, np.linalg.LinAlgError) as exc:
                     # the levels and any grades stand without them: say so, do not fail the study
                     log.warning("%s: measurements failed: %s: %s", run.folder.name, type(exc).__name__, exc)

@@ -71,6 +71,11 @@ ENDPLATE_MAX_TILT_DEG = 25.0
 PROFILE_HALF_MM = 25.0
 #: A diameter counts only where the canal label runs on this far (mm) above and below it.
 CANAL_THROUGH_MM = 8.0
+#: Why the dural sac's area on the Axial T2 is not measured: spineseg segments sagittal series only.
+NO_AXIAL_SEGMENTATION = (
+    "not measured: no segmentation of the Axial T2's dural sac (the base model segments sagittal series)"
+)
+NO_AXIAL_SERIES = "not measured: the study has no Axial T2"
 #: Profile step along the canal (mm).
 PROFILE_STEP_MM = 2.0
 
@@ -574,10 +579,16 @@ class _Sites:
         return self.vol.site(name, centroid, normal, canal, self.tangent(near.level))
 
 
-def measure_spine(label_volume: Any, landmarks: LandmarkSet, image_kji: np.ndarray | None = None) -> SpineMeasurements:
+def measure_spine(
+    label_volume: Any,
+    landmarks: LandmarkSet,
+    image_kji: np.ndarray | None = None,
+    axial_reason: str = NO_AXIAL_SEGMENTATION,
+) -> SpineMeasurements:
     """Measurements of every found level and vertebra (docs/measurements.md). ``label_volume``: anything with
     ``labels`` [k, j, i], ``affine`` and ``label_names``; ``image_kji``: the segmented stack's pixels on the
-    same grid (for the disc's signal; None leaves that measurement invalid)."""
+    same grid (for the disc's signal; None leaves that measurement invalid); ``axial_reason``: why the dural
+    sac's area on the Axial T2 is not measured (``dural_sac_csa_axial_mm2``, invalid with that reason)."""
     t0 = time.perf_counter()
     labels = np.asarray(label_volume.labels)
     classes = structure_classes(labels, getattr(label_volume, "label_names", {}) or {})
@@ -606,6 +617,7 @@ def measure_spine(label_volume: Any, landmarks: LandmarkSet, image_kji: np.ndarr
         values["disc_csf_signal_ratio"] = _signal_ratio(site, disc)
         values.update(_listhesis(site, disc))
         values.update(_ratios(lv, values, by_vertebra))
+        values["dural_sac_csa_axial_mm2"] = invalid("dural_sac_csa_axial_mm2", "mm2", axial_reason)
         levels.append(SiteMeasurements(lv, _xyz(site.centre), values))
     spine = {
         "lordosis_l1_s1_deg": _lordosis(sites, vertebra_sites),

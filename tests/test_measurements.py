@@ -252,3 +252,12 @@ def test_a_canal_label_that_ends_at_a_level_is_not_a_narrowing_there():
     m = ms.level("l1_l2").values["canal_ap_mm"]
     assert not m.valid and "ends within" in (m.reason or "")
     assert ms.level("l2_l3").value("canal_ap_mm") == pytest.approx(CANAL_AP, abs=0.5)
+
+
+def test_every_measurement_has_an_sr_concept_and_a_ucum_unit(healthy):
+    from spine_seg.dicom_out import codes
+
+    found = {(k, m.unit) for s in (*healthy.levels, *healthy.vertebrae) for k, m in s.values.items()}
+    found |= {(k, m.unit) for k, m in healthy.spine.items()}
+    assert {k for k, _ in found} <= set(codes.MEASUREMENT_CODES)
+    assert {u for _, u in found} <= set(codes.UNIT_CODES)

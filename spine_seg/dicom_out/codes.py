@@ -138,6 +138,7 @@ MEASUREMENT_CODES = {
     "canal_ap_mm": private("M-CANAL-AP", "Spinal canal antero-posterior diameter"),
     "csf_ap_mm": private("M-CSF-AP", "Dural sac CSF antero-posterior diameter"),
     "canal_csa_mm2": private("M-CANAL-CSA", "Spinal canal cross-sectional area"),
+    "dural_sac_csa_axial_mm2": private("M-SAC-CSA-AX", "Dural sac cross-sectional area on the axial series"),
     "canal_ap_ratio": private("M-CANAL-RATIO", "Canal diameter over mid-vertebral diameter"),
     "csf_ap_ratio": private("M-CSF-RATIO", "CSF diameter over mid-vertebral CSF diameter"),
     "csf_fraction": private("M-CSF-FRACTION", "CSF-filled fraction of the canal diameter"),

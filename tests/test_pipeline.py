@@ -42,7 +42,7 @@ class TrueMaskSegmenter:
             r.synthetic_study_id: r.new_file_name for r in ov.itertuples() if r.new_file_name.endswith("_t2")
         }
 
-    def predict_stack(self, stack: Stack) -> LabelVolume:
+    def predict_stack(self, stack: Stack, pixels: np.ndarray | None = None) -> LabelVolume:
         labels, affine = load_label_volume(
             self.cohort / "spider" / "masks" / f"{self.mask_of[stack.study_id]}.mha", spider=True
         )
@@ -343,8 +343,8 @@ class SacrumBlindT2Segmenter(TrueMaskSegmenter):
         super().__init__(cohort)
         self.calls = 0
 
-    def predict_stack(self, stack: Stack) -> LabelVolume:
-        lv = super().predict_stack(stack)
+    def predict_stack(self, stack: Stack, pixels: np.ndarray | None = None) -> LabelVolume:
+        lv = super().predict_stack(stack, pixels)
         self.calls += 1
         if self.calls > 1:
             return lv

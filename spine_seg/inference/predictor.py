@@ -163,7 +163,7 @@ class Predictor:
         t0 = time.perf_counter()
         self.seg_model = self.bundle.segmentation_model(device, mirroring)
         self.ensemble = self.bundle.ensemble(device)
-        fb = self.bundle.fallback(device) if self.bundle.has_grading else None
+        fb = self.bundle.fallback(device)
         self.fallback = fb if fb is not None and fb.beats_prior else None
         self.fallback_note = (
             None
@@ -284,7 +284,8 @@ class Predictor:
 
         with run.stage("segment"):
             check_segmentation_budget(self.seg_model, t2_stack)
-            label_volume = run.label_volume = self.seg_model.predict_stack(t2_stack)
+            pixels = t2_stack.load()  # once: the measurements read the same pixels (nnU-Net copies its input)
+            label_volume = run.label_volume = self.seg_model.predict_stack(t2_stack, pixels)
             run.seg_info = {
                 "series_id": t2_stack.series_id,
                 "stack": t2_stack.index,
@@ -320,7 +321,7 @@ class Predictor:
                     run.measurements = measure_spine(
                         label_volume,
                         landmarks,
-                        t2_stack.load(),
+                        pixels,
                         axial_reason=NO_AXIAL_SEGMENTATION if axial else NO_AXIAL_SERIES,
                     )
                 except (ValueError, IndexError, ArithmeticError, np.linalg.LinAlgError) as exc:

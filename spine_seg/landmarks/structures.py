@@ -352,7 +352,7 @@ def _lumbosacral_from_endplates(
         return landmarks
     # the facing endplates column by column (2 mm strips front to back): the lumbosacral junction is wedged and
     # tilted, so the sacrum's promontory may stand above L5's back corner while every column still has a gap
-    post = disc_frame(axis)[1]
+    _, post, left = disc_frame(axis)
     body_u = np.floor(((body_xyz - l45.disc_xyz) @ post) / ENDPLATE_STRIP_MM).astype(int)
     sacrum_u = np.floor(((sacrum_xyz - l45.disc_xyz) @ post) / ENDPLATE_STRIP_MM).astype(int)
     lows, highs, strips = [], [], []
@@ -368,7 +368,6 @@ def _lumbosacral_from_endplates(
         return landmarks
     mid_t = float(np.median((np.asarray(lows) + np.asarray(highs)) / 2))
     mid_u = (float(np.median(strips)) + 0.5) * ENDPLATE_STRIP_MM
-    left = disc_frame(axis)[2]
     centre_left = float((body_xyz[body_t <= bottom + ENDPLATE_SLAB_MM] - l45.disc_xyz).mean(axis=0) @ left)
     disc = l45.disc_xyz + mid_t * axis + mid_u * post + centre_left * left
     canal = l45.canal_xyz + float((disc - l45.disc_xyz) @ axis) * axis  # L4/L5's canal point, moved down
@@ -378,7 +377,6 @@ def _lumbosacral_from_endplates(
         xyz = voxel_to_world(affine, kji[:, ::-1])
         on = (np.abs((xyz - disc) @ axis) <= 2.0) & (np.linalg.norm(xyz - canal, axis=1) <= 15.0)
         if on.sum() >= 10:  # the canal label on the new disc plane: its antero-posterior place, on the midline
-            post = disc_frame(axis)[1]
             canal = canal + float((xyz[on].mean(axis=0) - canal) @ post) * post
             canal_source = "canal_label"
     reason = (

@@ -307,10 +307,10 @@ def _column_extent(comp: np.ndarray, col: int) -> tuple[int, int] | None:
     return (int(rows.min()), int(rows.max()) + 1) if len(rows) else None
 
 
-def _heights(pl: Plane, comp: np.ndarray, prefix: str, k_row: float) -> dict[str, Measurement]:
-    """Anterior, middle and posterior heights of a component, along the plane's rows, at HEIGHT_FRACTIONS of
-    its antero-posterior extent on the rows within ±2 mm of ``k_row``."""
-    lo, hi = max(pl.row(pl.v_of(k_row) - 2.0), 0), min(pl.row(pl.v_of(k_row) + 2.0) + 1, comp.shape[0])
+def _disc_heights(pl: Plane, comp: np.ndarray) -> dict[str, Measurement]:
+    """The disc's anterior, middle and posterior heights, along the plane's rows, at HEIGHT_FRACTIONS of its
+    antero-posterior extent on the rows within ±2 mm of the disc's centre row."""
+    lo, hi = max(pl.row(-2.0), 0), min(pl.row(2.0) + 1, comp.shape[0])
     cols = np.flatnonzero(comp[lo:hi].any(axis=0))
     if not len(cols):
         cols = np.flatnonzero(comp.any(axis=0))
@@ -319,7 +319,7 @@ def _heights(pl: Plane, comp: np.ndarray, prefix: str, k_row: float) -> dict[str
     for where, f in HEIGHT_FRACTIONS.items():
         c = int(round(a + f * (b - a)))
         ext = _column_extent(comp, c)
-        name = f"{prefix}_height_{where}_mm"
+        name = f"disc_height_{where}_mm"
         if ext is None:
             out[name] = invalid(name, "mm", "no label in that column")
             continue
@@ -383,7 +383,7 @@ def _disc(site: _Site) -> tuple[dict[str, Measurement], np.ndarray | None]:
         return {n: invalid(n, "mm", "no disc label at this level (collapsed or not segmented)") for n in names}, None
     if touches_edge(comp, pl.classes):
         return {n: invalid(n, "mm", "the disc runs off the image") for n in names}, None
-    return _heights(pl, comp, "disc", pl.row(0.0)), comp
+    return _disc_heights(pl, comp), comp
 
 
 def _signal_ratio(site: _Site, disc: np.ndarray | None) -> Measurement:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
     from spine_seg.landmarks import LandmarkSet
-from spine_seg.report.style import _LINE_CHARS, DIM, ON_SLICE_TOLERANCE_MM, PANEL_BG, SEVERITY_COLOURS, TEXT
+from spine_seg.report.style import _LINE_CHARS, DIM, FIG_BG, ON_SLICE_TOLERANCE_MM, PANEL_BG, SEVERITY_COLOURS, TEXT
 
 
 class _Slices:
@@ -215,6 +215,14 @@ def _grade_fill(ctx: _Context, condition: str, level: str) -> np.ndarray | None:
         return None
     best = int(np.argmax(probs))
     return _cell_colour(SEVERITIES[best], float(probs[best]))
+
+
+def _text_panel(ax: Axes) -> None:
+    """An axes for text and cells drawn in unit coordinates on the figure's background (tables, legends)."""
+    ax.set_facecolor(FIG_BG)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
 
 
 def _corner_note(ax: Axes, text: str, colour: str = DIM, where: str = "bottom") -> None:

@@ -17,8 +17,8 @@ from spine_seg.measurements.types import MeasuredGrade, SpineMeasurements
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-from spine_seg.report.canvas import _cell_colour, _Context, _text_colour
-from spine_seg.report.style import DIM, FIG_BG, PANEL_BG, SEVERITY_COLOURS, TEXT, level_name
+from spine_seg.report.canvas import _cell_colour, _Context, _text_colour, _text_panel
+from spine_seg.report.style import DIM, PANEL_BG, SEVERITY_COLOURS, TEXT, level_name
 from spine_seg.report.summary import level_headings
 
 #: Half the stretch (mm along the canal) around a disc level where its narrowest point is looked for.
@@ -192,10 +192,7 @@ def measurement_rows(ms: SpineMeasurements | None, grades: Sequence[MeasuredGrad
 
 def draw_measurement_table(ax: Axes, ctx: _Context) -> None:
     ms = ctx.result.measurements
-    ax.set_facecolor(FIG_BG)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.axis("off")
+    _text_panel(ax)
     headings = ["level", *(h for h, _, _ in TABLE_COLUMNS), "measured"]
     widths = [0.075, 0.08, 0.075, 0.08, 0.08, 0.15, 0.06, 0.07, 0.155, 0.17]
     xs = np.concatenate([[0.0], np.cumsum(widths)[:-1]])
@@ -231,10 +228,7 @@ def draw_measured_grades(ax: Axes, ctx: _Context) -> None:
     from matplotlib.patches import Rectangle
 
     res = ctx.result
-    ax.set_facecolor(FIG_BG)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.axis("off")
+    _text_panel(ax)
     label_w, head_h = 0.185, 0.1
     cell_w = (1 - label_w) / len(LEVELS)
     cell_h = (1 - head_h - 0.16) / len(MEASURED_ROWS)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-from spine_seg.report.canvas import _cell_colour, _clip_line, _Context, _text_colour
+from spine_seg.report.canvas import _cell_colour, _clip_line, _Context, _text_colour, _text_panel
 from spine_seg.report.style import (
     _CANAL_SOURCE,
     _HEADER_LINES,
@@ -24,7 +24,6 @@ from spine_seg.report.style import (
     _LINE_CHARS,
     CONDITION_SHORT,
     DIM,
-    FIG_BG,
     SEVERITY_COLOURS,
     SOURCE_MARKS,
     TEXT,
@@ -52,10 +51,7 @@ def _draw_table(ax: Axes, ctx: _Context) -> None:
     from matplotlib.patches import Rectangle
 
     res = ctx.result
-    ax.set_facecolor(FIG_BG)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.axis("off")
+    _text_panel(ax)
     label_w = 0.185
     cell_w = (1 - label_w) / len(LEVELS)
     head_h = 0.09
@@ -191,10 +187,7 @@ def _landmark_lines(ctx: _Context) -> list[tuple[str, str]]:
 def _draw_legend_and_landmarks(ax: Axes, ctx: _Context) -> None:
     from matplotlib.patches import Rectangle
 
-    ax.set_facecolor(FIG_BG)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.axis("off")
+    _text_panel(ax)
     x = 0.0
     for s in SEVERITIES:
         ax.add_patch(Rectangle((x, 0.9), 0.03, 0.08, facecolor=SEVERITY_COLOURS[s], edgecolor="none"))

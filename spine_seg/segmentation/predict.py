@@ -483,10 +483,11 @@ class SegmentationModel:
         self.predictor.allowed_mirroring_axes = axes
         self.predictor.use_mirroring = bool(axes)
 
-    def predict_stack(self, stack: Stack) -> LabelVolume:
-        """Segment one stack (``stack.load()`` pixels); the result shares the stack's grid and affine."""
+    def predict_stack(self, stack: Stack, pixels: np.ndarray | None = None) -> LabelVolume:
+        """Segment one stack (``pixels``: its ``stack.load()``, read here when not given; a caller that needs
+        them too reads the series once); the result shares the stack's grid and affine."""
         t0 = time.perf_counter()
-        labels = self.predict_array(stack.load(), stack.spacing_mm, stack.affine)
+        labels = self.predict_array(stack.load() if pixels is None else pixels, stack.spacing_mm, stack.affine)
         log.info(
             "segmented series %s stack %d %s in %.1f s",
             stack.series_id,
